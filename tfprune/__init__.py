@@ -1,0 +1,38 @@
+"""tfprune: structured pruning methods for tf_keras models, exported to TFLite.
+
+Wrap layers with ``prune``, train with ``model.fit(callbacks=[PruningStep()])``,
+fold the masks with ``strip``, measure with ``report``.
+"""
+
+from tfprune import data
+from tfprune import methods
+from tfprune import models
+from tfprune import schedules
+from tfprune import structures
+from tfprune.callbacks import PruningStep
+from tfprune.callbacks import SparsityLogger
+from tfprune.prunable import UnsupportedLayerError
+from tfprune.report import Report
+from tfprune.report import report
+from tfprune.transform import prune
+from tfprune.transform import strip
+from tfprune.wrapper import PruningWrapper
+
+__version__ = '0.1.0'
+
+
+def custom_objects() -> dict:
+  """The classes a saved tfprune model needs when loaded."""
+  return {'PruningWrapper': PruningWrapper,
+          'tfprune>PruningWrapper': PruningWrapper}
+
+
+def custom_object_scope():
+  """``with tfprune.custom_object_scope(): keras.models.load_model(...)``."""
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+  return keras.utils.custom_object_scope(custom_objects())
+
+
+__all__ = ['prune', 'strip', 'report', 'Report', 'PruningWrapper',
+           'PruningStep', 'SparsityLogger', 'UnsupportedLayerError', 'methods', 'models', 'data',
+           'schedules', 'structures', 'custom_objects', 'custom_object_scope']

@@ -1,0 +1,165 @@
+"""Callbacks that drive pruning from ``model.fit``.
+
+``PruningStep`` has tfmot ``UpdatePruningStep`` semantics: each wrapper's
+``pruning_step`` starts at -1, is set to 0 when training first begins (kept
+when a saved model resumes), and is 1 during the first training batch. Before
+every batch it asks each group's schedule whether to update, and if so has the
+group's method write new masks. ``SparsityLogger`` records per-layer sparsity
+to TensorBoard and/or a CSV file.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import os
+from typing import Dict, List, Optional
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from tfprune import schedules
+from tfprune.wrapper import collect_wrappers
+
+
+def _groups(wrappers) -> Dict[str, List]:
+  grouped = collections.OrderedDict()
+  for wrapper in wrappers:
+    grouped.setdefault(wrapper.group, []).append(wrapper)
+  return grouped
+
+
+class PruningStep(keras.callbacks.Callback):
+  """Counts training steps and applies each schedule's mask updates.
+
+  Required by ``model.fit`` on a model with PruningWrappers: training
+  without it stops with an error that says so.
+  """
+
+  def __init__(self):
+    super().__init__()
+    self._wrappers: List = []
+    self._groups: Dict[str, List] = {}
+    self._tables: Dict[str, schedules.ScheduleTable] = {}
+    self.step = 0
+
+  def on_train_begin(self, logs=None):
+    self._wrappers = [w for w in collect_wrappers(self.model) if w.built]
+    if not self._wrappers:
+      return
+    self.step = max(int(self._wrappers[0].pruning_step.numpy()), 0)
+    self._assign_step(self.step)
+    self._groups = _groups(self._wrappers)
+    self._tables = {}
+    for name, wrappers in self._groups.items():
+      if wrappers[0].schedule is not None:
+        self._tables[name] = schedules.ScheduleTable(wrappers[0].schedule)
+        self._tables[name](self.step + 1)  # build the table before batch 1
+      wrappers[0].method.on_train_begin(wrappers, self.model)
+
+  def _assign_step(self, step: int) -> None:
+    for wrapper in self._wrappers:
+      wrapper.pruning_step.assign(step)
+
+  def on_train_batch_begin(self, batch, logs=None):
+    if not self._wrappers:
+      return
+    self.step += 1
+    self._assign_step(self.step)
+    for name, table in self._tables.items():
+      update, sparsity = table(self.step)
+      if update:
+        wrappers = self._groups[name]
+        wrappers[0].method.update_masks(wrappers, sparsity, self.step)
+
+  def on_epoch_end(self, epoch, logs=None):
+    for wrappers in self._groups.values():
+      wrappers[0].method.on_epoch_end(wrappers, epoch, self.model)
+
+
+def layer_sparsity(wrapper) -> Dict[str, float]:
+  """Mask sparsity (fraction of pruned units) and zero fraction of weights."""
+  masks = [np.asarray(m) for m in wrapper.masks]
+  units = sum(m.size for m in masks)
+  pruned = sum(int((m == 0).sum()) for m in masks)
+  weights = [v for k, v in wrapper.effective_weights().items() if k != 'bias']
+  size = sum(w.size for w in weights)
+  zeros = sum(int((w == 0).sum()) for w in weights)
+  return {'structure_sparsity': pruned / max(units, 1),
+          'weight_sparsity': zeros / max(size, 1)}
+
+
+class SparsityLogger(keras.callbacks.Callback):
+  """Writes per-layer sparsity to TensorBoard (``log_dir``) and/or CSV.
+
+  Args:
+    log_dir: TensorBoard directory (scalars ``sparsity/<layer>/...``).
+    csv_path: CSV file with one row per layer and epoch (appended to).
+    update_freq: 'epoch', or an integer number of batches.
+  """
+
+  FIELDS = ('epoch', 'step', 'layer', 'structure', 'structure_sparsity',
+            'weight_sparsity')
+
+  def __init__(self, log_dir: Optional[str] = None,
+               csv_path: Optional[str] = None, update_freq='epoch'):
+    super().__init__()
+    if log_dir is None and csv_path is None:
+      raise ValueError('SparsityLogger needs log_dir (TensorBoard) and/or '
+                       'csv_path (CSV)')
+    if update_freq != 'epoch' and not (isinstance(update_freq, int)
+                                       and update_freq > 0):
+      raise ValueError("update_freq is 'epoch' or a positive batch count, "
+                       f'got {update_freq!r}')
+    self.log_dir, self.csv_path, self.update_freq = (log_dir, csv_path,
+                                                     update_freq)
+    self._writer = None
+    self._epoch = 0
+    self._batches = 0
+
+  def on_train_begin(self, logs=None):
+    if self.log_dir is not None and self._writer is None:
+      self._writer = tf.summary.create_file_writer(self.log_dir)
+    if self.csv_path is not None:
+      os.makedirs(os.path.dirname(os.path.abspath(self.csv_path)),
+                  exist_ok=True)
+      if not os.path.exists(self.csv_path):
+        with open(self.csv_path, 'w', newline='') as f:
+          csv.writer(f).writerow(self.FIELDS)
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch = epoch
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._batches += 1
+    if self.update_freq != 'epoch' and self._batches % self.update_freq == 0:
+      self.log()
+
+  def on_epoch_end(self, epoch, logs=None):
+    if self.update_freq == 'epoch':
+      self.log()
+
+  def on_train_end(self, logs=None):
+    if self._writer is not None:
+      self._writer.flush()
+
+  def log(self) -> List[dict]:
+    rows = []
+    for wrapper in collect_wrappers(self.model):
+      step = int(wrapper.pruning_step.numpy())
+      row = {'epoch': self._epoch, 'step': step, 'layer': wrapper.layer.name,
+             'structure': str(wrapper.structure)}
+      row.update(layer_sparsity(wrapper))
+      rows.append(row)
+    if self._writer is not None:
+      with self._writer.as_default():
+        for row in rows:
+          for key in ('structure_sparsity', 'weight_sparsity'):
+            tf.summary.scalar(f'sparsity/{row["layer"]}/{key}', row[key],
+                              step=max(row['step'], 0))
+    if self.csv_path is not None:
+      with open(self.csv_path, 'a', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=self.FIELDS)
+        writer.writerows(rows)
+    return rows

@@ -1,0 +1,62 @@
+"""The experiment config of ``tfprune.train``: every key and its default.
+
+A config file in ``configs/`` starts from :func:`default_config` and changes
+values; the result is locked, so a misspelt key (in the file or on the
+command line, ``--config.epochs=3``) is an error instead of being ignored.
+``model_kwargs``, ``method_kwargs`` and ``schedule`` hold free-form arguments
+for the builder, the method and the schedule.
+"""
+
+from __future__ import annotations
+
+from ml_collections import config_dict
+
+FREE_FORM = ('model_kwargs', 'method_kwargs')
+
+
+def default_config() -> config_dict.ConfigDict:
+  c = config_dict.ConfigDict()
+  c.seed = 0
+  # Data: a tfprune.data name; data_dir '' = tensorflow-datasets only.
+  c.dataset = 'digits'
+  c.data_dir = ''
+  c.image_size = 0          # >0: zero-pad images to this square size
+  c.channels = 0            # >0: repeat a grey channel this many times
+  c.validation_fraction = 0.1   # of the training split, held out
+  # Model: a tfprune.models name and its keyword arguments.
+  c.model = 'lenet5'
+  c.model_kwargs = config_dict.ConfigDict()
+  # Pruning: a tfprune.methods name, its kwargs, the layers to wrap
+  # (comma-separated names; '' = every supported layer).
+  c.method = 'magnitude'
+  c.method_kwargs = config_dict.ConfigDict()
+  c.layers = ''
+  # Schedule kind: 'polynomial_decay', 'constant', 'one_shot' (prune once
+  # before fine-tuning) or 'none' (masks left to the method).
+  # end_step -1 = two thirds of the pruning epochs' steps.
+  c.schedule = config_dict.ConfigDict(dict(
+      kind='polynomial_decay', initial_sparsity=0.0, final_sparsity=0.9,
+      begin_step=0, end_step=-1, frequency=100, power=3.0))
+  # Training: dense pre-training epochs (the baseline), then pruning epochs.
+  c.pretrain_epochs = 0
+  c.epochs = 2
+  c.batch_size = 128
+  c.optimizer = 'adam'      # 'adam' or 'sgd' (momentum below)
+  c.learning_rate = 1e-3
+  c.finetune_learning_rate = -1.0   # pruning epochs' LR; -1 = learning_rate
+  c.momentum = 0.9
+  c.verbose = 2
+  return c
+
+
+def lock(config: config_dict.ConfigDict) -> config_dict.ConfigDict:
+  """Lock a config so unknown keys fail, keeping free-form dicts open."""
+  known = set(default_config().keys())
+  unknown = sorted(set(config.keys()) - known)
+  if unknown:
+    raise KeyError(f'unknown config key(s) {unknown}; the known keys are '
+                   f'{sorted(known)} (see tfprune/config.py)')
+  config.lock()
+  for key in FREE_FORM:
+    config[key].unlock()
+  return config

@@ -1,0 +1,11 @@
+"""Pruning methods: how structures are scored and masks or gates updated."""
+
+from tfprune.methods.base import PruningMethod
+from tfprune.methods.base import deserialize
+from tfprune.methods.base import get
+from tfprune.methods.base import register
+from tfprune.methods.base import serialize
+from tfprune.methods.magnitude import Magnitude
+
+__all__ = ['PruningMethod', 'Magnitude', 'get', 'register', 'serialize',
+           'deserialize']

@@ -1,0 +1,126 @@
+"""The method contract: HOW structures are scored and masks or gates set.
+
+A method does not decide WHEN or HOW MUCH (that is the schedule's job) and
+does not apply masks (the wrapper does). It creates optional trainable gates,
+scores structures, and writes new masks when the schedule says so.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Dict, List, Sequence, Type
+
+import tensorflow as tf
+
+from tfprune import structures
+
+_REGISTRY: Dict[str, Type['PruningMethod']] = {}
+
+
+def register(cls):
+  """Class decorator making a method deserialisable by its class name."""
+  _REGISTRY[cls.__name__] = cls
+  return cls
+
+
+def _key(name: str) -> str:
+  return name.replace('_', '').lower()
+
+
+def get(name: str, **kwargs) -> 'PruningMethod':
+  """A method by name, e.g. ``get('magnitude', structure='channel')``."""
+  for cls_name, cls in _REGISTRY.items():
+    if _key(cls_name) == _key(name):
+      return cls(**kwargs)
+  raise ValueError(f'unknown pruning method {name!r}; known: '
+                   f'{sorted(_REGISTRY)}')
+
+
+def serialize(method: 'PruningMethod') -> dict:
+  return {'class_name': type(method).__name__, 'config': method.get_config()}
+
+
+def deserialize(config) -> 'PruningMethod':
+  if isinstance(config, PruningMethod):
+    return config
+  name = config['class_name']
+  if name not in _REGISTRY:
+    raise ValueError(f'unknown pruning method {name!r}; known: '
+                     f'{sorted(_REGISTRY)} (import the module defining it '
+                     'before loading the model)')
+  return _REGISTRY[name].from_config(config['config'])
+
+
+class PruningMethod(abc.ABC):
+  """Base class of pruning methods.
+
+  Subclasses set ``gate_structure`` to get one trainable gate per unit of
+  that structure (multiplied into the weight like the mask), and override
+  :meth:`score` and, if their rule is not "keep the best-scored units of
+  each layer", :meth:`update_masks`.
+  """
+
+  gate_structure = None           # a Structure for trainable gates, or None
+  zero_pruned_weights = True      # write 0 into weights when masking them
+
+  def __init__(self, structure: structures.StructureLike = 'weight'):
+    self.structure = structures.get(structure)
+
+  # --- wrapper hooks -------------------------------------------------------
+  def build(self, wrapper) -> None:
+    """Called once the wrapper's masks (and gates) exist."""
+
+  def gate_initializer(self):
+    return 'ones'
+
+  def gate_regularizer(self):
+    return None
+
+  def gate_value(self, gate: tf.Tensor) -> tf.Tensor:
+    """What a gate contributes to the effective weight (e.g. thresholded)."""
+    return gate
+
+  # --- scoring and masks -----------------------------------------------------
+  @abc.abstractmethod
+  def score(self, wrapper, index: int) -> tf.Tensor:
+    """Scores of the units of prunable weight ``index`` (mask shape)."""
+
+  def update_masks(self, wrappers: Sequence, sparsity: float,
+                   step: int) -> None:
+    """Per layer, keep the best-scored units so ``sparsity`` are pruned."""
+    del step
+    structures.check_sparsity(sparsity)
+    for wrapper in wrappers:
+      for index, weight in enumerate(wrapper.prunable):
+        scores = self.score(wrapper, index)
+        wrapper.assign_mask(
+            index, self.structure.select(scores, sparsity, weight.layout))
+
+  # --- training hooks ------------------------------------------------------
+  def on_train_begin(self, wrappers: Sequence, model) -> None:
+    """Called by PruningStep before the first batch of every fit()."""
+
+  def on_epoch_end(self, wrappers: Sequence, epoch: int, model) -> None:
+    """Called by PruningStep after every epoch."""
+
+  # --- serialisation -------------------------------------------------------
+  def get_config(self) -> dict:
+    return {'structure': str(self.structure)}
+
+  @classmethod
+  def from_config(cls, config: dict) -> 'PruningMethod':
+    return cls(**config)
+
+  def __repr__(self):
+    args = ', '.join(f'{k}={v!r}' for k, v in self.get_config().items())
+    return f'{type(self).__name__}({args})'
+
+
+def global_keep_top(score_list: List[tf.Tensor],
+                    sparsity: float) -> List[tf.Tensor]:
+  """Masks for several score tensors ranked together (one threshold)."""
+  flat = tf.concat([tf.reshape(s, [-1]) for s in score_list], axis=0)
+  kept = structures.keep_top(flat, sparsity)
+  sizes = [int(tf.size(s)) for s in score_list]
+  return [tf.reshape(part, tf.shape(s))
+          for part, s in zip(tf.split(kept, sizes), score_list)]

@@ -1,0 +1,60 @@
+"""Magnitude pruning on any structure kind (the baseline).
+
+On the ``weight`` kind with a tfmot schedule it chooses exactly the masks of
+tfmot's ``prune_low_magnitude``: per layer, keep every weight whose |w| is at
+least the k-th largest, ``k = max(round(n * (1 - sparsity)), 1)``, and write
+zeros into the pruned weights. On other kinds a unit's score is the
+``reduction`` (default L1 norm) of its weights.
+
+``scope='global'`` ranks the units of all layers of one ``prune()`` call
+together (use ``reduction='mean_abs'`` when units differ in size). The
+``layer`` kind is always global: one unit per layer, ranked by mean |w|, and
+``sparsity`` is the fraction of layers removed.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from tfprune import structures
+from tfprune.methods import base
+
+_SCOPES = ('layer', 'global')
+
+
+@base.register
+class Magnitude(base.PruningMethod):
+  """Prune the units whose weights are smallest in magnitude."""
+
+  def __init__(self, structure: structures.StructureLike = 'weight',
+               reduction: str = 'l1', scope: str = 'layer'):
+    super().__init__(structure)
+    if scope not in _SCOPES:
+      raise ValueError(f'scope must be one of {_SCOPES}, got {scope!r}')
+    if isinstance(self.structure, structures.Layer):
+      scope, reduction = 'global', 'mean_abs'
+    if scope == 'global' and isinstance(self.structure, structures.NM):
+      raise ValueError('n:m keeps n of every m inputs inside each layer; '
+                       "it has no global ranking: use scope='layer'")
+    self.reduction = reduction
+    self.scope = scope
+    structures.Weight().reduce([1.0], structures.DENSE_LAYOUT, reduction)
+
+  def score(self, wrapper, index):
+    weight = wrapper.prunable[index]
+    return self.structure.reduce(weight.variable, weight.layout,
+                                 self.reduction)
+
+  def update_masks(self, wrappers: Sequence, sparsity: float, step: int):
+    if self.scope == 'layer':
+      return super().update_masks(wrappers, sparsity, step)
+    structures.check_sparsity(sparsity)
+    slots = [(w, i) for w in wrappers for i in range(len(w.prunable))]
+    masks = base.global_keep_top([self.score(w, i) for w, i in slots],
+                                 sparsity)
+    for (wrapper, index), mask in zip(slots, masks):
+      wrapper.assign_mask(index, mask)
+
+  def get_config(self):
+    return {'structure': str(self.structure), 'reduction': self.reduction,
+            'scope': self.scope}

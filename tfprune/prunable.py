@@ -1,0 +1,86 @@
+"""Which layers tfprune can prune, and the layout of their prunable weights.
+
+Built in: Dense, Conv2D and DepthwiseConv2D. Any other layer takes part by
+implementing tfmot's ``PrunableLayer`` (``get_prunable_weights``); its weights
+get :func:`structures.default_layout` (last axis = outputs, the one before =
+inputs) unless it also defines ``get_prunable_weight_layouts()``.
+"""
+
+from __future__ import annotations
+
+from typing import List, NamedTuple
+
+import tf_keras as keras
+from tensorflow_model_optimization.sparsity.keras import PrunableLayer
+
+from tfprune import structures
+
+SUPPORTED = ('Dense', 'Conv2D', 'DepthwiseConv2D', 'tfmot PrunableLayer')
+
+
+class UnsupportedLayerError(TypeError):
+  """A layer that tfprune does not know how to prune was selected."""
+
+
+class PrunableWeight(NamedTuple):
+  attr: str        # attribute of the layer holding the variable
+  variable: object
+  layout: structures.WeightLayout
+
+
+def _builtin(layer):
+  # Order matters: DepthwiseConv2D and Conv2DTranspose subclass Conv2D.
+  if isinstance(layer, keras.layers.DepthwiseConv2D):
+    return [('depthwise_kernel', structures.DEPTHWISE_LAYOUT)]
+  if isinstance(layer, keras.layers.Conv2DTranspose):
+    return None
+  if isinstance(layer, keras.layers.Conv2D):
+    return [('kernel', structures.CONV2D_LAYOUT)]
+  if isinstance(layer, keras.layers.Dense):
+    return [('kernel', structures.DENSE_LAYOUT)]
+  return None
+
+
+def is_supported(layer) -> bool:
+  return isinstance(layer, PrunableLayer) or _builtin(layer) is not None
+
+
+def check_supported(layer) -> None:
+  if not is_supported(layer):
+    raise UnsupportedLayerError(
+        f'layer {layer.name!r} ({type(layer).__name__}) cannot be pruned: '
+        f'tfprune prunes {", ".join(SUPPORTED)}. Leave it out with '
+        'prune(..., layers=...), or make it implement '
+        'tfmot.sparsity.keras.PrunableLayer.')
+
+
+def prunable_weights(layer) -> List[PrunableWeight]:
+  """The prunable weights of a built layer, with attribute names and layouts."""
+  check_supported(layer)
+  if not layer.built:
+    raise ValueError(f'layer {layer.name!r} must be built first')
+  builtin = _builtin(layer)
+  if builtin is not None and not isinstance(layer, PrunableLayer):
+    return [PrunableWeight(attr, getattr(layer, attr), layout)
+            for attr, layout in builtin]
+  variables = list(layer.get_prunable_weights())
+  layouts = (list(layer.get_prunable_weight_layouts())
+             if hasattr(layer, 'get_prunable_weight_layouts') else
+             [structures.default_layout(v.shape.rank) for v in variables])
+  result = []
+  for variable, layout in zip(variables, layouts):
+    attr = next((name for name, value in vars(layer).items()
+                 if value is variable), None)
+    if attr is None:
+      raise UnsupportedLayerError(
+          f'{layer.name!r}: prunable weight {variable.name} is not held in '
+          'an attribute of the layer, so tfprune cannot substitute the masked'
+          ' weight in call(); store each prunable variable as an attribute.')
+    result.append(PrunableWeight(attr, variable, layout))
+  return result
+
+
+def bias_of(layer):
+  """The layer's bias variable, or None."""
+  return getattr(layer, 'bias', None) if getattr(layer, 'use_bias',
+                                                  False) else None

@@ -1,0 +1,84 @@
+"""Schedules: WHEN masks change and to WHAT sparsity.
+
+tfprune uses tfmot's ``PruningSchedule`` contract unchanged:
+``schedule(step) -> (should_update, target_sparsity)``; tfmot's own
+``ConstantSparsity`` and ``PolynomialDecay`` work with every method that
+takes a target. The step is tfmot's: 1 during the first training batch.
+
+:class:`ScheduleTable` evaluates a schedule for thousands of steps in one
+graph call, so the per-batch cost in the ``PruningStep`` callback is a
+Python list lookup instead of a TensorFlow call.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple, Type
+
+import numpy as np
+import tensorflow as tf
+from tensorflow_model_optimization.sparsity.keras import ConstantSparsity
+from tensorflow_model_optimization.sparsity.keras import PolynomialDecay
+from tensorflow_model_optimization.sparsity.keras import PruningSchedule
+
+__all__ = ['ConstantSparsity', 'PolynomialDecay', 'PruningSchedule',
+           'ScheduleTable', 'get', 'serialize', 'register']
+
+_REGISTRY: Dict[str, Type[PruningSchedule]] = {
+    'ConstantSparsity': ConstantSparsity,
+    'PolynomialDecay': PolynomialDecay,
+}
+
+
+def register(cls: Type[PruningSchedule]) -> Type[PruningSchedule]:
+  """Class decorator making a custom schedule loadable from a saved model."""
+  _REGISTRY[cls.__name__] = cls
+  return cls
+
+
+def serialize(schedule: Optional[PruningSchedule]) -> Optional[dict]:
+  return None if schedule is None else schedule.get_config()
+
+
+def get(spec) -> Optional[PruningSchedule]:
+  """A schedule from an instance, None, or its ``get_config()`` dict."""
+  if spec is None or isinstance(spec, PruningSchedule):
+    return spec
+  if isinstance(spec, dict) and 'class_name' in spec:
+    name = spec['class_name']
+    if name not in _REGISTRY:
+      raise ValueError(f'unknown schedule {name!r}; known: {sorted(_REGISTRY)}'
+                       ' (decorate custom ones with tfprune.schedules.register)')
+    return _REGISTRY[name].from_config(spec['config'])
+  raise TypeError(
+      f'a schedule must be a tfmot PruningSchedule (e.g. '
+      f'tfprune.schedules.PolynomialDecay(...)) or None, got {spec!r}')
+
+
+class ScheduleTable:
+  """Looks up ``schedule(step)`` from a table filled in large chunks."""
+
+  def __init__(self, schedule: PruningSchedule, chunk: int = 4096):
+    self.schedule = schedule
+    self.chunk = int(chunk)
+    self._start = 0
+    self._updates = np.zeros([0], bool)
+    self._sparsity = np.zeros([0], np.float32)
+
+    def evaluate(steps):
+      def one(step):
+        update, sparsity = schedule(step)
+        return (tf.cast(update, tf.bool), tf.cast(sparsity, tf.float32))
+      return tf.map_fn(one, steps,
+                       fn_output_signature=(tf.bool, tf.float32))
+
+    self._evaluate = tf.function(evaluate)
+
+  def __call__(self, step: int) -> Tuple[bool, float]:
+    offset = step - self._start
+    if not 0 <= offset < len(self._updates):
+      self._start = step
+      steps = tf.range(step, step + self.chunk, dtype=tf.int64)
+      updates, sparsity = self._evaluate(steps)
+      self._updates, self._sparsity = updates.numpy(), sparsity.numpy()
+      offset = 0
+    return bool(self._updates[offset]), float(self._sparsity[offset])

@@ -1,0 +1,216 @@
+"""PruningWrapper: masks (and optional gates) over a layer's prunable weights.
+
+The wrapped layer computes with ``weight * mask [* gate]`` in training and
+inference alike. The product is substituted for the layer's own variable only
+for the duration of ``call`` (the variable itself is never replaced), so the
+layer's code runs unchanged and gradients reach the weight and the gates.
+Masks are non-trainable variables written only at schedule points (by the
+``PruningStep`` callback); gates are trainable. Biases follow their channel
+when the structure is ``channel`` or ``layer``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from typing import Dict, List, Optional
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from tfprune import prunable, schedules
+from tfprune.methods import base as methods_base
+
+_NO_CALLBACK = (
+    'A tfprune-wrapped model was trained without the tfprune.PruningStep '
+    'callback, so its masks would never follow the schedule. Fix: '
+    'model.fit(..., callbacks=[tfprune.PruningStep()]).')
+
+
+@contextlib.contextmanager
+def _substituted(layer, values: Dict[str, tf.Tensor]):
+  """Temporarily point ``layer.<attr>`` at a tensor, bypassing tracking."""
+  saved = {attr: getattr(layer, attr) for attr in values}
+  try:
+    for attr, value in values.items():
+      object.__setattr__(layer, attr, value)
+    yield
+  finally:
+    for attr, value in saved.items():
+      object.__setattr__(layer, attr, value)
+
+
+@keras.utils.register_keras_serializable(package='tfprune')
+class PruningWrapper(keras.layers.Wrapper):
+  """Applies a pruning method's masks and gates to one layer.
+
+  Args:
+    layer: a Dense, Conv2D, DepthwiseConv2D or tfmot ``PrunableLayer``.
+    method: a ``tfprune.methods`` object (default: weight magnitude).
+    schedule: a tfmot ``PruningSchedule`` saying when masks change and to
+      what sparsity, or None for masks that only the method sets.
+    group: wrappers with the same group are updated together (one
+      ``prune()`` call is one group; global methods rank across a group).
+  """
+
+  def __init__(self, layer, method=None, schedule=None, group: str = 'default',
+               **kwargs):
+    prunable.check_supported(layer)
+    kwargs.setdefault('name', f'pruned_{layer.name}')
+    super().__init__(layer, **kwargs)
+    if method is None:
+      from tfprune.methods.magnitude import Magnitude  # pylint: disable=g-import-not-at-top
+      method = Magnitude()
+    self.method = methods_base.deserialize(method)
+    self.schedule = schedules.get(schedule)
+    self.group = group
+    self._call_accepts_training = 'training' in inspect.signature(
+        layer.call).parameters
+    self.prunable: List[prunable.PrunableWeight] = []
+    self.masks: List[tf.Variable] = []
+    self.gates: List[Optional[tf.Variable]] = []
+
+  @property
+  def structure(self):
+    return self.method.structure
+
+  def build(self, input_shape):
+    super().build(input_shape)
+    self.prunable = prunable.prunable_weights(self.layer)
+    gate_structure = self.method.gate_structure
+    for weight in self.prunable:
+      where = f'the {weight.attr} of layer {self.layer.name!r}'
+      self.structure.validate(weight.variable.shape, weight.layout, where)
+      shape = self.structure.mask_shape(weight.variable.shape, weight.layout)
+      self.masks.append(self.add_weight(
+          f'{weight.attr}_mask', shape=shape, initializer='ones',
+          dtype=weight.variable.dtype, trainable=False,
+          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA))
+      gate = None
+      if gate_structure is not None:
+        gate_structure.validate(weight.variable.shape, weight.layout, where)
+        gate = self.add_weight(
+            f'{weight.attr}_gate',
+            shape=gate_structure.mask_shape(weight.variable.shape,
+                                             weight.layout),
+            initializer=self.method.gate_initializer(),
+            regularizer=self.method.gate_regularizer(),
+            dtype=weight.variable.dtype, trainable=True)
+      self.gates.append(gate)
+    self.pruning_step = self.add_weight(
+        'pruning_step', shape=[], initializer=keras.initializers.Constant(-1),
+        dtype=tf.int64, trainable=False,
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    self.method.build(self)
+    self.built = True
+
+  # --- effective weights ---------------------------------------------------
+  def _effective(self, index: int, value) -> tf.Tensor:
+    weight = self.prunable[index]
+    shape = weight.variable.shape
+    out = value * self.structure.broadcastable(
+        tf.cast(self.masks[index], value.dtype), shape, weight.layout)
+    gate = self.gates[index]
+    if gate is not None:
+      out = out * self.method.gate_structure.broadcastable(
+          self.method.gate_value(tf.cast(gate, value.dtype)), shape,
+          weight.layout)
+    return out
+
+  def _bias_factor(self) -> Optional[tf.Tensor]:
+    """What the bias is multiplied by (its channel's mask), or None."""
+    bias = prunable.bias_of(self.layer)
+    if bias is None or len(self.prunable) != 1:
+      return None
+    weight = self.prunable[0]
+    factor = self.structure.bias_mask(self.masks[0], weight.layout)
+    gate_structure = self.method.gate_structure
+    if gate_structure is not None:
+      gate = gate_structure.bias_mask(
+          self.method.gate_value(self.gates[0]), weight.layout)
+      if gate is not None:
+        factor = gate if factor is None else factor * gate
+    if factor is None:
+      return None
+    if factor.shape[0] == 1:
+      factor = tf.broadcast_to(factor, bias.shape)
+    return factor
+
+  def _substitutions(self) -> Dict[str, tf.Tensor]:
+    values = {w.attr: self._effective(i, tf.convert_to_tensor(w.variable))
+              for i, w in enumerate(self.prunable)}
+    factor = self._bias_factor()
+    if factor is not None:
+      bias = self.layer.bias
+      values['bias'] = tf.convert_to_tensor(bias) * tf.cast(factor, bias.dtype)
+    return values
+
+  def effective_weights(self) -> Dict[str, np.ndarray]:
+    """The weights the layer computes with, by attribute name (numpy)."""
+    return {attr: np.asarray(value)
+            for attr, value in self._substitutions().items()}
+
+  def call(self, inputs, training=None, **kwargs):
+    if training is None:
+      training = keras.backend.learning_phase()
+    if self._call_accepts_training:
+      kwargs['training'] = training
+    with _substituted(self.layer, self._substitutions()):
+      outputs = self.layer.call(inputs, **kwargs)
+    if isinstance(training, bool) and not training:
+      return outputs
+
+    def checked():
+      with tf.control_dependencies([tf.debugging.assert_greater_equal(
+          self.pruning_step, np.int64(1), message=_NO_CALLBACK)]):
+        return tf.nest.map_structure(tf.identity, outputs)
+
+    if isinstance(training, bool):
+      return checked()
+    return tf.cond(tf.cast(training, tf.bool), checked, lambda: outputs)
+
+  # --- masks -----------------------------------------------------------------
+  def assign_mask(self, index: int, mask) -> None:
+    """Write a new mask (and, for masking methods, zero the pruned weights)."""
+    variable = self.masks[index]
+    mask = tf.cast(tf.reshape(mask, variable.shape), variable.dtype)
+    variable.assign(mask)
+    if self.method.zero_pruned_weights:
+      weight = self.prunable[index]
+      weight.variable.assign(weight.variable * self.structure.expand(
+          mask, weight.variable.shape, weight.layout))
+      factor = self._bias_factor()
+      if factor is not None and index == 0:
+        self.layer.bias.assign(self.layer.bias * factor)
+
+  def compute_output_shape(self, input_shape):
+    return self.layer.compute_output_shape(input_shape)
+
+  # --- serialisation -------------------------------------------------------
+  def get_config(self):
+    config = super().get_config()
+    config.update({
+        'method': methods_base.serialize(self.method),
+        'schedule': schedules.serialize(self.schedule),
+        'group': self.group,
+    })
+    return config
+
+  @classmethod
+  def from_config(cls, config, custom_objects=None):
+    config = dict(config)
+    layer = keras.layers.deserialize(config.pop('layer'),
+                                     custom_objects=custom_objects)
+    return cls(layer, **config)
+
+
+def collect_wrappers(model) -> List[PruningWrapper]:
+  """Every PruningWrapper in a model, nested models included, in order."""
+  found = []
+  for layer in model.layers:
+    if isinstance(layer, PruningWrapper):
+      found.append(layer)
+    elif isinstance(layer, keras.Model):
+      found += collect_wrappers(layer)
+  return found
