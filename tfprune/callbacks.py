@@ -42,6 +42,7 @@ class PruningStep(keras.callbacks.Callback):
     self._wrappers: List = []
     self._groups: Dict[str, List] = {}
     self._tables: Dict[str, schedules.ScheduleTable] = {}
+    self._assign = None
     self.step = 0
 
   def on_train_begin(self, logs=None):
@@ -49,18 +50,26 @@ class PruningStep(keras.callbacks.Callback):
     if not self._wrappers:
       return
     self.step = max(int(self._wrappers[0].pruning_step.numpy()), 0)
+    self._assign = None
     self._assign_step(self.step)
     self._groups = _groups(self._wrappers)
     self._tables = {}
     for name, wrappers in self._groups.items():
       if wrappers[0].schedule is not None:
-        self._tables[name] = schedules.ScheduleTable(wrappers[0].schedule)
+        self._tables[name] = schedules.ScheduleTable.of(wrappers[0].schedule)
         self._tables[name](self.step + 1)  # build the table before batch 1
       wrappers[0].method.on_train_begin(wrappers, self.model)
 
   def _assign_step(self, step: int) -> None:
-    for wrapper in self._wrappers:
-      wrapper.pruning_step.assign(step)
+    if self._assign is None:
+      variables = [w.pruning_step for w in self._wrappers]
+
+      def assign(value):
+        for variable in variables:
+          variable.assign(value)
+
+      self._assign = tf.function(assign)   # one dispatch for all wrappers
+    self._assign(tf.constant(step, tf.int64))
 
   def on_train_batch_begin(self, batch, logs=None):
     if not self._wrappers:

@@ -29,7 +29,7 @@ class PrunableWeight(NamedTuple):
 
 
 def _builtin(layer):
-  # Order matters: DepthwiseConv2D and Conv2DTranspose subclass Conv2D.
+  # Order matters: Conv2DTranspose subclasses Conv2D (with [kh,kw,out,in]).
   if isinstance(layer, keras.layers.DepthwiseConv2D):
     return [('depthwise_kernel', structures.DEPTHWISE_LAYOUT)]
   if isinstance(layer, keras.layers.Conv2DTranspose):

@@ -12,6 +12,7 @@ Python list lookup instead of a TensorFlow call.
 
 from __future__ import annotations
 
+import weakref
 from typing import Dict, Optional, Tuple, Type
 
 import numpy as np
@@ -55,7 +56,19 @@ def get(spec) -> Optional[PruningSchedule]:
 
 
 class ScheduleTable:
-  """Looks up ``schedule(step)`` from a table filled in large chunks."""
+  """Looks up ``schedule(step)`` from a table filled in large chunks.
+
+  Use :meth:`of` to share one table (and its traced graph) per schedule.
+  """
+
+  _shared = weakref.WeakKeyDictionary()
+
+  @classmethod
+  def of(cls, schedule: PruningSchedule) -> 'ScheduleTable':
+    table = cls._shared.get(schedule)
+    if table is None:
+      table = cls._shared[schedule] = cls(schedule)
+    return table
 
   def __init__(self, schedule: PruningSchedule, chunk: int = 4096):
     self.schedule = schedule

@@ -1,0 +1,42 @@
+"""Test setup: two logical CPU devices (for MirroredStrategy) and seeds.
+
+The devices must be configured before TensorFlow initialises its runtime,
+so this runs at import time, before any test module touches TensorFlow.
+"""
+
+import os
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import numpy as np  # pylint: disable=g-import-not-at-top
+import pytest  # pylint: disable=g-import-not-at-top
+import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+_cpus = tf.config.list_physical_devices('CPU')
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(1234)
+  yield
+  keras.backend.clear_session()
+
+
+def small_conv_model(name='net'):
+  """Conv2D -> DepthwiseConv2D -> Flatten -> Dense, on 6x6x2 inputs."""
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+  inputs = keras.Input((6, 6, 2))
+  x = keras.layers.Conv2D(4, 3, name='conv')(inputs)
+  x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name='dw')(x)
+  x = keras.layers.Flatten(name='flat')(x)
+  outputs = keras.layers.Dense(3, name='dense')(x)
+  return keras.Model(inputs, outputs, name=name)
+
+
+def random_batch(n=16, shape=(6, 6, 2), classes=3, seed=0):
+  rng = np.random.RandomState(seed)
+  return (rng.rand(n, *shape).astype(np.float32),
+          rng.randint(0, classes, n).astype(np.int64))

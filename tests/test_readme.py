@@ -1,0 +1,23 @@
+"""The README's usage example runs as written."""
+
+import os
+import re
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_usage_example_runs(tmp_path, monkeypatch, capsys):
+  with open(os.path.join(ROOT, 'README.md')) as f:
+    blocks = re.findall(r'```python\n(.*?)```', f.read(), re.S)
+  assert len(blocks) == 1
+  code = blocks[0].replace('epochs=10', 'epochs=10, verbose=0')
+  monkeypatch.chdir(tmp_path)
+  namespace = {}
+  exec(compile(code, 'README.md', 'exec'), namespace)  # pylint: disable=exec-used
+  assert os.path.getsize(tmp_path / 'digits.tflite') > 0
+  table = capsys.readouterr().out
+  assert '| conv1' in table and '| total' in table
+  report = namespace['tfprune'].report(namespace['plain'])
+  channel = {e['name']: e['weights'][0]['sparsity']['channel']
+             for e in report['layers']}
+  assert channel == {'conv1': 0.5, 'conv2': 0.5, 'fc1': 0.5, 'logits': 0.0}

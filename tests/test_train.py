@@ -1,0 +1,95 @@
+"""The main job end to end on the embedded data, and its input errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import tfprune
+from tfprune import config as config_lib
+from tfprune import experiment
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tiny_config():
+  c = config_lib.default_config()
+  c.dataset = 'digits'
+  c.model = 'small_cnn'
+  c.model_kwargs.filters = (4, 8)
+  c.model_kwargs.dense = 16
+  c.method_kwargs.structure = 'channel'
+  c.schedule.kind = 'constant'
+  c.schedule.final_sparsity = 0.5
+  c.schedule.frequency = 5
+  c.pretrain_epochs = 1
+  c.epochs = 1
+  c.batch_size = 64
+  c.verbose = 0
+  return c
+
+
+def test_run_writes_every_output(tmp_path):
+  workdir = str(tmp_path / 'run')
+  metrics = experiment.run(_tiny_config(), workdir)
+  assert sorted(os.listdir(workdir)) == sorted([
+      '.tfprune_run', 'logs', 'metrics.json', 'model.keras', 'model.tflite',
+      'report.json', 'report.md', 'sparsity.csv', 'stripped.keras'])
+  assert not os.path.exists(workdir + '.partial')
+  with open(os.path.join(workdir, 'report.json')) as f:
+    rep = json.load(f)
+  conv1 = rep['layers'][0]
+  assert conv1['structure'] == 'channel'
+  assert conv1['weights'][0]['sparsity']['channel'] == 0.5
+  assert metrics['tflite_test_accuracy'] == pytest.approx(
+      metrics['stripped_test_accuracy'], abs=0.01)
+  assert metrics['pruned_test_accuracy'] == metrics['stripped_test_accuracy']
+  assert 0.3 < metrics['dense_test_accuracy'] <= 1.0
+
+
+def test_existing_workdir_needs_overwrite(tmp_path):
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  (workdir / 'notes.txt').write_text('mine')
+  with pytest.raises(experiment.WorkdirExistsError, match='--overwrite'):
+    experiment.run(_tiny_config(), str(workdir))
+  with pytest.raises(experiment.WorkdirExistsError, match='not made by'):
+    experiment.run(_tiny_config(), str(workdir), overwrite=True)
+  assert (workdir / 'notes.txt').read_text() == 'mine'
+
+
+def test_unknown_config_key():
+  c = _tiny_config()
+  c.epochz = 3
+  with pytest.raises(KeyError, match=r"unknown config key\(s\) \['epochz'\]"):
+    config_lib.lock(c)
+
+
+def test_failed_run_leaves_no_partial_workdir(tmp_path):
+  c = _tiny_config()
+  c.dataset = 'cifar10'
+  c.data_dir = str(tmp_path)
+  workdir = str(tmp_path / 'run')
+  with pytest.raises(tfprune.data.DatasetNotFoundError):
+    experiment.run(c, workdir)
+  assert not os.path.exists(workdir) and not os.path.exists(workdir +
+                                                            '.partial')
+
+
+def test_command_line_errors_are_plain(tmp_path):
+  (tmp_path / 'run').mkdir()
+  (tmp_path / 'run' / 'x').write_text('')
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+  base = [sys.executable, '-m', 'tfprune.train',
+          f'--config={ROOT}/configs/quickstart.py']
+  proc = subprocess.run(base + [f'--workdir={tmp_path}/run'],
+                        capture_output=True, text=True, env=env, cwd=ROOT)
+  assert proc.returncode == 2
+  assert 'exists and is not empty; pass --overwrite' in proc.stderr
+  proc = subprocess.run(base + [f'--workdir={tmp_path}/new',
+                                '--config.epochz=1'],
+                        capture_output=True, text=True, env=env, cwd=ROOT)
+  assert proc.returncode == 2
+  assert 'unknown config key' in proc.stderr and 'epochs' in proc.stderr

@@ -1,0 +1,198 @@
+"""One experiment: config -> data -> model -> prune -> fit -> strip -> export.
+
+``run(config, workdir)`` writes into the workdir: ``model.keras`` (trained,
+wrapped), ``stripped.keras``, ``model.tflite``, ``report.json``
+(``tfprune.report`` of the trained model), ``metrics.json``, ``report.md``,
+``sparsity.csv`` and TensorBoard logs. The run is built in
+``<workdir>.partial`` and renamed at the end, so a failed run never leaves a
+half-written workdir; an existing workdir is replaced only with
+``overwrite=True`` and only if an earlier run made it. The command line is
+``tfprune.train``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from typing import Dict, Optional
+
+import numpy as np
+
+MARKER = '.tfprune_run'
+
+
+class WorkdirExistsError(FileExistsError):
+  """The workdir exists and --overwrite was not given."""
+
+
+def _start_workdir(workdir: str, overwrite: bool) -> str:
+  workdir = os.path.abspath(workdir)
+  if os.path.exists(workdir) and os.listdir(workdir):
+    if not overwrite:
+      raise WorkdirExistsError(
+          f'workdir {workdir} exists and is not empty; pass --overwrite to '
+          'replace it, or choose another --workdir')
+    if not os.path.exists(os.path.join(workdir, MARKER)):
+      raise WorkdirExistsError(
+          f'workdir {workdir} was not made by tfprune.train (no {MARKER} '
+          'file), so --overwrite will not delete it; choose another --workdir')
+  partial = workdir + '.partial'
+  if os.path.exists(partial):
+    shutil.rmtree(partial)
+  os.makedirs(partial)
+  with open(os.path.join(partial, MARKER), 'w') as f:
+    f.write('made by tfprune.train\n')
+  return partial
+
+
+def _finish_workdir(partial: str, workdir: str) -> None:
+  workdir = os.path.abspath(workdir)
+  if os.path.exists(workdir):
+    shutil.rmtree(workdir)
+  os.replace(partial, workdir)
+
+
+def _optimizer(config, learning_rate: float):
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+  if config.optimizer == 'adam':
+    return keras.optimizers.Adam(learning_rate)
+  if config.optimizer == 'sgd':
+    return keras.optimizers.SGD(learning_rate, momentum=config.momentum)
+  raise ValueError(f"optimizer must be 'adam' or 'sgd', got "
+                   f'{config.optimizer!r}')
+
+
+def build_schedule(spec, total_steps: int):
+  """A tfmot schedule (or a float for one-shot, or None) from the config."""
+  from tfprune import schedules  # pylint: disable=g-import-not-at-top
+  kind = spec.kind
+  end = spec.end_step if spec.end_step >= 0 else max(
+      spec.begin_step + 1, int(total_steps * 2 / 3))
+  if kind == 'polynomial_decay':
+    return schedules.PolynomialDecay(
+        spec.initial_sparsity, spec.final_sparsity, spec.begin_step, end,
+        power=spec.power, frequency=spec.frequency)
+  if kind == 'constant':
+    return schedules.ConstantSparsity(spec.final_sparsity, spec.begin_step,
+                                      frequency=spec.frequency)
+  if kind == 'one_shot':
+    return float(spec.final_sparsity)
+  if kind == 'none':
+    return None
+  raise ValueError(f"schedule.kind must be 'polynomial_decay', 'constant', "
+                   f"'one_shot' or 'none', got {kind!r}")
+
+
+def load_data(config, data_dir: Optional[str]):
+  """Train/validation/test arrays for the config (resized as configured)."""
+  from tfprune import data  # pylint: disable=g-import-not-at-top
+  data_dir = data_dir or config.data_dir or None
+  x_train, y_train = data.load(config.dataset, 'train', data_dir, verbose=True)
+  x_test, y_test = data.load(config.dataset, 'test', data_dir)
+  size, channels = config.image_size or None, config.channels or None
+  x_train = data.resize_images(x_train, size, channels)
+  x_test = data.resize_images(x_test, size, channels)
+  order = np.random.RandomState(config.seed).permutation(len(x_train))
+  n_val = int(len(order) * config.validation_fraction)
+  val, train = order[:n_val], order[n_val:]
+  return ((x_train[train], y_train[train]), (x_train[val], y_train[val]),
+          (x_test, y_test))
+
+
+def _markdown(config, metrics: Dict, rep, ops) -> str:
+  lines = ['# tfprune run', '',
+           f'config: `{metrics["config_file"]}`; finished '
+           f'{time.strftime("%Y-%m-%d %H:%M:%S")}', '', '## Metrics', '',
+           '| metric | value |', '|---|---|']
+  for key, value in metrics.items():
+    if key != 'config_file':
+      lines.append(f'| {key} | {value} |')
+  lines += ['', '## Layers (trained model)', '', rep.table(), '',
+            '## TFLite ops', '', ', '.join(ops), '', '## Config', '',
+            '```', str(config), '```', '']
+  return '\n'.join(lines)
+
+
+def run(config, workdir: str, overwrite: bool = False,
+        data_dir: Optional[str] = None, config_file: str = '') -> Dict:
+  """Run one experiment; returns its metrics (also in metrics.json)."""
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+  import tfprune  # pylint: disable=g-import-not-at-top
+  import tflite_export  # pylint: disable=g-import-not-at-top
+  from tfprune import config as config_lib  # pylint: disable=g-import-not-at-top
+
+  config = config_lib.lock(config)
+  partial = _start_workdir(workdir, overwrite)
+  try:
+    started = time.time()
+    keras.utils.set_random_seed(config.seed)
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = load_data(
+        config, data_dir)
+    classes = int(max(y_train.max(), y_test.max()) + 1)
+    model = tfprune.models.get(config.model, input_shape=x_train.shape[1:],
+                               classes=classes, **config.model_kwargs)
+    compile_args = dict(loss='sparse_categorical_crossentropy',
+                        metrics=['accuracy'])
+    fit_args = dict(batch_size=config.batch_size, verbose=config.verbose,
+                    validation_data=(x_val, y_val) if len(x_val) else None)
+    metrics = {'config_file': config_file, 'dataset': config.dataset,
+               'model': config.model, 'method': config.method,
+               'train_examples': len(x_train), 'test_examples': len(x_test)}
+    if config.pretrain_epochs:
+      model.compile(_optimizer(config, config.learning_rate), **compile_args)
+      model.fit(x_train, y_train, epochs=config.pretrain_epochs, **fit_args)
+      metrics['dense_test_accuracy'] = float(
+          model.evaluate(x_test, y_test, batch_size=512, verbose=0)[1])
+
+    steps = config.epochs * math.ceil(len(x_train) / config.batch_size)
+    method = tfprune.methods.get(config.method, **config.method_kwargs)
+    schedule = build_schedule(config.schedule, steps)
+    selection = [s for s in config.layers.split(',') if s] or None
+    pruned = tfprune.prune(model, method, schedule, layers=selection)
+    lr = (config.finetune_learning_rate if config.finetune_learning_rate > 0
+          else config.learning_rate)
+    pruned.compile(_optimizer(config, lr), **compile_args)
+    pruned.fit(x_train, y_train, epochs=config.epochs, callbacks=[
+        tfprune.PruningStep(),
+        tfprune.SparsityLogger(log_dir=os.path.join(partial, 'logs'),
+                               csv_path=os.path.join(partial, 'sparsity.csv'))
+    ], **fit_args)
+    metrics['pruned_test_accuracy'] = float(
+        pruned.evaluate(x_test, y_test, batch_size=512, verbose=0)[1])
+    pruned.save(os.path.join(partial, 'model.keras'))
+
+    stripped = tfprune.strip(pruned)
+    stripped.compile(**compile_args)
+    metrics['stripped_test_accuracy'] = float(
+        stripped.evaluate(x_test, y_test, batch_size=512, verbose=0)[1])
+    stripped.save(os.path.join(partial, 'stripped.keras'))
+    rep = tfprune.report(pruned)
+    rep.to_json(os.path.join(partial, 'report.json'))
+    exported = tflite_export.convert(stripped,
+                                     os.path.join(partial, 'model.tflite'))
+    metrics['tflite_bytes'] = exported['size']
+    metrics['tflite_test_accuracy'] = tflite_export.evaluate(
+        os.path.join(partial, 'model.tflite'), x_test, y_test)
+    totals = rep['totals']
+    metrics.update({
+        'params': totals['params'], 'nonzero_params': totals['nonzero_params'],
+        'kept_fraction': round(totals['kept_fraction'], 6),
+        'prunable_weight_sparsity': round(totals['weight_sparsity'], 6),
+        'macs': totals['macs'], 'effective_macs': totals['effective_macs'],
+        'seconds': round(time.time() - started, 1)})
+    with open(os.path.join(partial, 'metrics.json'), 'w') as f:
+      json.dump(metrics, f, indent=2)
+    with open(os.path.join(partial, 'report.md'), 'w') as f:
+      f.write(_markdown(config, metrics, rep, exported['ops']))
+  except BaseException:
+    shutil.rmtree(partial, ignore_errors=True)
+    raise
+  _finish_workdir(partial, workdir)
+  print(rep.table())
+  print(json.dumps(metrics, indent=2))
+  print(f'wrote {os.path.abspath(workdir)}: model.keras, stripped.keras, '
+        'model.tflite, report.json, report.md')
+  return metrics
