@@ -183,7 +183,7 @@ def main(argv):
       'not pruned. The global row ranks all weights of all layers together '
       '(one threshold), so layers get different sparsities. One seed (0), so '
       'differences of ~0.1 points are noise.', '',
-      '| model | test accuracy | kernel sparsity | params kept (incl. biases) '
+      '| model | test accuracy | weight sparsity of the kernels | params kept (incl. biases) '
       '| .tflite bytes (float32) | .tflite test accuracy |',
       '|---|---|---|---|---|---|']
   for name, row in rows.items():

@@ -32,7 +32,7 @@ def machine() -> str:
 
 def stamp(command: str) -> str:
   return (f'Command: `{command}`  \nMachine: {machine()}  \n'
-          f'Date: {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}\n')
+          f'Date: {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}')
 
 
 def write_section(name: str, markdown: str, path: str = RESULTS) -> None:

@@ -89,3 +89,12 @@ def test_schedule_table_matches_the_schedule():
     assert table(step) == (bool(update), pytest.approx(float(sparsity)))
   assert tfprune.schedules.ScheduleTable.of(schedule) is \
       tfprune.schedules.ScheduleTable.of(schedule)
+
+
+def test_steps_per_execution_is_refused():
+  x, y = random_batch()
+  model = tfprune.prune(small_conv_model(), schedule=0.5)
+  model.compile('sgd', keras.losses.SparseCategoricalCrossentropy(
+      from_logits=True), steps_per_execution=2)
+  with pytest.raises(ValueError, match='steps_per_execution=1'):
+    model.fit(x, y, batch_size=4, verbose=0, callbacks=[tfprune.PruningStep()])

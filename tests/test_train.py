@@ -24,9 +24,10 @@ def _tiny_config():
   c.schedule.kind = 'constant'
   c.schedule.final_sparsity = 0.5
   c.schedule.frequency = 5
-  c.pretrain_epochs = 1
+  c.pretrain_epochs = 3
   c.epochs = 1
-  c.batch_size = 64
+  c.batch_size = 32
+  c.learning_rate = 0.01
   c.verbose = 0
   return c
 
@@ -46,7 +47,7 @@ def test_run_writes_every_output(tmp_path):
   assert metrics['tflite_test_accuracy'] == pytest.approx(
       metrics['stripped_test_accuracy'], abs=0.01)
   assert metrics['pruned_test_accuracy'] == metrics['stripped_test_accuracy']
-  assert 0.3 < metrics['dense_test_accuracy'] <= 1.0
+  assert metrics['dense_test_accuracy'] > 0.6   # learns: 10 classes
 
 
 def test_existing_workdir_needs_overwrite(tmp_path):

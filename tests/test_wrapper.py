@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
 import tfprune
@@ -202,3 +203,44 @@ def test_mirrored_strategy_two_cpus():
   stripped = tfprune.strip(model)
   np.testing.assert_allclose(stripped.predict(x, verbose=0),
                              model.predict(x, verbose=0), atol=1e-5)
+
+
+class Bilinear(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
+  """A custom layer that takes part through tfmot's PrunableLayer."""
+
+  def __init__(self, units, **kwargs):
+    super().__init__(**kwargs)
+    self.units = units
+
+  def build(self, input_shape):
+    self.weight_matrix = self.add_weight('w', (input_shape[-1], self.units))
+    self.scale = self.add_weight('scale', (self.units,), initializer='ones')
+
+  def call(self, inputs):
+    return tf.matmul(inputs, self.weight_matrix) * self.scale
+
+  def get_prunable_weights(self):
+    return [self.weight_matrix]
+
+  def get_config(self):
+    return dict(super().get_config(), units=self.units)
+
+
+def test_custom_prunable_layer_gets_masks_by_structure():
+  inputs = keras.Input((6,))
+  outputs = Bilinear(4, name='bil')(inputs)
+  model = tfprune.prune(keras.Model(inputs, outputs),
+                        tfprune.methods.Magnitude('channel'), schedule=0.5,
+                        layers=['bil'])
+  wrapper = model.get_layer('pruned_bil')
+  assert wrapper.prunable[0].attr == 'weight_matrix'
+  assert wrapper.masks[0].shape == (4,)
+  assert wrapper.masks[0].numpy().sum() == 2
+  x = np.random.RandomState(0).rand(3, 6).astype(np.float32)
+  out = model(x).numpy()
+  dead = wrapper.masks[0].numpy() == 0
+  np.testing.assert_array_equal(out[:, dead], 0)
+  assert np.all(out[:, ~dead] != 0)
+  with keras.utils.custom_object_scope({'Bilinear': Bilinear}):
+    stripped = tfprune.strip(model)
+  np.testing.assert_allclose(stripped(x).numpy(), out, rtol=1e-6)

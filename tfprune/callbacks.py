@@ -34,7 +34,9 @@ class PruningStep(keras.callbacks.Callback):
   """Counts training steps and applies each schedule's mask updates.
 
   Required by ``model.fit`` on a model with PruningWrappers: training
-  without it stops with an error that says so.
+  without it stops with an error that says so. Needs
+  ``compile(steps_per_execution=1)`` (the default): Keras calls batch hooks
+  once per execution, so the step would not count batches.
   """
 
   def __init__(self):
@@ -49,6 +51,12 @@ class PruningStep(keras.callbacks.Callback):
     self._wrappers = [w for w in collect_wrappers(self.model) if w.built]
     if not self._wrappers:
       return
+    per_execution = getattr(self.model, '_steps_per_execution', None)
+    if per_execution is not None and int(per_execution.numpy()) != 1:
+      raise ValueError(
+          'tfprune.PruningStep counts batches and needs '
+          'model.compile(..., steps_per_execution=1), got '
+          f'{int(per_execution.numpy())}')
     self.step = max(int(self._wrappers[0].pruning_step.numpy()), 0)
     self._assign = None
     self._assign_step(self.step)
@@ -68,7 +76,7 @@ class PruningStep(keras.callbacks.Callback):
         for variable in variables:
           variable.assign(value)
 
-      self._assign = tf.function(assign)   # one dispatch for all wrappers
+      self._assign = tf.function(assign, autograph=False)  # one dispatch
     self._assign(tf.constant(step, tf.int64))
 
   def on_train_batch_begin(self, batch, logs=None):

@@ -14,6 +14,13 @@ from ml_collections import config_dict
 FREE_FORM = ('model_kwargs', 'method_kwargs')
 
 
+class ConfigError(KeyError):
+  """A config has keys that tfprune.train does not know."""
+
+  def __str__(self):
+    return str(self.args[0])
+
+
 def default_config() -> config_dict.ConfigDict:
   c = config_dict.ConfigDict()
   c.seed = 0
@@ -54,7 +61,7 @@ def lock(config: config_dict.ConfigDict) -> config_dict.ConfigDict:
   known = set(default_config().keys())
   unknown = sorted(set(config.keys()) - known)
   if unknown:
-    raise KeyError(f'unknown config key(s) {unknown}; the known keys are '
+    raise ConfigError(f'unknown config key(s) {unknown}; the known keys are '
                    f'{sorted(known)} (see tfprune/config.py)')
   config.lock()
   for key in FREE_FORM:

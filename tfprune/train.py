@@ -33,13 +33,15 @@ def main(argv):
     raise app.UsageError('--config and --workdir are required, e.g. '
                          'python -m tfprune.train --config=configs/'
                          'quickstart.py --workdir=runs/quickstart')
+  from tfprune import config as config_lib  # pylint: disable=g-import-not-at-top
+  from tfprune import data  # pylint: disable=g-import-not-at-top
   from tfprune import experiment  # pylint: disable=g-import-not-at-top
   try:
     experiment.run(_CONFIG.value, _WORKDIR.value, _OVERWRITE.value,
                    _DATA_DIR.value,
                    config_file=FLAGS['config'].config_filename)
-  except (experiment.WorkdirExistsError, FileNotFoundError, KeyError,
-          ValueError, TypeError) as e:
+  except (experiment.WorkdirExistsError, data.DatasetNotFoundError,
+          config_lib.ConfigError) as e:
     print(f'tfprune.train: error: {e}', file=sys.stderr)
     sys.exit(2)
 
