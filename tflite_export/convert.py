@@ -1,26 +1,46 @@
-"""Keras model -> .tflite file (plain float32, built-in ops only).
+"""Keras model -> .tflite file: float, dynamic-range, int8 or float16.
 
 A tfprune-wrapped model is stripped first: a wrapper left in the graph would
 convert into variables and assign ops instead of constant, zero-holding
-weights. The file is written atomically (temporary file, then rename), so a
-failed conversion never leaves a half-written model behind.
+weights. Only built-in ops are allowed. The file is written atomically
+(temporary file, then rename), so a failed conversion never leaves a
+half-written model behind.
+
+``sparse_encoding=True`` adds ``tf.lite.Optimize.EXPERIMENTAL_SPARSITY``,
+which stores zero-heavy weights compressed. It is a size feature: conv
+weights come back through a DENSIFY op at load time (more RAM, dense speed);
+only 1x4-blocked float FULLY_CONNECTED weights run sparse. Measured failures
+(../shared/TFLITE.md section 1.4, re-checked by tests/test_convert.py) decide
+what is refused:
+  * dynamic-range + sparse: XNNPACK fails on DENSIFY of int8 weights, and a
+    1x16-blocked hybrid FC returns wrong numbers silently -> always refused;
+  * int8 + sparse: fine, except DENSIFY -> FULLY_CONNECTED, which
+    ai_edge_litert's default delegate cannot prepare -> refused when present;
+  * float16 + sparse: a sparse tensor fed straight into DEQUANTIZE (1x4
+    blocked FC) computes NaN -> refused when present.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from typing import Dict, List
+import warnings
+from typing import Callable, Dict, Iterable, List, Optional, Union
 
+import numpy as np
 import tensorflow as tf
+
+QUANTIZE_MODES = ('none', 'dynamic', 'int8', 'float16')
+
+RepresentativeData = Union[np.ndarray, Callable[[], Iterable]]
 
 
 class ConversionError(RuntimeError):
-  """The TFLite converter could not convert the model."""
+  """The model cannot be converted (or converts into a broken file)."""
 
 
 def op_names(model_bytes: bytes) -> List[str]:
-  """Builtin operator names of the main subgraph, in execution order."""
+  """Operator names of the main subgraph, in execution order."""
   from ai_edge_litert import schema_py_generated as fb  # pylint: disable=g-import-not-at-top
   model = fb.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
   by_code = {v: k for k, v in vars(fb.BuiltinOperator).items()
@@ -34,7 +54,8 @@ def op_names(model_bytes: bytes) -> List[str]:
   return names
 
 
-def _write_atomically(path: str, data: bytes) -> None:
+def write_atomically(path: str, data: bytes) -> None:
+  """Write ``data`` to ``path`` via a temporary file in the same folder."""
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(prefix='.tmp_', suffix='.tflite', dir=folder)
@@ -48,21 +69,126 @@ def _write_atomically(path: str, data: bytes) -> None:
     raise
 
 
-def convert(model, path: str) -> Dict:
-  """Convert a Keras model to a float32 .tflite file at ``path``.
+def _representative(data: RepresentativeData, model) -> Callable:
+  if callable(data):
+    return data
+  array = np.asarray(data, np.float32)
+  expected = tuple(model.inputs[0].shape[1:])
+  if array.shape[1:] != expected:
+    raise ValueError(f'representative_data has examples of shape '
+                     f'{array.shape[1:]}, the model expects {expected}')
 
-  Returns ``{'path', 'size', 'ops'}``.
+  def generate():
+    for i in range(min(len(array), 200)):
+      yield [array[i:i + 1]]
+
+  return generate
+
+
+def _sparse_hazards(info, quantize: str) -> List[str]:
+  """The measured failure patterns present in a converted model."""
+  producers = {out: op for op in info.operators for out in op.outputs}
+  problems = []
+  for op in info.operators:
+    for tensor in op.inputs:
+      source = producers.get(tensor)
+      if source is None:
+        continue
+      if (quantize == 'int8' and op.name == 'FULLY_CONNECTED' and
+          source.name == 'DENSIFY'):
+        problems.append(f'{op.output_names[0]}: DENSIFY -> FULLY_CONNECTED on '
+                        'int8 weights (ai_edge_litert cannot prepare it)')
+  if quantize == 'float16':
+    for op in info.operators:
+      if op.name == 'DEQUANTIZE' and op.inputs and op.inputs[0] in _sparse_tensors(info):
+        problems.append(f'{op.output_names[0]}: a sparse tensor feeds '
+                        'DEQUANTIZE directly (computes NaN)')
+  return problems
+
+
+def _sparse_tensors(info) -> set:
+  return {w.tensor for op in info.operators for w in (op.weight, op.bias)
+          if w is not None and w.sparse}
+
+
+def convert(model, path: str, quantize: str = 'none',
+            representative_data: Optional[RepresentativeData] = None,
+            sparse_encoding: bool = False) -> Dict:
+  """Convert a Keras model to a .tflite file at ``path``.
+
+  Args:
+    model: a tfprune-wrapped (stripped first), stripped or shrunk tf_keras
+      model.
+    path: where to write; the folder is created.
+    quantize: 'none' (float32), 'dynamic' (int8 weights, float activations),
+      'int8' (full integer, needs ``representative_data``; float input and
+      output) or 'float16' (fp16 weights).
+    representative_data: example inputs (an array, up to 200 are used) or a
+      tfmot-style generator function, for 'int8' calibration.
+    sparse_encoding: store zero-heavy weights compressed (see module doc).
+
+  Returns:
+    ``{'path', 'size', 'ops', 'densify'}``.
   """
   import tfprune  # pylint: disable=g-import-not-at-top
+  from tflite_export import reader  # pylint: disable=g-import-not-at-top
+  if quantize not in QUANTIZE_MODES:
+    raise ValueError(f'quantize must be one of {QUANTIZE_MODES}, got '
+                     f'{quantize!r}')
+  if sparse_encoding and quantize == 'dynamic':
+    raise ValueError(
+        'sparse_encoding with quantize="dynamic" is refused: XNNPACK fails '
+        'on DENSIFY of int8 weights and 1x16-blocked hybrid FC layers '
+        'return wrong numbers silently. Use sparse_encoding with float32 '
+        '(quantize="none"), or quantize without sparse encoding.')
+  if quantize == 'int8' and representative_data is None:
+    raise ValueError('quantize="int8" needs representative_data (a few '
+                     'hundred training inputs) to calibrate activations')
   if tfprune.wrapper.collect_wrappers(model):
     model = tfprune.strip(model)
   converter = tf.lite.TFLiteConverter.from_keras_model(model)
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+  optimizations = []
+  if quantize != 'none':
+    optimizations.append(tf.lite.Optimize.DEFAULT)
+  if quantize == 'int8':
+    converter.representative_dataset = _representative(representative_data,
+                                                       model)
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+  if quantize == 'float16':
+    converter.target_spec.supported_types = [tf.float16]
+  if sparse_encoding:
+    optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+  converter.optimizations = optimizations
   try:
     data = converter.convert()
   except Exception as e:  # the converter raises several internal types
     raise ConversionError(
         f'TFLite could not convert model {model.name!r} with built-in ops '
         f'only: {e}') from e
-  _write_atomically(path, data)
-  return {'path': path, 'size': len(data), 'ops': op_names(data)}
+  # Check the converted bytes before anything reaches ``path``.
+  fd, probe = tempfile.mkstemp(suffix='.tflite')
+  try:
+    with os.fdopen(fd, 'wb') as f:
+      f.write(data)
+    info = reader.inspect(probe)
+  finally:
+    os.unlink(probe)
+  if sparse_encoding:
+    problems = _sparse_hazards(info, quantize)
+    if problems:
+      raise ConversionError(
+          f'sparse_encoding with quantize={quantize!r} produced a pattern '
+          'that fails at run time: ' + '; '.join(problems) + '. Convert '
+          'without sparse_encoding, or with quantize="none".')
+  densify = info.op_names.count('DENSIFY')
+  if densify:
+    warnings.warn(
+        f'{densify} weight tensor(s) are stored sparse and expanded by '
+        'DENSIFY when the model loads: the file is smaller, but load-time '
+        'memory is higher and those layers run at dense speed.',
+        stacklevel=2)
+  write_atomically(path, data)
+  return {'path': path, 'size': len(data), 'ops': info.op_names,
+          'densify': densify}

@@ -28,6 +28,10 @@ class WorkdirExistsError(FileExistsError):
   """The workdir exists and --overwrite was not given."""
 
 
+class CheckFailedError(RuntimeError):
+  """The exported .tflite file lost sparsity the Keras model had."""
+
+
 def _start_workdir(workdir: str, overwrite: bool) -> str:
   workdir = os.path.abspath(workdir)
   if os.path.exists(workdir) and os.listdir(workdir):
@@ -102,7 +106,7 @@ def load_data(config, data_dir: Optional[str]):
           (x_test, y_test))
 
 
-def _markdown(config, metrics: Dict, rep, ops) -> str:
+def _markdown(config, metrics: Dict, rep, ops, checked) -> str:
   lines = ['# tfprune run', '',
            f'config: `{metrics["config_file"]}`; finished '
            f'{time.strftime("%Y-%m-%d %H:%M:%S")}', '', '## Metrics', '',
@@ -111,6 +115,8 @@ def _markdown(config, metrics: Dict, rep, ops) -> str:
     if key != 'config_file':
       lines.append(f'| {key} | {value} |')
   lines += ['', '## Layers (trained model)', '', rep.table(), '',
+            '## TFLite check (model.tflite against report.json)', '',
+            checked.table(), '',
             '## TFLite ops', '', ', '.join(ops), '', '## Config', '',
             '```', str(config), '```', '']
   return '\n'.join(lines)
@@ -171,11 +177,13 @@ def run(config, workdir: str, overwrite: bool = False,
     stripped.save(os.path.join(partial, 'stripped.keras'))
     rep = tfprune.report(pruned)
     rep.to_json(os.path.join(partial, 'report.json'))
-    exported = tflite_export.convert(stripped,
-                                     os.path.join(partial, 'model.tflite'))
+    tflite_path = os.path.join(partial, 'model.tflite')
+    exported = tflite_export.convert(stripped, tflite_path)
+    checked = tflite_export.check(tflite_path, rep)
     metrics['tflite_bytes'] = exported['size']
+    metrics['tflite_check'] = 'ok' if checked.ok else 'FAILED'
     metrics['tflite_test_accuracy'] = tflite_export.evaluate(
-        os.path.join(partial, 'model.tflite'), x_test, y_test)
+        tflite_path, x_test, y_test)
     totals = rep['totals']
     metrics.update({
         'params': totals['params'], 'nonzero_params': totals['nonzero_params'],
@@ -186,12 +194,18 @@ def run(config, workdir: str, overwrite: bool = False,
     with open(os.path.join(partial, 'metrics.json'), 'w') as f:
       json.dump(metrics, f, indent=2)
     with open(os.path.join(partial, 'report.md'), 'w') as f:
-      f.write(_markdown(config, metrics, rep, exported['ops']))
+      f.write(_markdown(config, metrics, rep, exported['ops'], checked))
+    if not checked.ok:
+      raise CheckFailedError(
+          'the exported model.tflite does not keep the trained sparsity: '
+          + '; '.join(checked.failures))
   except BaseException:
     shutil.rmtree(partial, ignore_errors=True)
     raise
   _finish_workdir(partial, workdir)
   print(rep.table())
+  print()
+  print(checked.table())
   print(json.dumps(metrics, indent=2))
   print(f'wrote {os.path.abspath(workdir)}: model.keras, stripped.keras, '
         'model.tflite, report.json, report.md')

@@ -3,13 +3,15 @@
 Works on wrapped models (effective weights: weight * mask * gate) and on
 stripped or plain ones, with the same layer names, so the two can be compared
 (the TFLite checker compares the .tflite file against this report).
-MACs count multiply-accumulates of the prunable weights (Dense, Conv2D,
-DepthwiseConv2D, PrunableLayer) per example; ``effective_macs`` counts only
-non-zero weights.
+Each prunable weight carries its exact zero pattern (``zeros``: packed bits,
+see :func:`unpack_zeros`). MACs count multiply-accumulates of the prunable
+weights (Dense, Conv2D, DepthwiseConv2D, PrunableLayer) per example;
+``effective_macs`` counts only non-zero weights.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Dict, List, Optional
 
@@ -35,6 +37,18 @@ class Report(dict):
       with open(path, 'w') as f:
         f.write(text + '\n')
     return text
+
+
+def pack_zeros(value: np.ndarray) -> str:
+  """The zero pattern of a weight as base64 of its packed bits (C order)."""
+  return base64.b64encode(np.packbits((value == 0).reshape(-1))).decode()
+
+
+def unpack_zeros(weight_entry: Dict) -> np.ndarray:
+  """The boolean zero pattern of a report's weight entry, at its shape."""
+  shape = weight_entry['shape']
+  bits = np.frombuffer(base64.b64decode(weight_entry['zeros']), np.uint8)
+  return np.unpackbits(bits)[:int(np.prod(shape))].reshape(shape).astype(bool)
 
 
 def _flat_layers(model) -> List:
@@ -112,7 +126,8 @@ def _layer_entry(layer) -> Optional[Dict]:
                              'shape': list(value.shape),
                              'size': int(value.size),
                              'nonzero': int(np.count_nonzero(value)),
-                             'sparsity': sparsity})
+                             'sparsity': sparsity,
+                             'zeros': pack_zeros(value)})
     if positions is None:
       entry['macs'] = entry['effective_macs'] = None
     elif entry['macs'] is not None:

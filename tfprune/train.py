@@ -41,7 +41,7 @@ def main(argv):
                    _DATA_DIR.value,
                    config_file=FLAGS['config'].config_filename)
   except (experiment.WorkdirExistsError, data.DatasetNotFoundError,
-          config_lib.ConfigError) as e:
+          config_lib.ConfigError, experiment.CheckFailedError) as e:
     print(f'tfprune.train: error: {e}', file=sys.stderr)
     sys.exit(2)
 

@@ -1,0 +1,303 @@
+"""Prove from the .tflite file that the Keras model's sparsity survived.
+
+``check(path, expected)`` maps every prunable layer of ``expected`` (a
+``tfprune.report`` of the converted model, or its JSON file) to its TFLite
+operator, brings the file's weight back to Keras layout (FULLY_CONNECTED
+``[out, in]``, CONV_2D ``OHWI``, DEPTHWISE_CONV_2D ``[1, H, W, C*M]``), and
+compares zero patterns per structure kind:
+
+  * every unit (weight, 2-D kernel, channel, and the layer's own structure
+    such as a block or n:m group) that is zero in Keras must be zero in the
+    file -- a folded BatchNorm scales a filter but keeps its zeros;
+  * extra zero weights in the file (int8 rounding makes some) may be at most
+    ``tolerance`` of the weights: 0 for float weights, 0.05 for quantized
+    ones unless given.
+
+Layers are matched by name (the layer name as a component of the TFLite
+tensor names) and otherwise by order, operator kind and weight shape. Also
+checked: built-in ops only, no leftover wrapper state (variable or
+CALL_ONCE ops), static input shape, no sparse tensor fed straight into
+DEQUANTIZE (the fp16 NaN bug), and that the file loads and allocates under
+ai_edge_litert's default (XNNPACK) delegate. DENSIFY ops and size are
+reported.
+
+    python -m tflite_export.check model.tflite --expect report.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Dict, List, Optional, Union
+
+import numpy as np
+
+from tflite_export import reader
+
+_OP_OF = {'Dense': 'FULLY_CONNECTED', 'Conv2D': 'CONV_2D',
+          'DepthwiseConv2D': 'DEPTHWISE_CONV_2D'}
+FLOAT_TOLERANCE, QUANTIZED_TOLERANCE = 0.0, 0.05
+
+
+class ReportMismatchError(ValueError):
+  """The report does not describe the converted model."""
+
+
+@dataclasses.dataclass
+class LayerCheck:
+  layer: str
+  op: str
+  structure: str
+  keras_sparsity: float
+  file_sparsity: float
+  problems: List[str]
+  details: Dict[str, str]
+
+  @property
+  def ok(self) -> bool:
+    return not self.problems
+
+
+@dataclasses.dataclass
+class CheckResult:
+  path: str
+  layers: List[LayerCheck]
+  deployment: Dict[str, object]
+  deployment_problems: List[str]
+
+  @property
+  def ok(self) -> bool:
+    return not self.deployment_problems and all(l.ok for l in self.layers)
+
+  @property
+  def failures(self) -> List[str]:
+    return ([f'{l.layer}: {p}' for l in self.layers for p in l.problems] +
+            self.deployment_problems)
+
+  def table(self) -> str:
+    """Markdown: one row per layer, then the deployment facts."""
+    lines = ['| layer | op | structure | Keras zeros | file zeros | units '
+             'zero in Keras / in file | result |', '|---|---|---|---|---|---|---|']
+    for l in self.layers:
+      units = '; '.join(f'{k} {v}' for k, v in l.details.items())
+      lines.append(f'| {l.layer} | {l.op} | {l.structure} | '
+                   f'{100 * l.keras_sparsity:.2f}% | '
+                   f'{100 * l.file_sparsity:.2f}% | {units} | '
+                   f'{"ok" if l.ok else "FAIL: " + "; ".join(l.problems)} |')
+    lines.append('')
+    for key, value in self.deployment.items():
+      lines.append(f'- {key}: {value}')
+    for problem in self.deployment_problems:
+      lines.append(f'- FAIL: {problem}')
+    return '\n'.join(lines)
+
+
+def _to_keras_layout(kind: str, weight: np.ndarray, keras_shape) -> np.ndarray:
+  if kind == 'Dense':
+    return weight.T
+  if kind == 'Conv2D':
+    return weight.transpose(1, 2, 3, 0)
+  return weight.reshape(keras_shape)   # depthwise [1,H,W,C*M] -> [H,W,C,M]
+
+
+def _tflite_shape(kind: str, keras_shape) -> List[int]:
+  if kind == 'Dense':
+    return [keras_shape[1], keras_shape[0]]
+  if kind == 'Conv2D':
+    return [keras_shape[3], keras_shape[0], keras_shape[1], keras_shape[2]]
+  h, w, c, m = keras_shape
+  return [1, h, w, c * m]
+
+
+def _layer_of(tensor_name: str) -> List[str]:
+  """Layer names in a TFLite tensor name ('model/conv1/Conv2D;...')."""
+  names = []
+  for part in tensor_name.split(';'):
+    pieces = part.split('/')
+    if len(pieces) >= 2:
+      names.append(pieces[1])
+  return names
+
+
+def _match(layers: List[Dict], ops: List[reader.Operator]) -> Dict[str, reader.Operator]:
+  """Layer name -> operator, by name first, then by order, kind and shape."""
+  def fits(entry, op):
+    return (op.weight is not None and op.name == _OP_OF[entry['type']] and
+            op.weight.shape == _tflite_shape(entry['type'],
+                                             entry['weights'][0]['shape']))
+
+  matched, used = {}, set()
+  for entry in layers:
+    for op in ops:
+      names = _layer_of(op.weight.name if op.weight else '')
+      for out in op.output_names:
+        names += _layer_of(out)
+      if op.index not in used and entry['name'] in names and fits(entry, op):
+        matched[entry['name']] = op
+        used.add(op.index)
+        break
+  last = -1
+  for entry in layers:
+    if entry['name'] in matched:
+      last = matched[entry['name']].index
+      continue
+    free = [op for op in ops if op.index not in used and fits(entry, op)]
+    after = [op for op in free if op.index > last]
+    pick = (after or free or [None])[0]
+    if pick is None:
+      raise ReportMismatchError(
+          f'layer {entry["name"]!r} ({entry["type"]}, weight '
+          f'{entry["weights"][0]["shape"]}) has no matching '
+          f'{_OP_OF[entry["type"]]} operator in the file: the report does not'
+          ' belong to this model (pass tfprune.report() of the very model '
+          'that was converted)')
+    matched[entry['name']] = pick
+    used.add(pick.index)
+    last = pick.index
+  return matched
+
+
+def _compare(entry: Dict, op: reader.Operator,
+             tolerance: Optional[float]) -> LayerCheck:
+  from tfprune import structures  # pylint: disable=g-import-not-at-top
+  from tfprune.report import unpack_zeros  # pylint: disable=g-import-not-at-top
+  weight_entry = entry['weights'][0]
+  shape = weight_entry['shape']
+  kind = entry['type']
+  layout = {'Dense': structures.DENSE_LAYOUT, 'Conv2D': structures.CONV2D_LAYOUT,
+            'DepthwiseConv2D': structures.DEPTHWISE_LAYOUT}[kind]
+  keras_zero = unpack_zeros(weight_entry)
+  file_zero = _to_keras_layout(kind, op.weight.zeros, shape)
+  structure = entry.get('structure') or 'weight'
+  kinds = ['weight', 'kernel', 'channel']
+  if kind == 'Dense':
+    kinds.remove('kernel')   # a Dense 'kernel' unit is one weight
+  if structure not in kinds:
+    kinds.append(structure)
+  problems, details = [], {}
+  for name in kinds:
+    unit = structures.get(name)
+    if isinstance(unit, structures.NM):
+      unit = structures.Weight()
+    keras_units = np.asarray(unit.reduce(
+        (~keras_zero).astype(np.float32), layout, 'sum')) == 0
+    file_units = np.asarray(unit.reduce(
+        (~file_zero).astype(np.float32), layout, 'sum')) == 0
+    missing = int((keras_units & ~file_units).sum())
+    details[name] = f'{int(keras_units.sum())}/{int(file_units.sum())}'
+    if missing:
+      problems.append(f'{missing} of {int(keras_units.sum())} {name} units '
+                      'zero in Keras are non-zero in the file')
+  if tolerance is None:
+    tolerance = QUANTIZED_TOLERANCE if op.weight.quantized else FLOAT_TOLERANCE
+  extra = float((file_zero & ~keras_zero).mean())
+  if extra > tolerance + 1e-12:
+    problems.append(f'{100 * extra:.2f}% extra zero weights in the file '
+                    f'(tolerance {100 * tolerance:.2f}%)')
+  return LayerCheck(entry['name'], op.name + ('+' + '+'.join(op.weight.via)
+                                              if op.weight.via else ''),
+                    structure, float(keras_zero.mean()),
+                    float(file_zero.mean()), problems, details)
+
+
+def _deployment(info: reader.ModelInfo, path: str):
+  facts = {'file bytes': info.size,
+           'operators': ', '.join(sorted(set(info.op_names))),
+           'DENSIFY ops (weights expanded at load time)':
+               info.op_names.count('DENSIFY')}
+  problems = []
+  if info.custom_ops:
+    problems.append(f'non-builtin ops {info.custom_ops}')
+  state = sorted(set(info.op_names) & set(reader.STATE_OPS))
+  if state:
+    problems.append(f'leftover variable state {state}: a pruning wrapper '
+                    'was converted; strip the model first')
+  for signature in info.input_signatures:
+    if any(d < 0 for d in signature[1:]):
+      problems.append(f'input shape {signature} is not static')
+  sparse = {w.tensor for op in info.operators for w in (op.weight, op.bias)
+            if w is not None and w.sparse}
+  producers = {out: op for op in info.operators for out in op.outputs}
+  for op in info.operators:
+    if op.name == 'DEQUANTIZE':
+      source = op.inputs[0]
+      if source in sparse and source not in producers:
+        problems.append(f'{op.output_names[0]}: sparse tensor fed straight '
+                        'into DEQUANTIZE (computes NaN)')
+  try:
+    from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
+    Interpreter(model_path=path).allocate_tensors()
+    facts['loads with XNNPACK'] = 'yes'
+  except Exception as e:  # the runtime raises RuntimeError/ValueError
+    facts['loads with XNNPACK'] = 'no'
+    problems.append(f'does not load under ai_edge_litert: {e}')
+  return facts, problems
+
+
+def load_report(expected: Union[str, Dict]) -> Dict:
+  if isinstance(expected, dict):
+    report = expected
+  else:
+    try:
+      with open(expected) as f:
+        report = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ReportMismatchError(f'{expected} is not a JSON report: {e}') from e
+  if not isinstance(report, dict) or 'layers' not in report:
+    raise ReportMismatchError('expected a tfprune.report() dict (with '
+                              '"layers") or its JSON file')
+  return report
+
+
+def check(path: str, expected: Union[str, Dict],
+          tolerance: Optional[float] = None) -> CheckResult:
+  """Compare a .tflite file with the report of the Keras model it came from."""
+  report = load_report(expected)
+  info = reader.inspect(path)
+  layers = [e for e in report['layers']
+            if e['type'] in _OP_OF and e.get('weights')]
+  missing_patterns = [e['name'] for e in layers
+                      if 'zeros' not in e['weights'][0]]
+  if missing_patterns:
+    raise ReportMismatchError(f'report layers {missing_patterns} carry no '
+                              'zero pattern; make it with tfprune.report()')
+  matched = _match(layers, info.weight_ops())
+  rows = [_compare(e, matched[e['name']], tolerance) for e in layers]
+  facts, problems = _deployment(info, path)
+  return CheckResult(path, rows, facts, problems)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(
+      prog='python -m tflite_export.check',
+      description='Check that a .tflite file keeps the sparsity of the Keras '
+      'model described by a tfprune report.')
+  parser.add_argument('model', help='the .tflite file')
+  parser.add_argument('--expect', required=True,
+                      help='report.json written by tfprune.train or '
+                      'tfprune.report(model).to_json(path)')
+  parser.add_argument('--tolerance', type=float, default=None,
+                      help='allowed fraction of extra zero weights (default '
+                      '0 for float, 0.05 for quantized weights)')
+  args = parser.parse_args(argv)
+  try:
+    result = check(args.model, args.expect, args.tolerance)
+  except (FileNotFoundError, reader.InvalidModelError,
+          ReportMismatchError) as e:
+    print(f'tflite_export.check: error: {e}', file=sys.stderr)
+    return 2
+  print(result.table())
+  if not result.ok:
+    failed = sorted({l.layer for l in result.layers if not l.ok})
+    print(f'\nFAILED: sparsity did not survive in {failed or "no layer"}; '
+          f'{len(result.deployment_problems)} deployment problem(s)',
+          file=sys.stderr)
+    return 1
+  print('\nOK: every layer keeps its zero pattern')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
