@@ -94,3 +94,28 @@ def test_command_line_errors_are_plain(tmp_path):
                         capture_output=True, text=True, env=env, cwd=ROOT)
   assert proc.returncode == 2
   assert 'unknown config key' in proc.stderr and 'epochs' in proc.stderr
+
+
+def test_run_checks_its_export_and_fails_on_lost_sparsity(tmp_path,
+                                                          monkeypatch):
+  import tflite_export  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / 'ok')
+  metrics = experiment.run(_tiny_config(), workdir)
+  assert metrics['tflite_check'] == 'ok'
+  with open(os.path.join(workdir, 'report.md')) as f:
+    text = f.read()
+  assert '## TFLite check' in text and '| conv1 | CONV_2D | channel |' in text
+
+  real_check = tflite_export.check
+
+  def losing_check(path, expected, tolerance=None):
+    result = real_check(path, expected, tolerance)
+    result.layers[0].problems.append('sparsity lost (simulated)')
+    return result
+
+  monkeypatch.setattr(tflite_export, 'check', losing_check)
+  failed = str(tmp_path / 'failed')
+  with pytest.raises(experiment.CheckFailedError,
+                     match=r'conv1: sparsity lost \(simulated\)'):
+    experiment.run(_tiny_config(), failed)
+  assert not os.path.exists(failed) and not os.path.exists(failed + '.partial')

@@ -84,7 +84,8 @@ def structure_sparsity(weight: np.ndarray, layout: structures.WeightLayout,
   """Fraction of all-zero units of ``structure`` in a weight tensor."""
   structure = structures.get(structure)
   if isinstance(structure, structures.NM):
-    nonzero = structures.Weight().reduce(weight != 0, layout, 'sum')
+    nonzero = structures.Weight().reduce((weight != 0).astype(np.float32),
+                                         layout, 'sum')
     return _zero_fraction(np.asarray(nonzero) == 0)
   scores = np.asarray(structure.reduce(weight.astype(np.float32), layout,
                                        'max_abs'))

@@ -1,0 +1,160 @@
+"""check(): sparsity survives conversion, for every kind, layer and mode."""
+
+import importlib
+import warnings
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_model_optimization as tfmot
+import tf_keras as keras
+
+import tflite_export
+import tfprune
+
+# The package exports the function check(); the CLI lives in the module.
+check_module = importlib.import_module('tflite_export.check')
+
+
+def _model(batch_norm):
+  """Conv2D [-> BN] -> ReLU -> DepthwiseConv2D [-> BN] -> Dense -> Dense."""
+  inputs = keras.Input((8, 8, 4))
+  x = keras.layers.Conv2D(8, 3, name='conv')(inputs)
+  if batch_norm:
+    x = keras.layers.BatchNormalization(name='bn1')(x)
+  x = keras.layers.ReLU(name='relu1')(x)
+  x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name='dw')(x)
+  if batch_norm:
+    x = keras.layers.BatchNormalization(name='bn2')(x)
+  x = keras.layers.Flatten(name='flat')(x)
+  x = keras.layers.Dense(16, name='fc1')(x)
+  model = keras.Model(inputs, keras.layers.Dense(8, name='fc2')(x))
+  rng = np.random.RandomState(0)
+  for layer in model.layers:
+    if isinstance(layer, keras.layers.BatchNormalization):
+      n = layer.gamma.shape[0]
+      layer.set_weights([rng.rand(n) + 0.5, rng.rand(n), rng.rand(n),
+                         rng.rand(n) + 0.5])
+  return model
+
+
+def _convert(model, path, **kwargs):
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')
+    return tflite_export.convert(model, str(path), **kwargs)
+
+
+REPRESENTATIVE = np.random.RandomState(1).rand(32, 8, 8, 4).astype(np.float32)
+
+
+@pytest.mark.parametrize('structure', ['weight', 'kernel', 'channel',
+                                       'block(2,2)', '2:4'])
+@pytest.mark.parametrize('batch_norm', [False, True])
+def test_round_trip(tmp_path, structure, batch_norm):
+  """float and int8, with and without sparse encoding: the check passes."""
+  pruned = tfprune.prune(_model(batch_norm),
+                         tfprune.methods.Magnitude(structure), schedule=0.6,
+                         layers=['conv', 'dw', 'fc1'])
+  expected = tfprune.report(pruned)
+  by_name = {e['name']: e for e in expected['layers']}
+  assert by_name['conv']['weights'][0]['sparsity'][structure] > 0.4
+  outcomes = {}
+  for quantize in ('none', 'int8'):
+    for sparse in (False, True):
+      path = tmp_path / f'{quantize}_{sparse}.tflite'
+      try:
+        _convert(pruned, path, quantize=quantize, sparse_encoding=sparse,
+                 representative_data=REPRESENTATIVE)
+      except tflite_export.ConversionError as e:
+        # the only refusal allowed here: int8 DENSIFY -> FULLY_CONNECTED
+        assert quantize == 'int8' and sparse
+        assert 'DENSIFY -> FULLY_CONNECTED' in str(e)
+        outcomes[(quantize, sparse)] = 'refused'
+        continue
+      result = tflite_export.check(str(path), expected)
+      assert result.ok, result.failures
+      assert [r.layer for r in result.layers] == ['conv', 'dw', 'fc1', 'fc2']
+      assert result.layers[0].structure == structure
+      outcomes[(quantize, sparse)] = 'ok'
+  assert outcomes[('none', False)] == outcomes[('none', True)] == 'ok'
+  assert outcomes[('int8', False)] == 'ok'
+
+
+def test_a_dense_file_fails_against_a_sparse_report(tmp_path):
+  base = _model(batch_norm=True)
+  pruned = tfprune.prune(base, tfprune.methods.Magnitude('channel'),
+                         schedule=0.5, layers=['conv', 'fc1'])
+  path = str(tmp_path / 'dense.tflite')
+  _convert(base, path)                       # the unpruned model
+  result = tflite_export.check(path, tfprune.report(pruned))
+  assert not result.ok
+  failed = {l.layer for l in result.layers if not l.ok}
+  assert failed == {'conv', 'fc1'}
+  conv = result.layers[0]
+  assert any('4 of 4 channel units zero in Keras are non-zero' in p
+             for p in conv.problems)
+
+
+def test_int8_rounding_zeros_need_the_tolerance(tmp_path):
+  model = _model(batch_norm=False)
+  kernel = model.get_layer('fc1').kernel.numpy()
+  kernel[:, :] = 1.0
+  kernel[:20, 3] = 1e-4              # rounds to 0 in int8: 20 extra zeros
+  model.get_layer('fc1').kernel.assign(kernel)
+  path = str(tmp_path / 'q.tflite')
+  _convert(model, path, quantize='int8', representative_data=REPRESENTATIVE)
+  expected = tfprune.report(model)
+  assert tflite_export.check(path, expected).ok          # 20/4096 < 5%
+  strict = tflite_export.check(path, expected, tolerance=0.0)
+  fc1 = strict.layers[2]
+  assert fc1.layer == 'fc1' and not fc1.ok
+  assert fc1.problems == ['0.49% extra zero weights in the file (tolerance '
+                          '0.00%)']   # 20 of 4096, the ones set to 1e-4
+
+
+def test_report_of_another_model_is_refused(tmp_path):
+  path = str(tmp_path / 'm.tflite')
+  _convert(_model(False), path)
+  inputs = keras.Input((8, 8, 4))
+  other = keras.Model(inputs, keras.layers.Conv2D(3, 3, name='conv')(inputs))
+  with pytest.raises(tflite_export.ReportMismatchError,
+                     match="'conv'.*does not belong"):
+    tflite_export.check(path, tfprune.report(other))
+  with pytest.raises(tflite_export.ReportMismatchError, match='tfprune.report'):
+    tflite_export.check(path, {'model': 'x'})
+
+
+def test_leftover_wrapper_state_fails_deployment(tmp_path):
+  """A tfmot wrapper converted without stripping keeps variables."""
+  base = _model(False)
+  wrapped = tfmot.sparsity.keras.prune_low_magnitude(base)
+  path = str(tmp_path / 'stateful.tflite')
+  converter = tf.lite.TFLiteConverter.from_keras_model(wrapped)
+  with open(path, 'wb') as f:
+    f.write(converter.convert())
+  result = tflite_export.check(path, tfprune.report(base))
+  assert not result.ok
+  assert any('leftover variable state' in p and 'VAR_HANDLE' in p
+             for p in result.deployment_problems)
+
+
+def test_command_line(tmp_path, capsys):
+  pruned = tfprune.prune(_model(False), tfprune.methods.Magnitude('kernel'),
+                         schedule=0.5, layers=['conv'])
+  good, bad = str(tmp_path / 'good.tflite'), str(tmp_path / 'bad.tflite')
+  _convert(pruned, good)
+  _convert(_model(False), bad)
+  report_path = str(tmp_path / 'report.json')
+  tfprune.report(pruned).to_json(report_path)
+  assert check_module.main([good, '--expect', report_path]) == 0
+  assert 'OK: every layer keeps its zero pattern' in capsys.readouterr().out
+  assert check_module.main([bad, '--expect', report_path]) == 1
+  captured = capsys.readouterr()
+  assert "FAILED: sparsity did not survive in ['conv']" in captured.err
+  assert '| conv | CONV_2D | kernel |' in captured.out
+  (tmp_path / 'junk.tflite').write_bytes(b'0' * 64)
+  assert check_module.main([str(tmp_path / 'junk.tflite'), '--expect',
+                            report_path]) == 2
+  assert 'not a TFLite model' in capsys.readouterr().err
+  (tmp_path / 'r.json').write_text('{not json')
+  assert check_module.main([good, '--expect', str(tmp_path / 'r.json')]) == 2
