@@ -48,7 +48,7 @@ REPRESENTATIVE = np.random.RandomState(1).rand(32, 8, 8, 4).astype(np.float32)
 
 
 @pytest.mark.parametrize('structure', ['weight', 'kernel', 'channel',
-                                       'block(2,2)', '2:4'])
+                                       'layer', 'block(2,2)', '2:4'])
 @pytest.mark.parametrize('batch_norm', [False, True])
 def test_round_trip(tmp_path, structure, batch_norm):
   """float and int8, with and without sparse encoding: the check passes."""
@@ -56,8 +56,12 @@ def test_round_trip(tmp_path, structure, batch_norm):
                          tfprune.methods.Magnitude(structure), schedule=0.6,
                          layers=['conv', 'dw', 'fc1'])
   expected = tfprune.report(pruned)
-  by_name = {e['name']: e for e in expected['layers']}
-  assert by_name['conv']['weights'][0]['sparsity'][structure] > 0.4
+  sparsity = [e['weights'][0]['sparsity'][structure]
+              for e in expected['layers'] if e['name'] in ('conv', 'dw', 'fc1')]
+  if structure == 'layer':   # 2 of the 3 layers removed whole
+    assert sorted(sparsity) == [0.0, 1.0, 1.0]
+  else:
+    assert min(sparsity) > 0.4
   outcomes = {}
   for quantize in ('none', 'int8'):
     for sparse in (False, True):
@@ -158,3 +162,21 @@ def test_command_line(tmp_path, capsys):
   assert 'not a TFLite model' in capsys.readouterr().err
   (tmp_path / 'r.json').write_text('{not json')
   assert check_module.main([good, '--expect', str(tmp_path / 'r.json')]) == 2
+
+
+def test_layers_sharing_one_weight_buffer(tmp_path):
+  """The converter dedups identical constants; each layer still maps."""
+  inputs = keras.Input((8,))
+  a = keras.layers.Dense(8, name='a')(inputs)
+  b = keras.layers.Dense(8, name='b')(a)
+  model = keras.Model(inputs, b)
+  kernel = np.eye(8, dtype=np.float32) * 2
+  kernel[:, 5] = 0
+  for name in ('a', 'b'):
+    model.get_layer(name).set_weights([kernel, np.zeros(8, np.float32)])
+  path = str(tmp_path / 'shared.tflite')
+  _convert(model, path)
+  ops = tflite_export.inspect(path).weight_ops()
+  assert ops[0].weight.tensor == ops[1].weight.tensor   # one buffer
+  result = tflite_export.check(path, tfprune.report(model))
+  assert result.ok and [l.layer for l in result.layers] == ['a', 'b']

@@ -217,15 +217,9 @@ def _deployment(info: reader.ModelInfo, path: str):
   for signature in info.input_signatures:
     if any(d < 0 for d in signature[1:]):
       problems.append(f'input shape {signature} is not static')
-  sparse = {w.tensor for op in info.operators for w in (op.weight, op.bias)
-            if w is not None and w.sparse}
-  producers = {out: op for op in info.operators for out in op.outputs}
-  for op in info.operators:
-    if op.name == 'DEQUANTIZE':
-      source = op.inputs[0]
-      if source in sparse and source not in producers:
-        problems.append(f'{op.output_names[0]}: sparse tensor fed straight '
-                        'into DEQUANTIZE (computes NaN)')
+  for name in info.sparse_into_dequantize():
+    problems.append(f'{name}: sparse tensor fed straight into DEQUANTIZE '
+                    '(computes NaN)')
   try:
     from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
     Interpreter(model_path=path).allocate_tensors()

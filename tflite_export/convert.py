@@ -87,28 +87,15 @@ def _representative(data: RepresentativeData, model) -> Callable:
 
 def _sparse_hazards(info, quantize: str) -> List[str]:
   """The measured failure patterns present in a converted model."""
-  producers = {out: op for op in info.operators for out in op.outputs}
   problems = []
-  for op in info.operators:
-    for tensor in op.inputs:
-      source = producers.get(tensor)
-      if source is None:
-        continue
-      if (quantize == 'int8' and op.name == 'FULLY_CONNECTED' and
-          source.name == 'DENSIFY'):
-        problems.append(f'{op.output_names[0]}: DENSIFY -> FULLY_CONNECTED on '
-                        'int8 weights (ai_edge_litert cannot prepare it)')
+  if quantize == 'int8':
+    problems += [f'{name}: DENSIFY -> FULLY_CONNECTED on int8 weights '
+                 '(ai_edge_litert cannot prepare it)'
+                 for name in info.densify_into('FULLY_CONNECTED')]
   if quantize == 'float16':
-    for op in info.operators:
-      if op.name == 'DEQUANTIZE' and op.inputs and op.inputs[0] in _sparse_tensors(info):
-        problems.append(f'{op.output_names[0]}: a sparse tensor feeds '
-                        'DEQUANTIZE directly (computes NaN)')
+    problems += [f'{name}: a sparse tensor feeds DEQUANTIZE directly '
+                 '(computes NaN)' for name in info.sparse_into_dequantize()]
   return problems
-
-
-def _sparse_tensors(info) -> set:
-  return {w.tensor for op in info.operators for w in (op.weight, op.bias)
-          if w is not None and w.sparse}
 
 
 def convert(model, path: str, quantize: str = 'none',

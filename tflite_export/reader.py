@@ -78,6 +78,24 @@ class ModelInfo:
   def weight_ops(self) -> List[Operator]:
     return [op for op in self.operators if op.name in WEIGHT_OPS]
 
+  def _producers(self) -> Dict[int, Operator]:
+    return {out: op for op in self.operators for out in op.outputs}
+
+  def densify_into(self, consumer: str) -> List[str]:
+    """Outputs of ``consumer`` ops whose weight comes from a DENSIFY."""
+    producers = self._producers()
+    return [op.output_names[0] for op in self.operators
+            if op.name == consumer and any(
+                producers.get(t) is not None and
+                producers[t].name == 'DENSIFY' for t in op.inputs)]
+
+  def sparse_into_dequantize(self) -> List[str]:
+    """DEQUANTIZE ops reading a stored sparse tensor (the fp16 NaN bug)."""
+    sparse = {w.tensor for op in self.operators for w in (op.weight, op.bias)
+              if w is not None and w.sparse}
+    return [op.output_names[0] for op in self.operators
+            if op.name == 'DEQUANTIZE' and op.inputs[0] in sparse]
+
 
 def _enum_names(enum) -> Dict[int, str]:
   return {v: k for k, v in vars(enum).items() if not k.startswith('_')}
