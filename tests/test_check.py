@@ -1,6 +1,7 @@
 """check(): sparsity survives conversion, for every kind, layer and mode."""
 
 import importlib
+import json
 import warnings
 
 import numpy as np
@@ -180,3 +181,34 @@ def test_layers_sharing_one_weight_buffer(tmp_path):
   assert ops[0].weight.tensor == ops[1].weight.tensor   # one buffer
   result = tflite_export.check(path, tfprune.report(model))
   assert result.ok and [l.layer for l in result.layers] == ['a', 'b']
+
+
+def test_shrunk_file_against_the_report_before_shrinking(tmp_path, capsys):
+  pruned = tfprune.prune(_model(batch_norm=True),
+                         tfprune.methods.Magnitude('channel'), schedule=0.5,
+                         layers=['conv', 'fc1'])
+  before = tfprune.report(pruned)
+  shrunk, plan = tfprune.shrink(tfprune.strip(pruned), return_plan=True)
+  assert plan.kept_counts()['conv'] == 4 and plan.kept_counts()['fc1'] == 8
+  path = str(tmp_path / 'shrunk.tflite')
+  _convert(shrunk, path)
+  result = tflite_export.check(path, before, plan=plan)
+  assert result.ok, result.failures
+  rows = {r.layer: r for r in result.layers}
+  assert rows['conv'].details['removed'] == '4 outputs, 0 inputs'
+  assert rows['dw'].details['removed'] == '8 outputs, 4 inputs'
+  assert rows['fc1'].details['removed'] == '8 outputs, 128 inputs'  # 8 of 16 channels x 4x4
+  assert rows['conv'].details['channel'] == '4/4'   # removed = zero
+  # without the plan the shapes do not fit the report
+  with pytest.raises(tflite_export.ReportMismatchError, match='does not belong'):
+    tflite_export.check(path, before)
+  # the command line takes the plan as JSON
+  report_path, plan_path = tmp_path / 'report.json', tmp_path / 'plan.json'
+  before.to_json(str(report_path))
+  plan_path.write_text(json.dumps(plan.as_dict()))
+  assert check_module.main([path, '--expect', str(report_path), '--plan',
+                            str(plan_path)]) == 0
+  assert 'removed 8 outputs, 128 inputs' in capsys.readouterr().out
+  plan_path.write_text('{"conv": [1, 2]}')
+  assert check_module.main([path, '--expect', str(report_path), '--plan',
+                            str(plan_path)]) == 2

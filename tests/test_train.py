@@ -37,13 +37,20 @@ def test_run_writes_every_output(tmp_path):
   metrics = experiment.run(_tiny_config(), workdir)
   assert sorted(os.listdir(workdir)) == sorted([
       '.tfprune_run', 'logs', 'metrics.json', 'model.keras', 'model.tflite',
-      'report.json', 'report.md', 'sparsity.csv', 'stripped.keras'])
+      'plan.json', 'report.json', 'report.md', 'shrunk.keras', 'sparsity.csv',
+      'stripped.keras'])
   assert not os.path.exists(workdir + '.partial')
   with open(os.path.join(workdir, 'report.json')) as f:
     rep = json.load(f)
   conv1 = rep['layers'][0]
   assert conv1['structure'] == 'channel'
   assert conv1['weights'][0]['sparsity']['channel'] == 0.5
+  # channel pruning: shrunk before export, same predictions, fewer params
+  with open(os.path.join(workdir, 'plan.json')) as f:
+    plan = json.load(f)
+  assert len(plan['conv1']['kept']) == 2 and len(plan['fc1']['kept']) == 8
+  assert metrics['shrunk_params'] < metrics['params'] / 2
+  assert metrics['shrunk_test_accuracy'] == metrics['stripped_test_accuracy']
   assert metrics['tflite_test_accuracy'] == pytest.approx(
       metrics['stripped_test_accuracy'], abs=0.01)
   assert metrics['pruned_test_accuracy'] == metrics['stripped_test_accuracy']
@@ -108,8 +115,8 @@ def test_run_checks_its_export_and_fails_on_lost_sparsity(tmp_path,
 
   real_check = tflite_export.check
 
-  def losing_check(path, expected, tolerance=None):
-    result = real_check(path, expected, tolerance)
+  def losing_check(path, expected, tolerance=None, plan=None):
+    result = real_check(path, expected, tolerance, plan)
     result.layers[0].problems.append('sparsity lost (simulated)')
     return result
 

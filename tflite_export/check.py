@@ -13,6 +13,12 @@ compares zero patterns per structure kind:
     ``tolerance`` of the weights: 0 for float weights, 0.05 for quantized
     ones unless given.
 
+A model shrunk with ``tfprune.shrink`` is checked against the report of the
+model before shrinking plus the shrink plan (``plan=``; ``--plan plan.json``
+on the command line): a removed channel or input counts as zero, the file's
+weights are put back at their original indices, and weights that were
+removed are not counted as extra zeros.
+
 Layers are matched by name (the layer name as a component of the TFLite
 tensor names) and otherwise by order, operator kind and weight shape. Also
 checked: built-in ops only, no leftover wrapper state (variable or
@@ -121,12 +127,25 @@ def _layer_of(tensor_name: str) -> List[str]:
   return names
 
 
-def _match(layers: List[Dict], ops: List[reader.Operator]) -> Dict[str, reader.Operator]:
+def _exported_shape(entry: Dict, kept) -> List[int]:
+  """The Keras-layout weight shape after shrinking (unchanged without)."""
+  shape = list(entry['weights'][0]['shape'])
+  if kept is not None:
+    kept_in, kept_out = kept
+    if entry['type'] == 'DepthwiseConv2D':
+      shape[2] = len(kept_in)
+    else:
+      shape[-2], shape[-1] = len(kept_in), len(kept_out)
+  return shape
+
+
+def _match(layers: List[Dict], ops: List[reader.Operator],
+           shapes: Dict[str, List[int]]) -> Dict[str, reader.Operator]:
   """Layer name -> operator, by name first, then by order, kind and shape."""
   def fits(entry, op):
     return (op.weight is not None and op.name == _OP_OF[entry['type']] and
             op.weight.shape == _tflite_shape(entry['type'],
-                                             entry['weights'][0]['shape']))
+                                             shapes[entry['name']]))
 
   matched, used = {}, set()
   for entry in layers:
@@ -149,7 +168,7 @@ def _match(layers: List[Dict], ops: List[reader.Operator]) -> Dict[str, reader.O
     if pick is None:
       raise ReportMismatchError(
           f'layer {entry["name"]!r} ({entry["type"]}, weight '
-          f'{entry["weights"][0]["shape"]}) has no matching '
+          f'{shapes[entry["name"]]}) has no matching '
           f'{_OP_OF[entry["type"]]} operator in the file: the report does not'
           ' belong to this model (pass tfprune.report() of the very model '
           'that was converted)')
@@ -159,8 +178,27 @@ def _match(layers: List[Dict], ops: List[reader.Operator]) -> Dict[str, reader.O
   return matched
 
 
-def _compare(entry: Dict, op: reader.Operator,
-             tolerance: Optional[float]) -> LayerCheck:
+def _embed(kind: str, kept_zero: np.ndarray, shape, kept):
+  """The file's zero pattern at the original shape; removed entries are zero.
+
+  Returns (zero pattern, mask of the removed entries).
+  """
+  kept_in, kept_out = (np.asarray(k, np.int64) for k in kept)
+  zero = np.ones(shape, bool)
+  removed = np.ones(shape, bool)
+  if kind == 'DepthwiseConv2D':   # outputs c*M + m follow their input c
+    index = (slice(None), slice(None), kept_in)
+  elif kind == 'Dense':
+    index = (kept_in[:, None], kept_out[None, :])
+  else:
+    index = (slice(None), slice(None), kept_in[:, None], kept_out[None, :])
+  zero[index] = kept_zero
+  removed[index] = False
+  return zero, removed
+
+
+def _compare(entry: Dict, op: reader.Operator, tolerance: Optional[float],
+             kept=None) -> LayerCheck:
   from tfprune import structures  # pylint: disable=g-import-not-at-top
   from tfprune.report import unpack_zeros  # pylint: disable=g-import-not-at-top
   weight_entry = entry['weights'][0]
@@ -169,7 +207,13 @@ def _compare(entry: Dict, op: reader.Operator,
   layout = {'Dense': structures.DENSE_LAYOUT, 'Conv2D': structures.CONV2D_LAYOUT,
             'DepthwiseConv2D': structures.DEPTHWISE_LAYOUT}[kind]
   keras_zero = unpack_zeros(weight_entry)
-  file_zero = _to_keras_layout(kind, op.weight.zeros, shape)
+  removed = np.zeros(shape, bool)
+  if kept is None:
+    file_zero = _to_keras_layout(kind, op.weight.zeros, shape)
+  else:
+    file_zero, removed = _embed(
+        kind, _to_keras_layout(kind, op.weight.zeros,
+                               _exported_shape(entry, kept)), shape, kept)
   structure = entry.get('structure') or 'weight'
   kinds = ['weight', 'kernel', 'channel']
   if kind == 'Dense':
@@ -192,10 +236,15 @@ def _compare(entry: Dict, op: reader.Operator,
                       'zero in Keras are non-zero in the file')
   if tolerance is None:
     tolerance = QUANTIZED_TOLERANCE if op.weight.quantized else FLOAT_TOLERANCE
-  extra = float((file_zero & ~keras_zero).mean())
+  extra = float((file_zero & ~keras_zero & ~removed).mean())
   if extra > tolerance + 1e-12:
     problems.append(f'{100 * extra:.2f}% extra zero weights in the file '
                     f'(tolerance {100 * tolerance:.2f}%)')
+  if kept is not None:
+    outputs = shape[2] * shape[3] if kind == 'DepthwiseConv2D' else shape[-1]
+    inputs = shape[2] if kind == 'DepthwiseConv2D' else shape[-2]
+    details['removed'] = (f'{outputs - len(kept[1])} outputs, '
+                          f'{inputs - len(kept[0])} inputs')
   return LayerCheck(entry['name'], op.name + ('+' + '+'.join(op.weight.via)
                                               if op.weight.via else ''),
                     structure, float(keras_zero.mean()),
@@ -245,10 +294,38 @@ def load_report(expected: Union[str, Dict]) -> Dict:
   return report
 
 
+def load_plan(plan) -> Dict[str, tuple]:
+  """``{layer: (kept_inputs, kept_outputs)}`` from a shrink Plan, its
+  ``as_dict()`` or a JSON file of it."""
+  if plan is None:
+    return {}
+  if hasattr(plan, 'as_dict'):
+    plan = plan.as_dict()
+  elif not isinstance(plan, dict):
+    try:
+      with open(plan) as f:
+        plan = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ReportMismatchError(f'{plan} is not a JSON shrink plan: {e}') from e
+  try:
+    return {name: (entry['kept_inputs'], entry['kept'])
+            for name, entry in plan.items()}
+  except (KeyError, TypeError, AttributeError) as e:
+    raise ReportMismatchError('a shrink plan maps layer names to {"kept", '
+                              '"kept_inputs", ...}: write it with '
+                              'json.dump(plan.as_dict(), f)') from e
+
+
 def check(path: str, expected: Union[str, Dict],
-          tolerance: Optional[float] = None) -> CheckResult:
-  """Compare a .tflite file with the report of the Keras model it came from."""
+          tolerance: Optional[float] = None, plan=None) -> CheckResult:
+  """Compare a .tflite file with the report of the Keras model it came from.
+
+  ``plan``: the ``tfprune.surgery.Plan`` (or its ``as_dict()``/JSON file)
+  when the file holds the shrunk model and ``expected`` reports the model
+  before shrinking.
+  """
   report = load_report(expected)
+  kept = load_plan(plan)
   info = reader.inspect(path)
   layers = [e for e in report['layers']
             if e['type'] in _OP_OF and e.get('weights')]
@@ -259,13 +336,16 @@ def check(path: str, expected: Union[str, Dict],
                               'zero pattern; make it with tfprune.report()')
   facts, problems = _deployment(info, path)
   try:
-    matched = _match(layers, info.weight_ops())
+    shapes = {e['name']: _exported_shape(e, kept.get(e['name']))
+              for e in layers}
+    matched = _match(layers, info.weight_ops(), shapes)
   except ReportMismatchError:
     if set(info.op_names) & set(reader.STATE_OPS):
       # Weights live in variables (an unstripped wrapper): nothing to map.
       return CheckResult(path, [], facts, problems)
     raise
-  rows = [_compare(e, matched[e['name']], tolerance) for e in layers]
+  rows = [_compare(e, matched[e['name']], tolerance, kept.get(e['name']))
+          for e in layers]
   return CheckResult(path, rows, facts, problems)
 
 
@@ -278,12 +358,15 @@ def main(argv=None) -> int:
   parser.add_argument('--expect', required=True,
                       help='report.json written by tfprune.train or '
                       'tfprune.report(model).to_json(path)')
+  parser.add_argument('--plan', default=None,
+                      help='plan.json of tfprune.shrink when the file holds '
+                      'the shrunk model and the report the model before')
   parser.add_argument('--tolerance', type=float, default=None,
                       help='allowed fraction of extra zero weights (default '
                       '0 for float, 0.05 for quantized weights)')
   args = parser.parse_args(argv)
   try:
-    result = check(args.model, args.expect, args.tolerance)
+    result = check(args.model, args.expect, args.tolerance, args.plan)
   except (FileNotFoundError, reader.InvalidModelError,
           ReportMismatchError) as e:
     print(f'tflite_export.check: error: {e}', file=sys.stderr)

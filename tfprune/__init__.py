@@ -14,6 +14,7 @@ from tfprune.callbacks import SparsityLogger
 from tfprune.prunable import UnsupportedLayerError
 from tfprune.report import Report
 from tfprune.report import report
+from tfprune.surgery import shrink
 from tfprune.transform import prune
 from tfprune.transform import strip
 from tfprune.wrapper import PruningWrapper
@@ -33,6 +34,6 @@ def custom_object_scope():
   return keras.utils.custom_object_scope(custom_objects())
 
 
-__all__ = ['prune', 'strip', 'report', 'Report', 'PruningWrapper',
+__all__ = ['prune', 'strip', 'shrink', 'report', 'Report', 'PruningWrapper',
            'PruningStep', 'SparsityLogger', 'UnsupportedLayerError', 'methods', 'models', 'data',
            'schedules', 'structures', 'custom_objects', 'custom_object_scope']

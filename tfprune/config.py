@@ -53,6 +53,11 @@ def default_config() -> config_dict.ConfigDict:
   c.finetune_learning_rate = -1.0   # pruning epochs' LR; -1 = learning_rate
   c.momentum = 0.9
   c.verbose = 2
+  # Physically remove dead channels before export: 'auto' does it for the
+  # channel, kernel and layer structures; 'yes' / 'no' force it.
+  c.shrink = 'auto'
+  c.shrink_round_to = 1
+  c.shrink_min_channels = 1
   return c
 
 

@@ -3,7 +3,9 @@
 ``run(config, workdir)`` writes into the workdir: ``model.keras`` (trained,
 wrapped), ``stripped.keras``, ``model.tflite``, ``report.json``
 (``tfprune.report`` of the trained model), ``metrics.json``, ``report.md``,
-``sparsity.csv`` and TensorBoard logs. The run is built in
+``sparsity.csv`` and TensorBoard logs; when dead channels are removed before
+export (``config.shrink``), also ``shrunk.keras`` and ``plan.json`` (what
+``tfprune.shrink`` removed; the TFLite check uses it). The run is built in
 ``<workdir>.partial`` and renamed at the end, so a failed run never leaves a
 half-written workdir; an existing workdir is replaced only with
 ``overwrite=True`` and only if an earlier run made it. The command line is
@@ -122,6 +124,18 @@ def _markdown(config, metrics: Dict, rep, ops, checked) -> str:
   return '\n'.join(lines)
 
 
+def _wants_shrink(config, model) -> bool:
+  """Whether to remove dead channels before export (config.shrink)."""
+  if config.shrink not in ('auto', 'yes', 'no'):
+    raise ValueError(f"config.shrink must be 'auto', 'yes' or 'no', got "
+                     f'{config.shrink!r}')
+  if config.shrink != 'auto':
+    return config.shrink == 'yes'
+  from tfprune.wrapper import collect_wrappers  # pylint: disable=g-import-not-at-top
+  return any(str(w.structure) in ('channel', 'kernel', 'layer')
+             for w in collect_wrappers(model))
+
+
 def run(config, workdir: str, overwrite: bool = False,
         data_dir: Optional[str] = None, config_file: str = '') -> Dict:
   """Run one experiment; returns its metrics (also in metrics.json)."""
@@ -177,9 +191,23 @@ def run(config, workdir: str, overwrite: bool = False,
     stripped.save(os.path.join(partial, 'stripped.keras'))
     rep = tfprune.report(pruned)
     rep.to_json(os.path.join(partial, 'report.json'))
+    export, plan = stripped, None
+    if _wants_shrink(config, pruned):
+      export, plan = tfprune.shrink(
+          stripped, round_to=config.shrink_round_to,
+          min_channels=config.shrink_min_channels, return_plan=True)
+      export.compile(**compile_args)
+      metrics['shrunk_test_accuracy'] = float(
+          export.evaluate(x_test, y_test, batch_size=512, verbose=0)[1])
+      export.save(os.path.join(partial, 'shrunk.keras'))
+      with open(os.path.join(partial, 'plan.json'), 'w') as f:
+        json.dump(plan.as_dict(), f)
+      shrunk = tfprune.report(export)['totals']
+      metrics['shrunk_params'] = shrunk['params']
+      metrics['shrunk_macs'] = shrunk['macs']
     tflite_path = os.path.join(partial, 'model.tflite')
-    exported = tflite_export.convert(stripped, tflite_path)
-    checked = tflite_export.check(tflite_path, rep)
+    exported = tflite_export.convert(export, tflite_path)
+    checked = tflite_export.check(tflite_path, rep, plan=plan)
     metrics['tflite_bytes'] = exported['size']
     metrics['tflite_check'] = 'ok' if checked.ok else 'FAILED'
     metrics['tflite_test_accuracy'] = tflite_export.evaluate(

@@ -1,0 +1,387 @@
+"""The channel dependency graph: which tensor channels must go together.
+
+Removing one output channel of a Conv2D changes the shape of every tensor
+that carries that channel onward: the BatchNormalization after it, the
+activation, pooling and padding, the other branch of a residual ``Add``, the
+slice of a ``Concatenate``, the flat indices of a ``Flatten``, and the
+matching input rows of the next Conv2D or Dense. The graph makes one *slot*
+per channel of every tensor of a (flat) functional or Sequential model and
+joins slots that are the same channel seen at different places. The
+connected sets of slots are *groups*; a group is removed whole or not at all.
+
+Layers play one of these roles (:data:`KINDS`):
+
+* ``input``: a model input; its channels are never removed.
+* ``conv``: Conv2D, Dense, SeparableConv2D. Reads every input channel through
+  its weights (a *sink*: input and output channels are not joined) and makes
+  new output channels (a *producer*).
+* ``depthwise``: DepthwiseConv2D joins input channel ``c`` with its outputs
+  ``c*M .. c*M+M-1`` (depth multiplier ``M``), and is a producer too.
+* ``channelwise``: output channel ``c`` depends only on input channel ``c``
+  (BatchNormalization, elementwise activations, dropout, pooling, padding,
+  cropping, upsampling, global pooling).
+* ``merge``: Add, Subtract, Multiply, Average, Maximum, Minimum; channel ``c``
+  of every input and of the output are one channel.
+* ``concat``: Concatenate on the channel axis; input ``k``'s channel ``c`` is
+  output channel ``offset_k + c`` (on another axis it acts like a merge).
+* ``flatten``: Flatten, or a Reshape to one axis, of channels-last data:
+  flat index ``j`` belongs to channel ``j % C``.
+* ``opaque``: anything else (Lambda, custom layers, shared layers, ...). Its
+  input and output channels are *pinned* and a warning names the layer.
+
+Pinned slots (model inputs and outputs, opaque layers, outputs of a producer
+whose activation mixes channels such as softmax) make their whole group
+unremovable. Which groups are actually dead is decided from the weights by
+``tfprune.surgery``; this module only knows the topology.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tf_keras as keras
+
+TensorKey = Tuple[str, int, int]   # (producing layer, node index, tensor index)
+
+INPUT = 'input'
+CONV = 'conv'
+DEPTHWISE = 'depthwise'
+CHANNELWISE = 'channelwise'
+MERGE = 'merge'
+CONCAT = 'concat'
+FLATTEN = 'flatten'
+OPAQUE = 'opaque'
+KINDS = (INPUT, CONV, DEPTHWISE, CHANNELWISE, MERGE, CONCAT, FLATTEN, OPAQUE)
+
+L = keras.layers
+
+_CHANNELWISE_TYPES = frozenset([
+    L.BatchNormalization, L.ReLU, L.Activation, L.LeakyReLU, L.ELU,
+    L.ThresholdedReLU, L.PReLU, L.Dropout, L.SpatialDropout1D,
+    L.SpatialDropout2D, L.SpatialDropout3D, L.GaussianNoise,
+    L.GaussianDropout, L.AlphaDropout, L.ActivityRegularization, L.Identity,
+    L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D,
+    L.AveragePooling2D, L.AveragePooling3D, L.GlobalMaxPooling1D,
+    L.GlobalMaxPooling2D, L.GlobalMaxPooling3D, L.GlobalAveragePooling1D,
+    L.GlobalAveragePooling2D, L.GlobalAveragePooling3D, L.ZeroPadding1D,
+    L.ZeroPadding2D, L.ZeroPadding3D, L.Cropping1D, L.Cropping2D,
+    L.Cropping3D, L.UpSampling1D, L.UpSampling2D, L.UpSampling3D,
+])
+_MERGE_TYPES = frozenset([L.Add, L.Subtract, L.Multiply, L.Average,
+                          L.Maximum, L.Minimum])
+_CONV_TYPES = frozenset([L.Conv2D, L.Dense, L.SeparableConv2D])
+
+# Activations that act on every element alone (so channel c stays channel c).
+ELEMENTWISE_ACTIVATIONS = frozenset([
+    'linear', 'relu', 'relu6', 'leaky_relu', 'sigmoid', 'hard_sigmoid',
+    'tanh', 'elu', 'selu', 'softplus', 'softsign', 'swish', 'silu', 'gelu',
+    'exponential', 'mish', 'hard_silu', 'hard_swish'])
+
+
+class ShrinkWarning(UserWarning):
+  """A layer stops channel removal (the model stays correct, only bigger)."""
+
+
+@dataclasses.dataclass
+class TensorInfo:
+  """One symbolic tensor: its static shape (no batch) and its slot range."""
+
+  key: TensorKey
+  shape: Tuple[Optional[int], ...]
+  first_slot: int
+  channels: int           # 0 when the channel count is not static
+
+  @property
+  def slots(self) -> np.ndarray:
+    return np.arange(self.first_slot, self.first_slot + self.channels)
+
+
+@dataclasses.dataclass
+class Node:
+  """One call of a layer in the model, with the role the graph gave it.
+
+  ``links`` join channels: ``(k, in_channels, out_channels)`` says that
+  channel ``in_channels[i]`` of input ``k`` is channel ``out_channels[i]`` of
+  the output.
+  """
+
+  layer: keras.layers.Layer
+  kind: str
+  inputs: List[TensorKey]
+  outputs: List[TensorKey]
+  links: List[Tuple[int, np.ndarray, np.ndarray]] = dataclasses.field(
+      default_factory=list)
+  reason: str = ''              # why the node is opaque / its outputs pinned
+  pin_outputs: bool = False     # producer whose activation mixes channels
+
+  @property
+  def name(self) -> str:
+    return self.layer.name
+
+
+@dataclasses.dataclass
+class ChannelGraph:
+  """Nodes in topological order, tensors, and the slot -> group map."""
+
+  model: keras.Model
+  nodes: List[Node]
+  tensors: Dict[TensorKey, TensorInfo]
+  group: np.ndarray       # group id of every slot
+  pinned: np.ndarray      # per group: must keep every channel
+
+  @property
+  def n_groups(self) -> int:
+    return int(self.pinned.size)
+
+  def groups(self, key: TensorKey) -> np.ndarray:
+    """The group id of every channel of a tensor."""
+    return self.group[self.tensors[key].slots]
+
+  def channels(self, key: TensorKey) -> int:
+    return self.tensors[key].channels
+
+  @property
+  def opaque(self) -> List[Node]:
+    return [n for n in self.nodes if n.kind == OPAQUE]
+
+  def consumers(self, key: TensorKey) -> List[Tuple[Node, int]]:
+    """Every (node, input position) that reads a tensor."""
+    return [(n, i) for n in self.nodes for i, k in enumerate(n.inputs)
+            if k == key]
+
+
+def tensor_key(tensor) -> TensorKey:
+  layer, node_index, tensor_index = tensor._keras_history  # pylint: disable=protected-access
+  return (layer.name, int(node_index), int(tensor_index))
+
+
+def activation_name(fn) -> Optional[str]:
+  """The registered name of an activation function, or None."""
+  try:
+    name = keras.activations.serialize(fn)
+  except (ValueError, TypeError, AttributeError):
+    return None
+  return name if isinstance(name, str) else None
+
+
+def _is_elementwise(fn) -> bool:
+  return activation_name(fn) in ELEMENTWISE_ACTIVATIONS
+
+
+def _channels_last(layer) -> bool:
+  return getattr(layer, 'data_format', 'channels_last') in (None,
+                                                             'channels_last')
+
+
+def _arange(n: int) -> np.ndarray:
+  return np.arange(n, dtype=np.int64)
+
+
+def _classify(layer, ins: Sequence[TensorInfo], outs: Sequence[TensorInfo]
+              ) -> Tuple[str, list, str, bool]:
+  """(kind, links, reason, pin_outputs) for one call of ``layer``."""
+  kind_type = type(layer)
+  if len(outs) != 1:
+    return OPAQUE, [], f'it has {len(outs)} outputs', False
+  if any(t.channels == 0 for t in list(ins) + list(outs)):
+    return OPAQUE, [], 'a channel count is not static', False
+  out = outs[0]
+  if not _channels_last(layer):
+    return OPAQUE, [], 'data_format is not channels_last', False
+
+  if kind_type in _CONV_TYPES:
+    if len(ins) != 1:
+      return OPAQUE, [], f'it has {len(ins)} inputs', False
+    if getattr(layer, 'groups', 1) != 1:
+      return OPAQUE, [], f'grouped convolution (groups={layer.groups})', False
+    pin = not _is_elementwise(layer.activation)
+    reason = (f'activation {activation_name(layer.activation)!r} mixes '
+              'channels' if pin else '')
+    return CONV, [], reason, pin
+
+  if kind_type is L.DepthwiseConv2D:
+    if len(ins) != 1:
+      return OPAQUE, [], f'it has {len(ins)} inputs', False
+    if not _is_elementwise(layer.activation):
+      return OPAQUE, [], (f'activation {activation_name(layer.activation)!r}'
+                          ' mixes channels'), False
+    c, m = ins[0].channels, int(layer.depth_multiplier)
+    if out.channels != c * m:
+      return OPAQUE, [], 'unexpected output channel count', False
+    return DEPTHWISE, [(0, np.repeat(_arange(c), m), _arange(c * m))], '', \
+        False
+
+  if kind_type in _CHANNELWISE_TYPES:
+    if len(ins) != 1 or ins[0].channels != out.channels:
+      return OPAQUE, [], 'input and output channels differ', False
+    if kind_type is L.Activation and not _is_elementwise(layer.activation):
+      return OPAQUE, [], (f'activation {activation_name(layer.activation)!r}'
+                          ' mixes channels'), False
+    if kind_type is L.BatchNormalization:
+      rank = len(ins[0].shape) + 1
+      if list(layer.axis) != [rank - 1]:
+        return OPAQUE, [], f'normalises axis {list(layer.axis)}', False
+    c = out.channels
+    return CHANNELWISE, [(0, _arange(c), _arange(c))], '', False
+
+  if kind_type in _MERGE_TYPES or kind_type is L.Concatenate:
+    if len(ins) < 2:
+      return OPAQUE, [], 'a merge of fewer than two inputs', False
+    rank = len(out.shape) + 1
+    channel_axis = (kind_type is L.Concatenate and
+                    int(layer.axis) % rank == rank - 1)
+    if channel_axis:
+      links, offset = [], 0
+      for k, t in enumerate(ins):
+        links.append((k, _arange(t.channels), offset + _arange(t.channels)))
+        offset += t.channels
+      if offset != out.channels:
+        return OPAQUE, [], 'unexpected output channel count', False
+      return CONCAT, links, '', False
+    if any(t.channels != out.channels for t in ins):
+      return OPAQUE, [], 'it broadcasts over channels', False
+    c = out.channels
+    return MERGE, [(k, _arange(c), _arange(c)) for k in range(len(ins))], \
+        '', False
+
+  if kind_type in (L.Flatten, L.Reshape):
+    if len(ins) != 1:
+      return OPAQUE, [], f'it has {len(ins)} inputs', False
+    src = ins[0]
+    size = (int(np.prod(src.shape)) if all(d is not None for d in src.shape)
+            else None)
+    if kind_type is L.Reshape and not (
+        len(layer.target_shape) == 1 and len(out.shape) == 1):
+      return OPAQUE, [], 'a Reshape that is not a flatten', False
+    if size is None or len(out.shape) != 1 or out.channels != size:
+      return OPAQUE, [], 'the flattened size is not static', False
+    flat = _arange(size)
+    return FLATTEN, [(0, flat % src.channels, flat)], '', False
+
+  return OPAQUE, [], f'tfprune.graph does not know {kind_type.__name__}', \
+      False
+
+
+class _UnionFind:
+
+  def __init__(self, n: int):
+    self.parent = list(range(n))
+
+  def find(self, a: int) -> int:
+    parent = self.parent
+    while parent[a] != a:
+      parent[a] = parent[parent[a]]
+      a = parent[a]
+    return a
+
+  def union(self, a_items, b_items) -> None:
+    for a, b in zip(a_items, b_items):
+      ra, rb = self.find(a), self.find(b)
+      if ra != rb:
+        self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def check_flat(model) -> None:
+  """Raise a TypeError unless ``model`` is a flat Sequential/functional model."""
+  if not isinstance(model, keras.Model):
+    raise TypeError(f'expected a tf_keras Model, got {type(model).__name__}. '
+                    'Build models with `import tf_keras as keras`.')
+  for layer in model.layers:
+    if isinstance(layer, keras.Model):
+      raise TypeError(
+          f'model {model.name!r} nests the model {layer.name!r}; shrink works'
+          ' on flat models: rebuild it as one functional model first.')
+  if not getattr(model, '_is_graph_network', False):
+    what = ('an unbuilt Sequential' if isinstance(model, keras.Sequential)
+            else 'a subclassed Model')
+    raise TypeError(f'model {model.name!r} is {what}; shrink needs a '
+                    'Sequential or functional model with a known input shape '
+                    '(start it with keras.Input(shape)).')
+
+
+def build(model: keras.Model, warn: bool = True) -> ChannelGraph:
+  """The channel graph of a flat Sequential or functional model.
+
+  Warns (:class:`ShrinkWarning`) once per layer the graph does not
+  understand, naming it: channels are not removed through that layer.
+  """
+  check_flat(model)
+  by_depth = model._nodes_by_depth  # pylint: disable=protected-access
+  keras_nodes = [n for d in sorted(by_depth, reverse=True) for n in by_depth[d]]
+  calls: Dict[str, int] = {}
+  for kn in keras_nodes:
+    calls[kn.layer.name] = calls.get(kn.layer.name, 0) + 1
+
+  tensors: Dict[TensorKey, TensorInfo] = {}
+  next_slot = 0
+
+  def info(tensor) -> TensorInfo:
+    nonlocal next_slot
+    key = tensor_key(tensor)
+    if key not in tensors:
+      shape = tuple(tensor.shape.as_list()[1:]) if tensor.shape.rank else ()
+      channels = shape[-1] if shape and shape[-1] is not None else 0
+      tensors[key] = TensorInfo(key, shape, next_slot, int(channels))
+      next_slot += int(channels)
+    return tensors[key]
+
+  nodes: List[Node] = []
+  for kn in keras_nodes:
+    layer = kn.layer
+    outs = [info(t) for t in _flatten(kn.outputs)]
+    if kn.is_input:
+      nodes.append(Node(layer, INPUT, [], [t.key for t in outs]))
+      continue
+    ins = [info(t) for t in kn.keras_inputs]
+    if calls[layer.name] > 1:
+      kind, links, reason, pin = (OPAQUE, [], f'it is called '
+                                  f'{calls[layer.name]} times (shared layer)',
+                                  False)
+    else:
+      kind, links, reason, pin = _classify(layer, ins, outs)
+    nodes.append(Node(layer, kind, [t.key for t in ins],
+                      [t.key for t in outs], links, reason, pin))
+
+  uf = _UnionFind(next_slot)
+  pinned_slots = np.zeros(next_slot, bool)
+  for node in nodes:
+    if node.kind in (INPUT, OPAQUE):
+      for key in node.inputs + node.outputs:
+        pinned_slots[tensors[key].slots] = True
+    if node.pin_outputs:
+      for key in node.outputs:
+        pinned_slots[tensors[key].slots] = True
+    out_first = tensors[node.outputs[0]].first_slot if node.outputs else 0
+    for k, in_channels, out_channels in node.links:
+      in_first = tensors[node.inputs[k]].first_slot
+      uf.union((in_first + in_channels).tolist(),
+               (out_first + out_channels).tolist())
+  for tensor in _flatten(model.outputs):
+    pinned_slots[tensors[tensor_key(tensor)].slots] = True
+
+  roots = np.array([uf.find(s) for s in range(next_slot)], dtype=np.int64)
+  _, group = np.unique(roots, return_inverse=True)
+  group = group.reshape(-1).astype(np.int64)
+  pinned = np.zeros(int(group.max()) + 1 if group.size else 0, bool)
+  np.logical_or.at(pinned, group, pinned_slots)
+
+  graph = ChannelGraph(model, nodes, tensors, group, pinned)
+  if warn:
+    for node in graph.opaque:
+      warnings.warn(
+          f'shrink: layer {node.name!r} ({type(node.layer).__name__}) is not '
+          f'understood by the channel graph ({node.reason}); no channel is '
+          'removed through it, so its inputs and outputs keep every channel.',
+          ShrinkWarning, stacklevel=4)
+  return graph
+
+
+def _flatten(tensors) -> list:
+  if isinstance(tensors, (list, tuple)):
+    return [t for item in tensors for t in _flatten(item)]
+  if isinstance(tensors, dict):
+    return [t for item in tensors.values() for t in _flatten(item)]
+  return [tensors]
