@@ -39,6 +39,47 @@ def _families(tfprune):
   return [lenet, vgg, half]
 
 
+def _summary(sections):
+  """Where the 0.8 target is met, missed or exceeded, from this run."""
+  met, missed, above = [], [], []
+  for title, rows, by_key, _ in sections:
+    dense_macs = rows[0]['macs']
+    for r in rows:
+      if r['name'] != 'shrunk':
+        continue
+      for threads in (1, 2):
+        value = by_key[(r['path'], threads)]['ratio'] / (dense_macs / r['macs'])
+        label = (f'{title} at {int(100 * r["sparsity"])}%, {threads} '
+                 f'thread{"s" if threads > 1 else ""}: {value:.2f}')
+        (above if value > 1.05 else met if value >= 0.8 else missed).append(
+            label)
+  lines = ['### Reading it', '',
+           '- `strip` alone (zeros in place) runs at dense speed, as '
+           'TFLITE.md measured; all the gain comes from `shrink`.']
+  if met:
+    lines.append(f'- Target met (0.8-1.05): {"; ".join(met)}.')
+  if above:
+    lines.append(
+        f'- Above the MAC ratio: {"; ".join(above)}. Dense VGG-16 at full '
+        'width has ~59 MB of float weights, far more than the CPU caches; '
+        'the shrunk network\'s weights are 4-16x smaller, so it also stops '
+        'being memory-bound and runs more MACs per second.')
+  if missed:
+    lines.append(
+        f'- Short of 0.8: {"; ".join(missed)}. These are the smallest '
+        'models (tens of microseconds per inference), where the fixed cost '
+        'per invoke and per operator does not shrink with the channels, and '
+        'the 2-thread runs, where a smaller layer leaves less work to split '
+        'between threads.')
+  lines += ['- After real training a dead conv filter followed by BatchNorm '
+            'outputs the BN shift, a non-zero constant. `shrink` folds it '
+            'into the next layer\'s bias only where that layer adds no '
+            'padding, so VGG\'s 3x3 \'same\' convs keep such channels unless '
+            'the pruning method also zeroes the BatchNorm (or ReLU maps the '
+            'shift to 0). These runs use fresh BatchNorm, shift 0.', '']
+  return lines
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
@@ -98,8 +139,8 @@ def main(argv):
            'ai_edge_litert with XNNPACK, batch 1; each family timed in one '
            f'interleaved run ({rounds} rounds) against its dense model. '
            '"MAC ratio" = dense MACs / this model\'s MACs (tfprune.report); '
-           '"speedup / MAC ratio" is the target column (>= 0.8 wanted, 1.0 '
-           'is the physical limit). Every shrunk model\'s outputs equal the '
+           '"speedup / MAC ratio" is the target column (>= 0.8 wanted). '
+           'Every shrunk model\'s outputs equal the '
            'stripped model\'s (max |diff| shown) and its .tflite passed '
            'tflite_export.check against the report before shrinking, with '
            'the shrink plan.', '']
@@ -125,6 +166,7 @@ def main(argv):
           f'{t1["ratio"] / ratio:.2f} | {t2["median_us"]:.1f} | '
           f'{t2["ratio"]:.2f}x | {t2["ratio"] / ratio:.2f} | {gap} |')
     lines.append('')
+  lines += _summary(sections)
   text = '\n'.join(lines)
   if _QUICK.value:
     print(text)

@@ -13,6 +13,7 @@ works on Dense ``[in, out]``, Conv2D ``[kh, kw, in, out]``, DepthwiseConv2D
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import re
 from typing import Sequence, Tuple, Union
@@ -114,13 +115,14 @@ def check_sparsity(sparsity: float, what: str = 'sparsity') -> None:
         'units pruned, so 0.9 keeps 10%; 1.0 would remove everything.')
 
 
-class Structure:
+class Structure(abc.ABC):
   """Base class of the structure kinds; subclasses reduce over some axes."""
 
   name = 'structure'
 
+  @abc.abstractmethod
   def _kept_axes(self, rank: int, layout: WeightLayout) -> Shape:
-    raise NotImplementedError
+    """The weight axes that index units (the others are reduced over)."""
 
   def validate(self, weight_shape: Sequence[int], layout: WeightLayout,
                where: str = 'this weight') -> None:
