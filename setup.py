@@ -24,9 +24,10 @@ setup(
         'scikit-learn>=1.3',
         'h5py>=3.10',
         'numpy>=1.26',
+        'scipy>=1.10',
     ],
     extras_require={
-        'test': ['pytest>=7'],
+        'test': ['pytest>=7', 'networkx>=3'],
         'plots': ['matplotlib>=3.7'],
     },
     entry_points={'console_scripts': [

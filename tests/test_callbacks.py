@@ -98,3 +98,17 @@ def test_steps_per_execution_is_refused():
       from_logits=True), steps_per_execution=2)
   with pytest.raises(ValueError, match='steps_per_execution=1'):
     model.fit(x, y, batch_size=4, verbose=0, callbacks=[tfprune.PruningStep()])
+
+
+def test_periodic_schedule_says_when_only():
+  schedule = tfprune.schedules.Periodic(begin_step=5, end_step=11,
+                                        frequency=3)
+  table = tfprune.schedules.ScheduleTable(schedule, chunk=16)
+  assert [s for s in range(1, 16) if table(s)[0]] == [5, 8, 11]
+  assert np.isnan(table(5)[1])
+  again = tfprune.schedules.get(tfprune.schedules.serialize(schedule))
+  assert isinstance(again, tfprune.schedules.Periodic)
+  assert again.get_config() == schedule.get_config()
+  # a method that needs a target fails loudly on the NaN
+  with pytest.raises(ValueError, match=r'must be in \[0, 1\), got nan'):
+    tfprune.methods.Magnitude().update_masks([], table(5)[1], 5)

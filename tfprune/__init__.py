@@ -9,6 +9,7 @@ from tfprune import methods
 from tfprune import models
 from tfprune import schedules
 from tfprune import structures
+from tfprune import topology
 from tfprune.callbacks import PruningStep
 from tfprune.callbacks import SparsityLogger
 from tfprune.prunable import UnsupportedLayerError
@@ -36,4 +37,5 @@ def custom_object_scope():
 
 __all__ = ['prune', 'strip', 'shrink', 'report', 'Report', 'PruningWrapper',
            'PruningStep', 'SparsityLogger', 'UnsupportedLayerError', 'methods', 'models', 'data',
-           'schedules', 'structures', 'custom_objects', 'custom_object_scope']
+           'schedules', 'structures', 'topology', 'custom_objects',
+           'custom_object_scope']

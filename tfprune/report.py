@@ -19,7 +19,7 @@ import numpy as np
 import tf_keras as keras
 
 from tfprune import prunable, structures
-from tfprune.wrapper import PruningWrapper
+from tfprune.wrapper import PruningWrapper, collect_wrappers
 
 
 class Report(dict):
@@ -160,7 +160,17 @@ def report(model: keras.Model) -> Report:
       'macs': None if None in macs else int(sum(macs)),
       'effective_macs': None if None in eff else int(sum(eff)),
   }
-  return Report(model=model.name, layers=layers, totals=totals)
+  methods = {}
+  for wrapper in collect_wrappers(model):
+    if wrapper.group not in methods:
+      info = wrapper.method.report_info()
+      if info is not None:
+        methods[wrapper.group] = {'method': type(wrapper.method).__name__,
+                                  **info}
+  rep = Report(model=model.name, layers=layers, totals=totals)
+  if methods:
+    rep['methods'] = methods
+  return rep
 
 
 def _fmt_int(value) -> str:

@@ -21,8 +21,8 @@ from tensorflow_model_optimization.sparsity.keras import ConstantSparsity
 from tensorflow_model_optimization.sparsity.keras import PolynomialDecay
 from tensorflow_model_optimization.sparsity.keras import PruningSchedule
 
-__all__ = ['ConstantSparsity', 'PolynomialDecay', 'PruningSchedule',
-           'ScheduleTable', 'get', 'serialize', 'register']
+__all__ = ['ConstantSparsity', 'PolynomialDecay', 'Periodic',
+           'PruningSchedule', 'ScheduleTable', 'get', 'serialize', 'register']
 
 _REGISTRY: Dict[str, Type[PruningSchedule]] = {
     'ConstantSparsity': ConstantSparsity,
@@ -30,10 +30,41 @@ _REGISTRY: Dict[str, Type[PruningSchedule]] = {
 }
 
 
+class Periodic(PruningSchedule):
+  """Says only WHEN: every ``frequency`` steps in [begin_step, end_step].
+
+  For methods that keep their own budget and only need update points (e.g.
+  Small-World's prune-and-regrow). The sparsity it returns is NaN, so a
+  method that needs a target (Magnitude) fails loudly instead of using it.
+  ``end_step=-1`` means no end.
+  """
+
+  def __init__(self, begin_step: int = 0, end_step: int = -1,
+               frequency: int = 100):
+    self.begin_step = int(begin_step)
+    self.end_step = int(end_step)
+    self.frequency = int(frequency)
+    self._validate_step(self.begin_step, self.end_step, self.frequency, True)
+
+  def __call__(self, step):
+    return (self._should_prune_in_step(step, self.begin_step, self.end_step,
+                                       self.frequency),
+            tf.constant(float('nan'), tf.float32))
+
+  def get_config(self):
+    return {'class_name': type(self).__name__,
+            'config': {'begin_step': self.begin_step,
+                       'end_step': self.end_step,
+                       'frequency': self.frequency}}
+
+
 def register(cls: Type[PruningSchedule]) -> Type[PruningSchedule]:
   """Class decorator making a custom schedule loadable from a saved model."""
   _REGISTRY[cls.__name__] = cls
   return cls
+
+
+register(Periodic)
 
 
 def serialize(schedule: Optional[PruningSchedule]) -> Optional[dict]:

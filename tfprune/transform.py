@@ -125,6 +125,7 @@ def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = Non
   if not wrapped:
     raise ValueError(f'no layer of model {model.name!r} was selected for '
                      'pruning; check the layers= argument')
+  method.on_wrapped(wrapped, model)
   if one_shot is not None:
     method.update_masks(wrapped, one_shot, 0)
   return new_model

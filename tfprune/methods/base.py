@@ -8,7 +8,7 @@ scores structures, and writes new masks when the schedule says so.
 from __future__ import annotations
 
 import abc
-from typing import Dict, List, Sequence, Type
+from typing import Dict, List, Optional, Sequence, Type
 
 import tensorflow as tf
 
@@ -79,6 +79,17 @@ class PruningMethod(abc.ABC):
   def gate_value(self, gate: tf.Tensor) -> tf.Tensor:
     """What a gate contributes to the effective weight (e.g. thresholded)."""
     return gate
+
+  def on_wrapped(self, wrappers: Sequence, model) -> None:
+    """Called by ``prune`` once the layers of a group are wrapped.
+
+    ``model`` is the model given to ``prune`` (unwrapped). Methods whose
+    masks are fixed before training (Small-World) set them here.
+    """
+
+  def report_info(self) -> Optional[dict]:
+    """Method facts ``tfprune.report`` lists under ``methods`` (or None)."""
+    return None
 
   # --- scoring and masks -----------------------------------------------------
   @abc.abstractmethod
