@@ -1,4 +1,4 @@
-"""The README's usage example runs as written."""
+"""The README's usage examples run as written (in order, one namespace)."""
 
 import os
 import re
@@ -9,7 +9,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_usage_example_runs(tmp_path, monkeypatch, capsys):
   with open(os.path.join(ROOT, 'README.md')) as f:
     blocks = re.findall(r'```python\n(.*?)```', f.read(), re.S)
-  assert len(blocks) == 1
+  assert len(blocks) == 2
   code = blocks[0].replace('epochs=10', 'epochs=10, verbose=0')
   monkeypatch.chdir(tmp_path)
   namespace = {}
@@ -21,3 +21,12 @@ def test_usage_example_runs(tmp_path, monkeypatch, capsys):
   channel = {e['name']: e['weights'][0]['sparsity']['channel']
              for e in report['layers']}
   assert channel == {'conv1': 0.5, 'conv2': 0.5, 'fc1': 0.5, 'logits': 0.0}
+  # Small-World: the budget is exact and the masks survive training
+  small_world = blocks[1].replace('epochs=30', 'epochs=2, verbose=0').replace(
+      'epochs=5', 'epochs=1, verbose=0')
+  exec(compile(small_world, 'README.md', 'exec'), namespace)  # pylint: disable=exec-used
+  info = namespace['sw'].topology
+  assert info['kept_params'] == round(0.1 * info['params'])
+  pruned = namespace['pruned']
+  totals = namespace['tfprune'].report(pruned)['totals']
+  assert totals['nonzero_params'] <= info['kept_params']

@@ -126,3 +126,32 @@ def test_run_checks_its_export_and_fails_on_lost_sparsity(tmp_path,
                      match=r'conv1: sparsity lost \(simulated\)'):
     experiment.run(_tiny_config(), failed)
   assert not os.path.exists(failed) and not os.path.exists(failed + '.partial')
+
+
+def test_small_world_run_with_final_stage_and_regrowth(tmp_path):
+  c = _tiny_config()
+  c.method = 'small_world'
+  c.method_kwargs = {'density': 0.3, 'rewire_p': 'auto', 'seed': 0,
+                     'regrow_fraction': 0.1, 'p_grid': [0.0, 0.1, 1.0]}
+  c.schedule.kind = 'periodic'
+  c.schedule.begin_step = -1        # from the first step of the final epochs
+  c.schedule.frequency = 10
+  c.pretrain_epochs = 0
+  c.epochs = 2
+  c.final_epochs = 1
+  c.final_learning_rate = 0.001
+  workdir = str(tmp_path / 'sw')
+  metrics = experiment.run(c, workdir)
+  assert 'before_final_test_accuracy' in metrics
+  assert metrics['tflite_check'] == 'ok'
+  with open(os.path.join(workdir, 'report.json')) as f:
+    info = json.load(f)['methods']['smallworld_0']
+  assert info['rewire_p'] in (0.0, 0.1, 1.0) and len(info['grid']) == 3
+  assert info['kept_params'] == round(0.3 * info['params'])
+  # regrowth every 10 steps from the first step of the final epoch only
+  steps_per_epoch = -(-metrics['train_examples'] // 32)
+  assert info['regrow_events'] == len(range(0, steps_per_epoch, 10)) > 1
+  assert info['kept_params'] - info['fixed_params'] == sum(
+      v['edges'] * v['params_per_edge'] for v in info['layers'].values())
+  with open(os.path.join(workdir, 'report.md')) as f:
+    assert 'Method facts' in f.read()

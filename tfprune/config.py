@@ -39,8 +39,10 @@ def default_config() -> config_dict.ConfigDict:
   c.method_kwargs = config_dict.ConfigDict()
   c.layers = ''
   # Schedule kind: 'polynomial_decay', 'constant', 'one_shot' (prune once
-  # before fine-tuning) or 'none' (masks left to the method).
-  # end_step -1 = two thirds of the pruning epochs' steps.
+  # before fine-tuning), 'none' (masks left to the method) or 'periodic'
+  # (update points only, for methods with their own budget).
+  # end_step -1 = two thirds of the pruning epochs' steps ('periodic': no
+  # end); 'periodic' begin_step -1 = the first step of the final epochs.
   c.schedule = config_dict.ConfigDict(dict(
       kind='polynomial_decay', initial_sparsity=0.0, final_sparsity=0.9,
       begin_step=0, end_step=-1, frequency=100, power=3.0))
@@ -51,6 +53,10 @@ def default_config() -> config_dict.ConfigDict:
   c.optimizer = 'adam'      # 'adam' or 'sgd' (momentum below)
   c.learning_rate = 1e-3
   c.finetune_learning_rate = -1.0   # pruning epochs' LR; -1 = learning_rate
+  # Optional last stage after the pruning epochs (a fresh optimizer at a
+  # lower LR; Small-World's "optimise for accuracy"); -1 = the pruning LR.
+  c.final_epochs = 0
+  c.final_learning_rate = -1.0
   c.momentum = 0.9
   c.verbose = 2
   # Physically remove dead channels before export: 'auto' does it for the

@@ -88,8 +88,12 @@ def build_schedule(spec, total_steps: int):
     return float(spec.final_sparsity)
   if kind == 'none':
     return None
+  if kind == 'periodic':
+    begin = spec.begin_step if spec.begin_step >= 0 else total_steps + 1
+    return schedules.Periodic(begin, -1 if spec.end_step < 0 else
+                              spec.end_step, spec.frequency)
   raise ValueError(f"schedule.kind must be 'polynomial_decay', 'constant', "
-                   f"'one_shot' or 'none', got {kind!r}")
+                   f"'one_shot', 'none' or 'periodic', got {kind!r}")
 
 
 def load_data(config, data_dir: Optional[str]):
@@ -119,7 +123,11 @@ def _markdown(config, metrics: Dict, rep, ops, checked) -> str:
   lines += ['', '## Layers (trained model)', '', rep.table(), '',
             '## TFLite check (model.tflite against report.json)', '',
             checked.table(), '',
-            '## TFLite ops', '', ', '.join(ops), '', '## Config', '',
+            '## TFLite ops', '', ', '.join(ops), '']
+  if 'methods' in rep:
+    lines += ['## Method facts (report.json "methods")', '', '```',
+              json.dumps(rep['methods'], indent=1), '```', '']
+  lines += ['## Config', '',
             '```', str(config), '```', '']
   return '\n'.join(lines)
 
@@ -175,11 +183,22 @@ def run(config, workdir: str, overwrite: bool = False,
     lr = (config.finetune_learning_rate if config.finetune_learning_rate > 0
           else config.learning_rate)
     pruned.compile(_optimizer(config, lr), **compile_args)
-    pruned.fit(x_train, y_train, epochs=config.epochs, callbacks=[
-        tfprune.PruningStep(),
-        tfprune.SparsityLogger(log_dir=os.path.join(partial, 'logs'),
-                               csv_path=os.path.join(partial, 'sparsity.csv'))
-    ], **fit_args)
+
+    def callbacks():
+      return [tfprune.PruningStep(), tfprune.SparsityLogger(
+          log_dir=os.path.join(partial, 'logs'),
+          csv_path=os.path.join(partial, 'sparsity.csv'))]
+
+    pruned.fit(x_train, y_train, epochs=config.epochs, callbacks=callbacks(),
+               **fit_args)
+    if config.final_epochs:
+      metrics['before_final_test_accuracy'] = float(
+          pruned.evaluate(x_test, y_test, batch_size=512, verbose=0)[1])
+      final_lr = (config.final_learning_rate
+                  if config.final_learning_rate > 0 else lr)
+      pruned.compile(_optimizer(config, final_lr), **compile_args)
+      pruned.fit(x_train, y_train, epochs=config.final_epochs,
+                 callbacks=callbacks(), **fit_args)
     metrics['pruned_test_accuracy'] = float(
         pruned.evaluate(x_test, y_test, batch_size=512, verbose=0)[1])
     pruned.save(os.path.join(partial, 'model.keras'))

@@ -6,6 +6,7 @@ from tfprune.methods.base import get
 from tfprune.methods.base import register
 from tfprune.methods.base import serialize
 from tfprune.methods.magnitude import Magnitude
+from tfprune.methods.small_world import SmallWorld
 
-__all__ = ['PruningMethod', 'Magnitude', 'get', 'register', 'serialize',
+__all__ = ['PruningMethod', 'Magnitude', 'SmallWorld', 'get', 'register', 'serialize',
            'deserialize']

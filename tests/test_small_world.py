@@ -1,0 +1,252 @@
+"""SmallWorld: budget, lattice and rewiring, fixed masks, stage-3 regrowth."""
+
+import numpy as np
+import pytest
+import tf_keras as keras
+
+import tfprune
+from tfprune import schedules
+from tfprune.methods import SmallWorld
+from tfprune.methods import small_world as sw
+
+from conftest import random_batch
+
+L = keras.layers
+
+
+def mask_of(model, name):
+  wrapper = next(w for w in tfprune.wrapper.collect_wrappers(model)
+                 if w.layer.name == name)
+  return np.asarray(wrapper.masks[0]) > 0
+
+
+def structural_kept(model):
+  """Parameters minus the weights a mask removes (what the budget counts)."""
+  removed = 0
+  for wrapper in tfprune.wrapper.collect_wrappers(model):
+    shape = wrapper.prunable[0].variable.shape
+    area = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    removed += int((np.asarray(wrapper.masks[0]) == 0).sum()) * area
+  return tfprune.report(model)['totals']['params'] - removed
+
+
+def mlp(hidden=(40, 30)):
+  return tfprune.models.mlp((6, 6, 2), hidden, classes=3)
+
+
+# --- level 1 ------------------------------------------------------------------
+
+
+def test_lenet5_keeps_exactly_the_papers_budget():
+  model = tfprune.models.lenet5()
+  pruned = tfprune.prune(model, SmallWorld(density=0.023, seed=0))
+  assert structural_kept(pruned) == round(0.023 * 431080) == 9915
+  info = tfprune.report(pruned)['methods']['smallworld_0']
+  assert info['kept_params'] == 9915 and info['params'] == 431080
+  # Erdos-Renyi split: conv1 saturates, ip1 (400K weights) goes sparsest
+  density = {n: v['density'] for n, v in info['layers'].items()}
+  assert density['conv1'] == 1.0
+  assert density['ip1'] < 0.01 < density['conv2'] < density['ip2'] < 1
+  # the layered graph is small-world against equal-density random graphs
+  assert info['small_world']['sigma'] > 1.2
+  assert [row['p'] for row in info['grid']] == list(sw.DEFAULT_P_GRID)
+  assert info['rewire_p'] == max(info['grid'], key=lambda r: r['sigma'])['p']
+
+
+@pytest.mark.parametrize('build, density, p, slack', [
+    (tfprune.models.lenet_300_100, 0.023, 'auto', 0),
+    (lambda: tfprune.models.vgg16((32, 32, 1), width=0.125), 0.0902, 0.01, 8),
+])
+def test_budget_on_the_other_papers_models(build, density, p, slack):
+  model = build()
+  pruned = tfprune.prune(model, SmallWorld(density, rewire_p=p, seed=0))
+  budget = round(density * model.count_params())
+  # all Dense: exact; VGG's 3x3 kernels: below by less than one kernel
+  assert budget - slack <= structural_kept(pruned) <= budget
+  info = tfprune.report(pruned)['methods']['smallworld_0']
+  assert info['small_world']['reachable_fraction'] == 1.0
+
+
+def test_allocation_rule_overrides_and_rounding():
+  sizes = {'a': (10, 20, 9), 'b': (100, 50, 1), 'c': (50, 10, 1)}
+  edges = sw.allocate(sizes, 2000)
+  assert sum(edges[n] * sizes[n][2] for n in sizes) == 2000
+  ratio = lambda n: edges[n] / (sizes[n][0] * sizes[n][1]) / (
+      (sizes[n][0] + sizes[n][1]) / (sizes[n][0] * sizes[n][1]))
+  assert ratio('a') == pytest.approx(ratio('b'), rel=0.02)
+  assert ratio('b') == pytest.approx(ratio('c'), rel=0.02)
+  fixed = sw.allocate(sizes, 2000, fixed={'a': 0.5})
+  assert fixed['a'] == 100
+  assert sum(fixed[n] * sizes[n][2] for n in sizes) == 2000
+  with pytest.raises(ValueError, match='not wrapped'):
+    sw.allocate(sizes, 2000, fixed={'zz': 0.5})
+  with pytest.raises(ValueError, match='more parameters than the budget'):
+    sw.allocate(sizes, 100, fixed={'a': 1.0})
+
+
+def test_saturated_layers_pass_their_share_on():
+  sizes = {'small': (2, 3, 1), 'big': (100, 100, 1)}
+  edges = sw.allocate(sizes, 1006)
+  assert edges == {'small': 6, 'big': 1000}
+
+
+def test_impossible_density_names_the_smallest_possible():
+  with pytest.raises(ValueError, match=r'smallest possible density here is '
+                     r'0\.00'):
+    tfprune.prune(tfprune.models.lenet5(), SmallWorld(density=0.001))
+  with pytest.raises(ValueError, match=r'density must be in \(0, 1\]'):
+    SmallWorld(density=0)
+
+
+# --- level 2 ------------------------------------------------------------------
+
+
+def test_p0_is_the_ring_lattice():
+  mask = sw.ring_lattice(10, 5, 15)
+  for j in range(5):
+    assert set(np.flatnonzero(mask[:, j])) == {2 * j, 2 * j + 1,
+                                               (2 * j + 2) % 10}
+  rng = np.random.default_rng(0)
+  np.testing.assert_array_equal(sw.rewire(mask, 0.0, rng), mask)
+  # uneven counts are spread evenly and wrap around the ring
+  odd = sw.ring_lattice(8, 3, 7)
+  assert sorted(odd.sum(0)) == [2, 2, 3] and odd.sum() == 7
+
+
+def test_rewiring_keeps_fan_in_and_p1_is_random():
+  lattice = sw.ring_lattice(200, 200, 2000)     # 10 inputs per output
+  rng = np.random.default_rng(0)
+  for p, lattice_share in ((0.3, (0.66, 0.74)), (1.0, (0.0, 0.1))):
+    rewired = sw.rewire(lattice, p, rng)
+    np.testing.assert_array_equal(rewired.sum(0), lattice.sum(0))
+    share = (rewired & lattice).sum() / lattice.sum()
+    assert lattice_share[0] < share < lattice_share[1]
+  # p=1: where an output's inputs are is unrelated to its position
+  rewired = sw.rewire(lattice, 1.0, rng)
+  rows, cols = np.nonzero(rewired)
+  offset = (rows - cols) % 200
+  assert np.histogram(offset, bins=4, range=(0, 200))[0].min() > 400
+
+
+def test_masks_are_deterministic_per_seed():
+  def masks(seed):
+    pruned = tfprune.prune(mlp(), SmallWorld(0.2, rewire_p=0.3, seed=seed))
+    return [mask_of(pruned, n) for n in ('fc1', 'fc2', 'logits')]
+  first, again, other = masks(1), masks(1), masks(2)
+  for a, b in zip(first, again):
+    np.testing.assert_array_equal(a, b)
+  assert any((a != b).any() for a, b in zip(first, other))
+
+
+def test_conv_edges_are_whole_kernels_and_init_is_rescaled():
+  model = tfprune.models.small_cnn((8, 8, 1), classes=3, filters=(8, 16),
+                                   dense=16)
+  pruned = tfprune.prune(model, SmallWorld(0.3, rewire_p=0.5, seed=0))
+  wrapper = tfprune.wrapper.collect_wrappers(pruned)[1]
+  kernel = np.asarray(wrapper.layer.kernel)
+  mask = mask_of(pruned, wrapper.layer.name)
+  assert mask.shape == kernel.shape[2:]
+  assert (kernel[:, :, ~mask] == 0).all()
+  assert (kernel[:, :, mask] != 0).all()
+  original = model.get_layer(wrapper.layer.name).get_weights()[0]
+  fan_in = mask.sum(0)
+  for j in np.flatnonzero(fan_in):
+    np.testing.assert_allclose(
+        kernel[:, :, mask[:, j], j],
+        original[:, :, mask[:, j], j] * np.sqrt(mask.shape[0] / fan_in[j]),
+        rtol=1e-6)
+
+
+def test_depthwise_and_target_schedules_are_refused():
+  from conftest import small_conv_model  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match="'dw'.*DepthwiseConv2D"):
+    tfprune.prune(small_conv_model(), SmallWorld(0.5))
+  with pytest.raises(ValueError, match='Periodic'):
+    tfprune.prune(mlp(), SmallWorld(0.5), schedules.ConstantSparsity(0.5, 0))
+  with pytest.raises(ValueError, match='regrow_fraction=0 would do nothing'):
+    tfprune.prune(mlp(), SmallWorld(0.5), schedules.Periodic(1))
+
+
+# --- training -----------------------------------------------------------------
+
+
+def _fit(model, steps, callbacks=None, optimizer='adam'):
+  x, y = random_batch(n=8 * steps)
+  model.compile(optimizer, 'sparse_categorical_crossentropy')
+  model.fit(x, y, batch_size=8, epochs=1, verbose=0,
+            callbacks=[tfprune.PruningStep()] + (callbacks or []))
+
+
+def test_masks_stay_fixed_through_training():
+  pruned = tfprune.prune(mlp(), SmallWorld(0.2, rewire_p=0.2, seed=0))
+  before = {n: mask_of(pruned, n) for n in ('fc1', 'fc2', 'logits')}
+  kernel_before = pruned.get_layer('pruned_fc1').layer.get_weights()[0]
+  _fit(pruned, 6)
+  for name, mask in before.items():
+    np.testing.assert_array_equal(mask_of(pruned, name), mask)
+  kernel = pruned.get_layer('pruned_fc1').layer.get_weights()[0]
+  effective = pruned.get_layer('pruned_fc1').effective_weights()['kernel']
+  assert (effective[~before['fc1']] == 0).all()
+  changed = kernel[before['fc1']] != kernel_before[before['fc1']]
+  assert changed.mean() > 0.5          # kept weights train (dead ReLUs not)
+
+
+def test_prune_and_regrow_keeps_each_layers_budget():
+  method = SmallWorld(0.2, rewire_p=0.2, seed=0, regrow_fraction=0.25)
+  pruned = tfprune.prune(mlp(), method, schedules.Periodic(3, frequency=3))
+  before = {n: mask_of(pruned, n) for n in ('fc1', 'fc2')}
+  _fit(pruned, 4)          # step 3 regrows
+  for name, mask in before.items():
+    after = mask_of(pruned, name)
+    assert after.sum() == mask.sum()
+    moved = (after & ~mask).sum()
+    assert moved == round(0.25 * mask.sum())
+    effective = pruned.get_layer(f'pruned_{name}').effective_weights()
+    assert (effective['kernel'][~after] == 0).all()
+  assert method.topology['regrow_events'] == 1
+
+
+def test_dropped_edges_are_the_weakest():
+  method = SmallWorld(0.3, rewire_p=0.0, seed=0, regrow_fraction=0.5)
+  pruned = tfprune.prune(mlp((12,)), method, schedules.Periodic(1))
+  wrapper = pruned.get_layer('pruned_fc1')
+  mask = mask_of(pruned, 'fc1')
+  kernel = np.asarray(wrapper.layer.kernel)
+  active = np.abs(kernel[mask])
+  n_drop = round(0.5 * len(active))
+  threshold = np.sort(active)[n_drop - 1]
+  method.update_masks([wrapper], float('nan'), 1)
+  after = mask_of(pruned, 'fc1')
+  dropped = mask & ~after
+  assert dropped.sum() == n_drop
+  assert np.abs(kernel[dropped]).max() <= threshold
+
+
+def test_units_without_edges_are_removed_by_shrink():
+  model = mlp((40, 30))
+  pruned = tfprune.prune(model, SmallWorld(0.04, rewire_p=1.0, seed=3,
+                                           rescale_init=False))
+  _fit(pruned, 3)
+  fc1, fc2, logits = (mask_of(pruned, n) for n in ('fc1', 'fc2', 'logits'))
+  alive1 = fc1.any(0) & fc2.any(1)
+  alive2 = fc2.any(0) & logits.any(1)
+  assert not alive1.all() or not alive2.all()   # the setting makes dead units
+  stripped = tfprune.strip(pruned)
+  shrunk = tfprune.shrink(stripped)
+  assert shrunk.get_layer('fc1').units == alive1.sum()
+  x, _ = random_batch()
+  np.testing.assert_allclose(shrunk.predict(x, verbose=0),
+                             stripped.predict(x, verbose=0), atol=1e-5)
+
+
+def test_saved_model_keeps_masks_and_topology(tmp_path):
+  pruned = tfprune.prune(mlp(), SmallWorld(0.2, rewire_p=0.1, seed=0))
+  path = str(tmp_path / 'm.keras')
+  pruned.save(path)
+  with tfprune.custom_object_scope():
+    loaded = keras.models.load_model(path)
+  np.testing.assert_array_equal(mask_of(loaded, 'fc1'), mask_of(pruned, 'fc1'))
+  info = tfprune.report(loaded)['methods']
+  assert list(info.values())[0]['rewire_p'] == 0.1
+  method = loaded.get_layer('pruned_fc1').method
+  assert isinstance(method, SmallWorld) and method.density == 0.2

@@ -1,0 +1,441 @@
+"""Small-World structural pruning (Krishnan, Du, Cao 2019), reconstructed.
+
+The paper trims a network into a "locally clustered, globally sparse"
+Small-World graph before training, trains it, then optimises it for
+accuracy. It does not say how the graph is built; tfprune's reconstruction
+(``METHODS.md`` section 1, every step a documented choice):
+
+1. *Level 1, network:* a global budget, ``density`` x all parameters of the
+   model, is split over the wrapped layers. Parameters SmallWorld does not
+   prune (biases, BatchNorm, unwrapped layers) are paid first; the rest goes
+   to the layers' connections with Erdos-Renyi densities,
+   ``d_l = eps * (n_in + n_out) / (n_in * n_out)``, capped at 1 (a capped
+   layer's surplus goes to the others), ``eps`` solved so the budget is met;
+   ``layer_density`` fixes chosen layers. Integer edge counts are rounded by
+   largest remainder, so the kept parameter count equals the budget exactly
+   whenever a Dense layer (1 parameter per edge) can absorb the remainder.
+2. *Level 2, layer:* nodes are input and output units (Dense) or channels
+   (Conv2D, whose edges are whole 2-D kernels: the ``kernel`` structure).
+   Output ``j`` of ``n_out`` is connected to the ``k_j`` inputs nearest to
+   position ``j * n_in / n_out`` on a ring (a bipartite Watts-Strogatz
+   lattice; ``k_j`` spread evenly so the layer has its exact edge count).
+   Each edge is rewired with probability ``p``: its input end moves to a
+   uniformly drawn input the output is not connected to (fan-in is kept).
+3. *Choosing p:* ``rewire_p='auto'`` tries a grid of p and keeps the one
+   with the largest small-world coefficient ``sigma = (C/C_r) / (L/L_r)``
+   of the layered graph of all wrapped layers (nodes: channel groups of
+   :mod:`tfprune.graph`, so a Flatten's inputs are their channel) against
+   equal-density random graphs (p=1). C is bipartite clustering
+   (:mod:`tfprune.topology`), since a layered graph has no triangles.
+   The grid, the chosen p, C, L and sigma are logged (logger ``tfprune``)
+   and kept in :attr:`SmallWorld.topology`, which ``tfprune.report``
+   includes.
+4. *Training:* masks are set by ``tfprune.prune`` and never change (use
+   ``schedule=None``). Surviving weights are rescaled per output unit by
+   ``sqrt(n_in / k_j)`` so a sparse unit starts with the activation scale of
+   the dense initialiser (``rescale_init``; a choice, not from the paper).
+5. *Stage 3, "optimise for accuracy":* fine-tune at a lower learning rate
+   (a second ``fit``). Optionally, with ``regrow_fraction > 0`` and a
+   :class:`tfprune.schedules.Periodic` schedule, at each of its steps every
+   layer drops that fraction of its weakest edges (L1 of the edge's
+   weights) and regrows as many absent edges drawn uniformly (not the ones
+   just dropped), new weights at 0 with their optimizer state reset; the
+   budget is unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import tf_keras as keras
+
+from tfprune import graph as graph_lib
+from tfprune import optimizer_state, schedules, structures, topology
+from tfprune.methods import base
+
+logger = logging.getLogger('tfprune')
+
+DEFAULT_P_GRID = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+
+
+# --- level 1: the budget ---------------------------------------------------
+def parameter_count(model: keras.Model) -> int:
+  """Parameters of a model as ``tfprune.report`` counts them.
+
+  Every layer weight (BatchNorm statistics included); a PruningWrapper
+  counts its inner layer's weights, not its masks, gates or step.
+  """
+  from tfprune.wrapper import PruningWrapper  # pylint: disable=g-import-not-at-top
+  total = 0
+  for layer in model.layers:
+    if isinstance(layer, keras.Model):
+      total += parameter_count(layer)
+      continue
+    inner = layer.layer if isinstance(layer, PruningWrapper) else layer
+    total += sum(int(np.prod(w.shape)) for w in inner.weights)
+  return total
+
+
+def allocate(sizes: Dict[str, Sequence[int]], budget: int,
+             fixed: Optional[Dict[str, float]] = None) -> Dict[str, int]:
+  """Edges per layer so that sum(edges * area) == budget (if possible).
+
+  Args:
+    sizes: per layer ``(n_in, n_out, area)``; an edge costs ``area`` params.
+    budget: parameters to spend on edges.
+    fixed: per layer a density in (0, 1] that is not rescaled.
+
+  Returns:
+    Edge counts per layer. The total cost is exactly ``budget`` when layers
+    with area 1 have room for the rounding remainder, else below it by less
+    than the smallest area.
+  """
+  fixed = dict(fixed or {})
+  unknown = sorted(set(fixed) - set(sizes))
+  if unknown:
+    raise ValueError(f'layer_density names {unknown}, which are not wrapped '
+                     f'layers; wrapped: {sorted(sizes)}')
+  possible = {n: s[0] * s[1] for n, s in sizes.items()}
+  area = {n: s[2] for n, s in sizes.items()}
+  for name, d in fixed.items():
+    if not 0 < d <= 1:
+      raise ValueError(f'layer_density[{name!r}] must be in (0, 1], got {d}')
+  density = {n: float(d) for n, d in fixed.items()}
+  free = [n for n in sizes if n not in fixed]
+  left = budget - sum(density[n] * possible[n] * area[n] for n in fixed)
+  if left < 0:
+    raise ValueError('the layer_density overrides alone need more parameters'
+                     f' than the budget ({budget}); lower them or raise '
+                     'density')
+  ratio = {n: (sizes[n][0] + sizes[n][1]) / possible[n] for n in free}
+  while free:
+    weight = sum(ratio[n] * possible[n] * area[n] for n in free)
+    eps = left / weight if weight else 0.0
+    full = [n for n in free if eps * ratio[n] >= 1.0]
+    if not full:
+      for n in free:
+        density[n] = eps * ratio[n]
+      break
+    for n in full:
+      density[n] = 1.0
+      left -= possible[n] * area[n]
+      free.remove(n)
+  exact = {n: density[n] * possible[n] for n in sizes}
+  edges = {n: min(int(np.floor(exact[n])), possible[n]) for n in sizes}
+  remainder = budget - sum(edges[n] * area[n] for n in sizes)
+  for n in sorted(sizes, key=lambda n: exact[n] - edges[n], reverse=True):
+    if area[n] <= remainder and edges[n] < possible[n] and n not in fixed:
+      edges[n] += 1
+      remainder -= area[n]
+  for n in sorted(sizes, key=lambda n: -possible[n]):
+    if area[n] == 1 and n not in fixed and remainder > 0:
+      extra = min(remainder, possible[n] - edges[n])
+      edges[n] += extra
+      remainder -= extra
+  return edges
+
+
+# --- level 2: the layer lattice and its rewiring ------------------------------
+def edges_per_output(n_out: int, edges: int) -> np.ndarray:
+  """Fan-in of every output, as even as possible, summing to ``edges``."""
+  cuts = (np.arange(n_out + 1) * edges) // n_out
+  return np.diff(cuts)
+
+
+def ring_lattice(n_in: int, n_out: int, edges: int) -> np.ndarray:
+  """Bipartite ring lattice: output j reads the inputs nearest j*n_in/n_out."""
+  if not 0 <= edges <= n_in * n_out:
+    raise ValueError(f'{edges} edges do not fit a {n_in}x{n_out} layer')
+  fan_in = edges_per_output(n_out, edges)
+  centre = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
+  start = np.floor(centre - (fan_in - 1) / 2.0 + 0.5).astype(np.int64)
+  offsets = np.arange(int(fan_in.max()) if n_out else 0)
+  rows = (start[:, None] + offsets[None, :]) % n_in
+  valid = offsets[None, :] < fan_in[:, None]
+  mask = np.zeros((n_in, n_out), bool)
+  cols = np.broadcast_to(np.arange(n_out)[:, None], rows.shape)
+  mask[rows[valid], cols[valid]] = True
+  return mask
+
+
+def rewire(mask: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
+  """Move each edge's input end with probability p to an absent input.
+
+  Per output, the rewired edges are replaced by inputs drawn uniformly
+  without replacement among those the output does not keep (an edge's old
+  input is free again once it is rewired); fan-in is unchanged.
+  """
+  if not 0.0 <= p <= 1.0:
+    raise ValueError(f'rewire probability must be in [0, 1], got {p}')
+  if p == 0.0:
+    return mask.copy()
+  moved = mask & (rng.random(mask.shape) < p)
+  kept = mask & ~moved
+  count = moved.sum(axis=0)
+  keys = rng.random(mask.shape)
+  keys[kept] = np.inf
+  rank = np.argsort(np.argsort(keys, axis=0, kind='stable'), axis=0)
+  return kept | (rank < count[None, :])
+
+
+def layer_masks(sizes: Dict[str, Sequence[int]], edges: Dict[str, int],
+                p: float, seed: Union[int, Sequence[int]]
+                ) -> Dict[str, np.ndarray]:
+  """Rewired lattices ``(n_in, n_out)`` of every layer (deterministic)."""
+  seed = list(np.atleast_1d(seed))
+  out = {}
+  for i, (name, (n_in, n_out, _)) in enumerate(sizes.items()):
+    rng = np.random.default_rng(seed + [i])
+    out[name] = rewire(ring_lattice(n_in, n_out, edges[name]), p, rng)
+  return out
+
+
+# --- the layered graph -----------------------------------------------------------
+class LayeredGraph:
+  """Maps each wrapped layer's mask to edges between channel-group nodes."""
+
+  def __init__(self, model: keras.Model, names: Sequence[str]):
+    g = graph_lib.build(model, warn=False)
+    self.ends = {}
+    for node in g.nodes:
+      if node.name in names and node.kind == graph_lib.CONV:
+        self.ends[node.name] = (g.groups(node.inputs[0]),
+                                g.groups(node.outputs[0]))
+    self.missing = sorted(set(names) - set(self.ends))
+    used = np.unique(np.concatenate(
+        [np.concatenate(e) for e in self.ends.values()])) if self.ends else []
+    self._index = {int(u): i for i, u in enumerate(used)}
+    self.n_nodes = len(self._index)
+
+  def adjacency(self, masks: Dict[str, np.ndarray]):
+    pairs = []
+    for name, (ins, outs) in self.ends.items():
+      rows, cols = np.nonzero(masks[name])
+      pairs.append(np.stack([ins[rows], outs[cols]], axis=1))
+    pairs = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
+    lookup = np.vectorize(self._index.__getitem__, otypes=[np.int64])
+    remapped = lookup(pairs) if pairs.size else pairs
+    return topology.adjacency(self.n_nodes, remapped)
+
+
+# --- the method ----------------------------------------------------------------
+@base.register
+class SmallWorld(base.PruningMethod):
+  """Fixed Small-World masks over Dense units and Conv2D channel pairs.
+
+  Args:
+    density: fraction of ALL the model's parameters kept (e.g. 0.023).
+    rewire_p: rewiring probability in [0, 1], or 'auto' (max sigma).
+    seed: makes the masks reproducible.
+    layer_density: ``{layer name: density}`` for layers not rescaled by
+      the Erdos-Renyi rule (e.g. ``{'conv1': 1.0}``).
+    rescale_init: rescale surviving initial weights per output unit.
+    regrow_fraction: stage-3 prune-and-regrow fraction per update (0: off).
+    p_grid: the p values tried by 'auto'.
+    random_graphs: equal-density random graphs averaged for C_r and L_r.
+    topology: filled by ``prune`` (kept in saved models); do not pass.
+  """
+
+  def __init__(self, density: float = 0.023,
+               rewire_p: Union[str, float] = 'auto', seed: int = 0,
+               layer_density: Optional[Dict[str, float]] = None,
+               rescale_init: bool = True, regrow_fraction: float = 0.0,
+               p_grid: Sequence[float] = DEFAULT_P_GRID,
+               random_graphs: int = 2, topology: Optional[dict] = None,
+               structure: str = 'kernel'):
+    if structure != 'kernel':
+      raise ValueError('SmallWorld edges are single Dense weights and whole '
+                       "Conv2D kernels: its structure is 'kernel'")
+    super().__init__('kernel')
+    if not 0 < float(density) <= 1:
+      raise ValueError(f'density must be in (0, 1], got {density}')
+    if rewire_p != 'auto' and not 0 <= float(rewire_p) <= 1:
+      raise ValueError(f"rewire_p must be 'auto' or in [0, 1], got "
+                       f'{rewire_p!r}')
+    if not 0 <= float(regrow_fraction) < 1:
+      raise ValueError(f'regrow_fraction must be in [0, 1), got '
+                       f'{regrow_fraction}')
+    if int(random_graphs) < 1:
+      raise ValueError('random_graphs must be >= 1')
+    self.density = float(density)
+    self.rewire_p = rewire_p if rewire_p == 'auto' else float(rewire_p)
+    self.seed = int(seed)
+    self.layer_density = dict(layer_density or {})
+    self.rescale_init = bool(rescale_init)
+    self.regrow_fraction = float(regrow_fraction)
+    self.p_grid = tuple(float(p) for p in p_grid)
+    self.random_graphs = int(random_graphs)
+    self.topology = topology
+    self._model = None
+
+  def score(self, wrapper, index):
+    weight = wrapper.prunable[index]
+    return self.structure.reduce(weight.variable, weight.layout, 'l1')
+
+  # --- stage 1: build the masks ------------------------------------------------
+  def _sizes(self, wrappers) -> Dict[str, tuple]:
+    sizes = {}
+    for wrapper in wrappers:
+      name = wrapper.layer.name
+      kinds = (structures.DENSE_LAYOUT, structures.CONV2D_LAYOUT)
+      if (len(wrapper.prunable) != 1 or
+          wrapper.prunable[0].layout not in kinds):
+        raise ValueError(
+            f'SmallWorld connects input and output units of Dense and Conv2D'
+            f' layers; layer {name!r} ({type(wrapper.layer).__name__}) is '
+            'neither (a DepthwiseConv2D connection is a channel). Leave it '
+            'out with prune(..., layers=...).')
+      shape = wrapper.prunable[0].variable.shape
+      area = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+      sizes[name] = (int(shape[-2]), int(shape[-1]), area)
+    return sizes
+
+  def on_wrapped(self, wrappers: Sequence, model: keras.Model) -> None:
+    """Stage 1: allocate the budget, build and rewire the lattices."""
+    schedule = wrappers[0].schedule
+    if schedule is not None and not isinstance(schedule, schedules.Periodic):
+      raise ValueError(
+          'SmallWorld masks are fixed by its density budget; a target '
+          'schedule would be ignored. Use schedule=None, or for stage-3 '
+          'prune-and-regrow tfprune.schedules.Periodic(begin_step, '
+          'frequency=...) with regrow_fraction > 0.')
+    if schedule is not None and self.regrow_fraction == 0:
+      raise ValueError('a Periodic schedule with regrow_fraction=0 would do '
+                       'nothing; set regrow_fraction (e.g. 0.1) or pass '
+                       'schedule=None')
+    sizes = self._sizes(wrappers)
+    total = parameter_count(model)
+    prunable_params = sum(s[0] * s[1] * s[2] for s in sizes.values())
+    fixed_params = total - prunable_params
+    budget = int(round(self.density * total))
+    if budget < fixed_params:
+      raise ValueError(
+          f'density {self.density} keeps {budget} of {total} parameters, but '
+          f'{fixed_params} of them are not pruned by SmallWorld (biases, '
+          'BatchNorm, unwrapped layers); the smallest possible density here '
+          f'is {fixed_params / total:.4f}')
+    edges = allocate(sizes, budget - fixed_params, self.layer_density)
+    graph = LayeredGraph(model, list(sizes))
+    if self.rewire_p == 'auto':
+      p, grid, chosen = self._choose_p(sizes, edges, graph)
+    else:
+      p, grid = self.rewire_p, []
+      chosen = self._measure(sizes, edges, graph, p) if graph.ends else None
+    masks = layer_masks(sizes, edges, p, [self.seed, _p_key(p)])
+    for wrapper in wrappers:
+      mask = masks[wrapper.layer.name]
+      wrapper.assign_mask(0, mask)
+      if self.rescale_init:
+        _rescale(wrapper, mask)
+    kept = fixed_params + sum(edges[n] * sizes[n][2] for n in sizes)
+    self.topology = {
+        'rewire_p': p, 'auto': self.rewire_p == 'auto',
+        'clustering': topology.CLUSTERING,
+        'params': total, 'kept_params': kept, 'kept_fraction': kept / total,
+        'fixed_params': fixed_params, 'budget_params': budget,
+        'graph_nodes': graph.n_nodes, 'graph_missing_layers': graph.missing,
+        'layers': {n: {'edges': int(edges[n]), 'possible': s[0] * s[1],
+                       'density': edges[n] / (s[0] * s[1]),
+                       'params_per_edge': s[2]}
+                   for n, s in sizes.items()},
+        'small_world': chosen.as_dict() if chosen else None,
+        'grid': grid, 'regrow_events': 0, 'regrown_edges': 0}
+    logger.info('SmallWorld: kept %d of %d params (%.4f); p=%s; %s', kept,
+                total, kept / total, p,
+                'sigma=%.3f C=%.4f (random %.4f) L=%.3f (random %.3f)' % (
+                    chosen.sigma, chosen.clustering, chosen.random_clustering,
+                    chosen.path_length, chosen.random_path_length)
+                if chosen else 'no graph measures')
+
+  def _random_reference(self, sizes, edges, graph):
+    return [graph.adjacency(layer_masks(sizes, edges, 1.0,
+                                        [self.seed, 10**9 + r]))
+            for r in range(self.random_graphs)]
+
+  def _measure(self, sizes, edges, graph, p, reference=None):
+    adj = graph.adjacency(layer_masks(sizes, edges, p, [self.seed, _p_key(p)]))
+    if reference is None:
+      reference = self._random_reference(sizes, edges, graph)
+    return topology.small_worldness(adj, reference)
+
+  def _choose_p(self, sizes, edges, graph):
+    if not graph.ends:
+      raise ValueError(
+          "rewire_p='auto' needs the layered graph, but no wrapped layer was "
+          'found in the channel graph (shared or nested layers?); pass a '
+          'number, e.g. rewire_p=0.1')
+    reference = self._random_reference(sizes, edges, graph)
+    results = [(p, self._measure(sizes, edges, graph, p, reference))
+               for p in self.p_grid]
+    best = max(results, key=lambda r: (np.nan_to_num(r[1].sigma, nan=-1.0),
+                                       -r[0]))
+    grid = [{'p': p, 'C': m.clustering, 'L': m.path_length, 'sigma': m.sigma}
+            for p, m in results]
+    for row in grid:
+      logger.info('SmallWorld p=%-6g C=%.4f L=%.3f sigma=%.3f', row['p'],
+                  row['C'], row['L'], row['sigma'])
+    return best[0], grid, best[1]
+
+  # --- stage 3: prune and regrow ------------------------------------------------
+  def on_train_begin(self, wrappers, model):
+    self._model = model
+
+  def update_masks(self, wrappers: Sequence, sparsity: float, step: int):
+    """Drop the weakest ``regrow_fraction`` of each layer's edges, regrow."""
+    del sparsity  # the budget is fixed; Periodic only says when
+    optimizer = getattr(self._model, 'optimizer', None)
+    moved = 0
+    for i, wrapper in enumerate(wrappers):
+      mask = np.asarray(wrapper.masks[0]) > 0
+      n_move = int(round(self.regrow_fraction * mask.sum()))
+      absent = np.flatnonzero(~mask.reshape(-1))
+      n_move = min(n_move, absent.size)
+      if n_move == 0:
+        continue
+      scores = np.asarray(self.score(wrapper, 0)).reshape(-1)
+      active = np.flatnonzero(mask.reshape(-1))
+      drop = active[np.argsort(scores[active], kind='stable')[:n_move]]
+      rng = np.random.default_rng([self.seed, int(step), i])
+      grow = rng.choice(absent, n_move, replace=False)
+      new = mask.reshape(-1).copy()
+      new[drop], new[grow] = False, True
+      new = new.reshape(mask.shape)
+      wrapper.assign_mask(0, new)
+      weight = wrapper.prunable[0]
+      grown = np.zeros(mask.size, bool)
+      grown[grow] = True
+      optimizer_state.reset_slots(
+          optimizer, weight.variable,
+          np.asarray(self.structure.expand(
+              grown.reshape(mask.shape).astype(np.float32),
+              weight.variable.shape, weight.layout)) > 0)
+      moved += n_move
+    if self.topology is not None:
+      self.topology['regrow_events'] += 1
+      self.topology['regrown_edges'] += moved
+
+  def report_info(self) -> Optional[dict]:
+    return self.topology
+
+  def get_config(self):
+    return {'density': self.density, 'rewire_p': self.rewire_p,
+            'seed': self.seed, 'layer_density': dict(self.layer_density),
+            'rescale_init': self.rescale_init,
+            'regrow_fraction': self.regrow_fraction,
+            'p_grid': list(self.p_grid), 'random_graphs': self.random_graphs,
+            'topology': self.topology}
+
+
+def _p_key(p: float) -> int:
+  return int(round(float(p) * 1e6))
+
+
+def _rescale(wrapper, mask: np.ndarray) -> None:
+  """Scale kept weights of output j by sqrt(n_in / fan_in_j)."""
+  kernel = wrapper.prunable[0].variable
+  fan_in = mask.sum(axis=0).astype(np.float64)
+  factor = np.where(fan_in > 0, np.sqrt(mask.shape[0] / np.maximum(fan_in, 1)),
+                    1.0)
+  kernel.assign(kernel * factor.astype(kernel.dtype.as_numpy_dtype))
