@@ -157,6 +157,23 @@ def test_conv_edges_are_whole_kernels_and_init_is_rescaled():
         rtol=1e-6)
 
 
+def test_zero_edge_layers_one_shot_and_bad_arguments_are_refused():
+  with pytest.raises(ValueError, match=r"\['logits'\] get no connection"):
+    tfprune.prune(mlp(), SmallWorld(0.2, layer_density={'logits': 0.001}))
+  with pytest.raises(ValueError, match='own density budget'):
+    tfprune.prune(mlp(), SmallWorld(0.2), 0.9)
+  with pytest.raises(ValueError, match='needs update points'):
+    tfprune.prune(mlp(), SmallWorld(0.2, regrow_fraction=0.1))
+  for kwargs in ({'rewire_p': 'often'}, {'rewire_p': 1.5}, {'p_grid': []},
+                 {'p_grid': [0.1, 2.0]}, {'seed': -1}):
+    with pytest.raises(ValueError):
+      SmallWorld(0.2, **kwargs)
+  assert SmallWorld(0.2, rewire_p='Auto').rewire_p == 'auto'
+  unbuilt = keras.Sequential([L.Dense(4), L.Dense(2)])
+  with pytest.raises(ValueError, match='not built'):
+    tfprune.prune(unbuilt, SmallWorld(0.5))
+
+
 def test_depthwise_and_target_schedules_are_refused():
   from conftest import small_conv_model  # pylint: disable=g-import-not-at-top
   with pytest.raises(ValueError, match="'dw'.*DepthwiseConv2D"):
@@ -206,6 +223,28 @@ def test_prune_and_regrow_keeps_each_layers_budget():
   assert method.topology['regrow_events'] == 1
 
 
+def test_regrown_weights_start_at_zero_with_fresh_optimizer_state():
+  from tfprune import optimizer_state  # pylint: disable=g-import-not-at-top
+  method = SmallWorld(0.2, rewire_p=0.2, seed=0, regrow_fraction=0.3)
+  pruned = tfprune.prune(mlp(), method, schedules.Periodic(1000))
+  _fit(pruned, 5)                       # Adam state exists, no regrowth yet
+  wrapper = pruned.get_layer('pruned_fc1')
+  before = mask_of(pruned, 'fc1')
+  method.update_masks([wrapper], float('nan'), 1000)
+  after = mask_of(pruned, 'fc1')
+  grown, dropped = after & ~before, before & ~after
+  assert grown.sum() == dropped.sum() > 0
+  kernel = np.asarray(wrapper.layer.kernel)
+  assert (kernel[grown | dropped] == 0).all()
+  slots = optimizer_state.slot_variables(pruned.optimizer,
+                                         wrapper.layer.kernel)
+  assert len(slots) == 2
+  for slot in slots:
+    value = np.asarray(slot)
+    assert (value[grown | dropped] == 0).all()
+    assert (value[after & before] != 0).any()
+
+
 def test_dropped_edges_are_the_weakest():
   method = SmallWorld(0.3, rewire_p=0.0, seed=0, regrow_fraction=0.5)
   pruned = tfprune.prune(mlp((12,)), method, schedules.Periodic(1))
@@ -240,13 +279,15 @@ def test_units_without_edges_are_removed_by_shrink():
 
 
 def test_saved_model_keeps_masks_and_topology(tmp_path):
-  pruned = tfprune.prune(mlp(), SmallWorld(0.2, rewire_p=0.1, seed=0))
+  method = SmallWorld(0.2, rewire_p='auto', p_grid=[0.0, 0.1, 1.0], seed=0)
+  pruned = tfprune.prune(mlp(), method)
   path = str(tmp_path / 'm.keras')
   pruned.save(path)
   with tfprune.custom_object_scope():
     loaded = keras.models.load_model(path)
   np.testing.assert_array_equal(mask_of(loaded, 'fc1'), mask_of(pruned, 'fc1'))
-  info = tfprune.report(loaded)['methods']
-  assert list(info.values())[0]['rewire_p'] == 0.1
-  method = loaded.get_layer('pruned_fc1').method
-  assert isinstance(method, SmallWorld) and method.density == 0.2
+  info = list(tfprune.report(loaded)['methods'].values())[0]
+  assert info.pop('method') == 'SmallWorld'
+  assert info == method.topology and len(info['grid']) == 3
+  again = loaded.get_layer('pruned_fc1').method
+  assert isinstance(again, SmallWorld) and again.density == 0.2

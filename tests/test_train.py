@@ -5,7 +5,9 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import tf_keras as keras
 
 import tfprune
 from tfprune import config as config_lib
@@ -145,9 +147,18 @@ def test_small_world_run_with_final_stage_and_regrowth(tmp_path):
   assert 'before_final_test_accuracy' in metrics
   assert metrics['tflite_check'] == 'ok'
   with open(os.path.join(workdir, 'report.json')) as f:
-    info = json.load(f)['methods']['smallworld_0']
+    rep = json.load(f)
+  info = rep['methods']['smallworld_0']
   assert info['rewire_p'] in (0.0, 0.1, 1.0) and len(info['grid']) == 3
-  assert info['kept_params'] == round(0.3 * info['params'])
+  # the saved model's masks keep exactly the budget
+  with tfprune.custom_object_scope():
+    saved = keras.models.load_model(os.path.join(workdir, 'model.keras'))
+  removed = 0
+  for wrapper in tfprune.wrapper.collect_wrappers(saved):
+    shape = wrapper.prunable[0].variable.shape
+    area = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    removed += int((np.asarray(wrapper.masks[0]) == 0).sum()) * area
+  assert rep['totals']['params'] - removed == round(0.3 * info['params'])
   # regrowth every 10 steps from the first step of the final epoch only
   steps_per_epoch = -(-metrics['train_examples'] // 32)
   assert info['regrow_events'] == len(range(0, steps_per_epoch, 10)) > 1
@@ -155,3 +166,28 @@ def test_small_world_run_with_final_stage_and_regrowth(tmp_path):
       v['edges'] * v['params_per_edge'] for v in info['layers'].values())
   with open(os.path.join(workdir, 'report.md')) as f:
     assert 'Method facts' in f.read()
+
+
+def test_network_trimming_run_trims_on_validation_data(tmp_path):
+  c = _tiny_config()
+  c.method = 'network_trimming'
+  c.method_kwargs = {'threshold_std': 0.5, 'trim_every': 1}
+  c.layers = 'conv2,fc1'
+  c.schedule.kind = 'none'
+  c.pretrain_epochs = 2
+  c.epochs = 2
+  workdir = str(tmp_path / 'trim')
+  metrics = experiment.run(c, workdir)
+  with open(os.path.join(workdir, 'report.json')) as f:
+    info = json.load(f)['methods']['networktrimming_0']
+  assert [t['epoch'] for t in info['trims']] == [1, 2]
+  widths = info['trims'][-1]['widths']
+  assert widths['fc1'] < 16 and widths['conv2'] < 8
+  assert len(info['apoz']['fc1']) == 16
+  with open(os.path.join(workdir, 'plan.json')) as f:
+    plan = json.load(f)
+  assert len(plan['fc1']['kept']) <= widths['fc1']
+  assert metrics['tflite_check'] == 'ok'
+  c.validation_fraction = 0.0
+  with pytest.raises(ValueError, match='validation_fraction'):
+    experiment.run(c, str(tmp_path / 'none'))

@@ -153,6 +153,11 @@ def run(config, workdir: str, overwrite: bool = False,
   from tfprune import config as config_lib  # pylint: disable=g-import-not-at-top
 
   config = config_lib.lock(config)
+  if (config.schedule.kind == 'periodic' and config.schedule.begin_step < 0
+      and not config.final_epochs):
+    raise ValueError("schedule.kind='periodic' with begin_step=-1 starts at "
+                     'the final epochs, but final_epochs is 0: set '
+                     'final_epochs or a begin_step >= 0')
   partial = _start_workdir(workdir, overwrite)
   try:
     started = time.time()
@@ -184,14 +189,17 @@ def run(config, workdir: str, overwrite: bool = False,
           else config.learning_rate)
     pruned.compile(_optimizer(config, lr), **compile_args)
 
-    def callbacks():
+    validation = (x_val, y_val) if len(x_val) else None
+
+    def callbacks(extra=()):
       return [tfprune.PruningStep(), tfprune.SparsityLogger(
           log_dir=os.path.join(partial, 'logs'),
-          csv_path=os.path.join(partial, 'sparsity.csv'))]
+          csv_path=os.path.join(partial, 'sparsity.csv'))] + list(extra)
 
-    pruned.fit(x_train, y_train, epochs=config.epochs, callbacks=callbacks(),
+    pruned.fit(x_train, y_train, epochs=config.epochs,
+               callbacks=callbacks(method.fit_callbacks(validation)),
                **fit_args)
-    if config.final_epochs:
+    if config.final_epochs:   # masks as the pruning epochs left them
       metrics['before_final_test_accuracy'] = float(
           pruned.evaluate(x_test, y_test, batch_size=512, verbose=0)[1])
       final_lr = (config.final_learning_rate

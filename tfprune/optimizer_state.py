@@ -21,6 +21,8 @@ def slot_variables(optimizer, variable: tf.Variable) -> List[tf.Variable]:
   """The optimizer's per-weight state variables of ``variable`` (maybe [])."""
   if optimizer is None:
     return []
+  while hasattr(optimizer, 'inner_optimizer'):   # LossScaleOptimizer
+    optimizer = optimizer.inner_optimizer
   if hasattr(optimizer, 'get_slot_names'):   # legacy OptimizerV2
     slots = []
     for name in optimizer.get_slot_names():

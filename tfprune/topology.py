@@ -92,7 +92,7 @@ def path_lengths(adj: sparse.spmatrix, seed: int = 0,
   dist[np.arange(len(indices)), indices] = np.inf   # drop u == u
   finite = np.isfinite(dist)
   pairs = len(indices) * (n - 1)
-  mean = float(dist[finite].mean()) if finite.any() else float('inf')
+  mean = float(dist[finite].mean()) if finite.any() else float('nan')
   return PathLengths(mean, float(finite.sum()) / pairs, len(indices))
 
 
@@ -107,9 +107,13 @@ class SmallWorldness:
   reachable_fraction: float
 
   @property
-  def sigma(self) -> float:
-    if self.random_clustering == 0 or self.path_length == 0:
-      return float('nan')
+  def sigma(self) -> Optional[float]:
+    """None when undefined (no clustering or no path in the graphs)."""
+    values = (self.clustering, self.random_clustering, self.path_length,
+              self.random_path_length)
+    if (self.random_clustering == 0 or self.path_length == 0 or
+        not all(np.isfinite(v) for v in values)):
+      return None
     return ((self.clustering / self.random_clustering) /
             (self.path_length / self.random_path_length))
 

@@ -6,7 +6,10 @@ from tfprune.methods.base import get
 from tfprune.methods.base import register
 from tfprune.methods.base import serialize
 from tfprune.methods.magnitude import Magnitude
+from tfprune.methods.network_trimming import NetworkTrimming
+from tfprune.methods.network_trimming import Trimming
 from tfprune.methods.small_world import SmallWorld
 
-__all__ = ['PruningMethod', 'Magnitude', 'SmallWorld', 'get', 'register', 'serialize',
+__all__ = ['PruningMethod', 'Magnitude', 'SmallWorld', 'NetworkTrimming',
+           'Trimming', 'get', 'register', 'serialize',
            'deserialize']

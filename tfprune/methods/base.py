@@ -87,6 +87,12 @@ class PruningMethod(abc.ABC):
     masks are fixed before training (Small-World) set them here.
     """
 
+  def fit_callbacks(self, validation) -> list:
+    """Extra ``fit`` callbacks ``tfprune.train`` adds (``validation`` is
+    ``(x, y)`` or None); for methods driven by data statistics."""
+    del validation
+    return []
+
   def report_info(self) -> Optional[dict]:
     """Method facts ``tfprune.report`` lists under ``methods`` (or None)."""
     return None

@@ -19,17 +19,22 @@ accuracy. It does not say how the graph is built; tfprune's reconstruction
    Output ``j`` of ``n_out`` is connected to the ``k_j`` inputs nearest to
    position ``j * n_in / n_out`` on a ring (a bipartite Watts-Strogatz
    lattice; ``k_j`` spread evenly so the layer has its exact edge count).
-   Each edge is rewired with probability ``p``: its input end moves to a
-   uniformly drawn input the output is not connected to (fan-in is kept).
-3. *Choosing p:* ``rewire_p='auto'`` tries a grid of p and keeps the one
-   with the largest small-world coefficient ``sigma = (C/C_r) / (L/L_r)``
-   of the layered graph of all wrapped layers (nodes: channel groups of
+   Each edge is rewired with probability ``p``: it is removed, and the
+   output gets a new input drawn uniformly among those it is not (still)
+   connected to, so the old input may be drawn again (fan-in is kept).
+3. *Choosing p:* ``rewire_p='auto'`` tries a grid of p (0 included) and
+   keeps the one with the largest small-world coefficient
+   ``sigma = (C/C_r) / (L/L_r)`` of the layered graph of all wrapped layers (nodes: channel groups of
    :mod:`tfprune.graph`, so a Flatten's inputs are their channel) against
    equal-density random graphs (p=1). C is bipartite clustering
    (:mod:`tfprune.topology`), since a layered graph has no triangles.
    The grid, the chosen p, C, L and sigma are logged (logger ``tfprune``)
    and kept in :attr:`SmallWorld.topology`, which ``tfprune.report``
-   includes.
+   includes. On small layered graphs sigma can peak at p=0: LeNet-5 at 2.3%
+   gets the plain lattice, because its path lengths are short already
+   (only 4 layers) and rewiring costs clustering faster than it saves
+   length; VGG-16 picks an interior p. Pass ``p_grid`` without 0 to force
+   rewiring.
 4. *Training:* masks are set by ``tfprune.prune`` and never change (use
    ``schedule=None``). Surviving weights are rescaled per output unit by
    ``sqrt(n_in / k_j)`` so a sparse unit starts with the activation scale of
@@ -39,13 +44,16 @@ accuracy. It does not say how the graph is built; tfprune's reconstruction
    :class:`tfprune.schedules.Periodic` schedule, at each of its steps every
    layer drops that fraction of its weakest edges (L1 of the edge's
    weights) and regrows as many absent edges drawn uniformly (not the ones
-   just dropped), new weights at 0 with their optimizer state reset; the
-   budget is unchanged.
+   just dropped); grown weights are set to 0 and the optimizer state of
+   grown and dropped weights is reset; the budget is unchanged.
+   ``prune(..., schedule=<float>)`` is refused: the budget is the method's.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import warnings
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -88,9 +96,10 @@ def allocate(sizes: Dict[str, Sequence[int]], budget: int,
     fixed: per layer a density in (0, 1] that is not rescaled.
 
   Returns:
-    Edge counts per layer. The total cost is exactly ``budget`` when layers
-    with area 1 have room for the rounding remainder, else below it by less
-    than the smallest area.
+    Edge counts per layer. The total cost is exactly ``budget`` when a
+    layer with area 1 has room for the rounding remainder; otherwise it is
+    below by what no layer with room can take (less than the smallest area
+    unless every free layer is full).
   """
   fixed = dict(fixed or {})
   unknown = sorted(set(fixed) - set(sizes))
@@ -129,11 +138,13 @@ def allocate(sizes: Dict[str, Sequence[int]], budget: int,
     if area[n] <= remainder and edges[n] < possible[n] and n not in fixed:
       edges[n] += 1
       remainder -= area[n]
-  for n in sorted(sizes, key=lambda n: -possible[n]):
-    if area[n] == 1 and n not in fixed and remainder > 0:
-      extra = min(remainder, possible[n] - edges[n])
+  # whatever is left: as many edges as fit, largest edges first, so area-1
+  # (Dense) layers take the last parameters and the total is exact
+  for n in sorted(sizes, key=lambda n: (-area[n], -possible[n])):
+    if n not in fixed and remainder > 0:
+      extra = min(remainder // area[n], possible[n] - edges[n])
       edges[n] += extra
-      remainder -= extra
+      remainder -= extra * area[n]
   return edges
 
 
@@ -204,10 +215,10 @@ class LayeredGraph:
         self.ends[node.name] = (g.groups(node.inputs[0]),
                                 g.groups(node.outputs[0]))
     self.missing = sorted(set(names) - set(self.ends))
-    used = np.unique(np.concatenate(
-        [np.concatenate(e) for e in self.ends.values()])) if self.ends else []
-    self._index = {int(u): i for i, u in enumerate(used)}
-    self.n_nodes = len(self._index)
+    self._used = np.unique(np.concatenate(
+        [np.concatenate(e) for e in self.ends.values()])) if self.ends else (
+            np.zeros(0, np.int64))
+    self.n_nodes = int(self._used.size)
 
   def adjacency(self, masks: Dict[str, np.ndarray]):
     pairs = []
@@ -215,9 +226,8 @@ class LayeredGraph:
       rows, cols = np.nonzero(masks[name])
       pairs.append(np.stack([ins[rows], outs[cols]], axis=1))
     pairs = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
-    lookup = np.vectorize(self._index.__getitem__, otypes=[np.int64])
-    remapped = lookup(pairs) if pairs.size else pairs
-    return topology.adjacency(self.n_nodes, remapped)
+    return topology.adjacency(self.n_nodes,
+                              np.searchsorted(self._used, pairs))
 
 
 # --- the method ----------------------------------------------------------------
@@ -231,7 +241,9 @@ class SmallWorld(base.PruningMethod):
     seed: makes the masks reproducible.
     layer_density: ``{layer name: density}`` for layers not rescaled by
       the Erdos-Renyi rule (e.g. ``{'conv1': 1.0}``).
-    rescale_init: rescale surviving initial weights per output unit.
+    rescale_init: rescale surviving initial weights per output unit (for
+      training from scratch, the paper's order; pass False when pruning a
+      trained model).
     regrow_fraction: stage-3 prune-and-regrow fraction per update (0: off).
     p_grid: the p values tried by 'auto'.
     random_graphs: equal-density random graphs averaged for C_r and L_r.
@@ -251,9 +263,16 @@ class SmallWorld(base.PruningMethod):
     super().__init__('kernel')
     if not 0 < float(density) <= 1:
       raise ValueError(f'density must be in (0, 1], got {density}')
-    if rewire_p != 'auto' and not 0 <= float(rewire_p) <= 1:
+    if isinstance(rewire_p, str) and rewire_p.lower() == 'auto':
+      rewire_p = 'auto'
+    elif isinstance(rewire_p, str) or not 0 <= float(rewire_p) <= 1:
       raise ValueError(f"rewire_p must be 'auto' or in [0, 1], got "
                        f'{rewire_p!r}')
+    if not p_grid or any(not 0 <= float(p) <= 1 for p in p_grid):
+      raise ValueError(f'p_grid must be a non-empty list of values in [0, 1],'
+                       f' got {p_grid!r}')
+    if int(seed) < 0:
+      raise ValueError(f'seed must be >= 0, got {seed}')
     if not 0 <= float(regrow_fraction) < 1:
       raise ValueError(f'regrow_fraction must be in [0, 1), got '
                        f'{regrow_fraction}')
@@ -279,6 +298,11 @@ class SmallWorld(base.PruningMethod):
     sizes = {}
     for wrapper in wrappers:
       name = wrapper.layer.name
+      if not wrapper.built:
+        raise ValueError(
+            f'layer {name!r} is not built, so SmallWorld cannot size its '
+            'graph; give the model an input shape (start it with '
+            'keras.Input(shape)) before pruning')
       kinds = (structures.DENSE_LAYOUT, structures.CONV2D_LAYOUT)
       if (len(wrapper.prunable) != 1 or
           wrapper.prunable[0].layout not in kinds):
@@ -305,6 +329,10 @@ class SmallWorld(base.PruningMethod):
       raise ValueError('a Periodic schedule with regrow_fraction=0 would do '
                        'nothing; set regrow_fraction (e.g. 0.1) or pass '
                        'schedule=None')
+    if schedule is None and self.regrow_fraction > 0:
+      raise ValueError('regrow_fraction needs update points: pass schedule='
+                       'tfprune.schedules.Periodic(begin_step, frequency=...)'
+                       ' (or regrow_fraction=0)')
     sizes = self._sizes(wrappers)
     total = parameter_count(model)
     prunable_params = sum(s[0] * s[1] * s[2] for s in sizes.values())
@@ -317,6 +345,12 @@ class SmallWorld(base.PruningMethod):
           'BatchNorm, unwrapped layers); the smallest possible density here '
           f'is {fixed_params / total:.4f}')
     edges = allocate(sizes, budget - fixed_params, self.layer_density)
+    empty = [n for n, e in edges.items() if e == 0]
+    if empty:
+      raise ValueError(
+          f'at density {self.density} layer(s) {empty} get no connection at '
+          'all, so the output would not depend on the input; raise density '
+          'or their layer_density')
     graph = LayeredGraph(model, list(sizes))
     if self.rewire_p == 'auto':
       p, grid, chosen = self._choose_p(sizes, edges, graph)
@@ -330,6 +364,11 @@ class SmallWorld(base.PruningMethod):
       if self.rescale_init:
         _rescale(wrapper, mask)
     kept = fixed_params + sum(edges[n] * sizes[n][2] for n in sizes)
+    if budget - kept >= min(s[2] for s in sizes.values()):
+      warnings.warn(
+          f'SmallWorld keeps {kept} parameters, {budget - kept} fewer than '
+          f'the budget {budget}: the layers that could take them are full '
+          '(check layer_density)', stacklevel=3)
     self.topology = {
         'rewire_p': p, 'auto': self.rewire_p == 'auto',
         'clustering': topology.CLUSTERING,
@@ -344,7 +383,7 @@ class SmallWorld(base.PruningMethod):
         'grid': grid, 'regrow_events': 0, 'regrown_edges': 0}
     logger.info('SmallWorld: kept %d of %d params (%.4f); p=%s; %s', kept,
                 total, kept / total, p,
-                'sigma=%.3f C=%.4f (random %.4f) L=%.3f (random %.3f)' % (
+                'sigma=%s C=%.4f (random %.4f) L=%.3f (random %.3f)' % (
                     chosen.sigma, chosen.clustering, chosen.random_clustering,
                     chosen.path_length, chosen.random_path_length)
                 if chosen else 'no graph measures')
@@ -369,12 +408,13 @@ class SmallWorld(base.PruningMethod):
     reference = self._random_reference(sizes, edges, graph)
     results = [(p, self._measure(sizes, edges, graph, p, reference))
                for p in self.p_grid]
-    best = max(results, key=lambda r: (np.nan_to_num(r[1].sigma, nan=-1.0),
+    best = max(results, key=lambda r: (-1.0 if r[1].sigma is None
+                                       else r[1].sigma,
                                        -r[0]))
     grid = [{'p': p, 'C': m.clustering, 'L': m.path_length, 'sigma': m.sigma}
             for p, m in results]
     for row in grid:
-      logger.info('SmallWorld p=%-6g C=%.4f L=%.3f sigma=%.3f', row['p'],
+      logger.info('SmallWorld p=%-6g C=%.4f L=%.3f sigma=%s', row['p'],
                   row['C'], row['L'], row['sigma'])
     return best[0], grid, best[1]
 
@@ -384,7 +424,12 @@ class SmallWorld(base.PruningMethod):
 
   def update_masks(self, wrappers: Sequence, sparsity: float, step: int):
     """Drop the weakest ``regrow_fraction`` of each layer's edges, regrow."""
-    del sparsity  # the budget is fixed; Periodic only says when
+    if not np.isnan(sparsity):
+      raise ValueError(
+          f'SmallWorld keeps its own density budget and got a target '
+          f'sparsity {sparsity} (a one-shot float or a target schedule); '
+          'pass schedule=None, or tfprune.schedules.Periodic for stage-3 '
+          'prune-and-regrow')
     optimizer = getattr(self._model, 'optimizer', None)
     moved = 0
     for i, wrapper in enumerate(wrappers):
@@ -404,20 +449,20 @@ class SmallWorld(base.PruningMethod):
       new = new.reshape(mask.shape)
       wrapper.assign_mask(0, new)
       weight = wrapper.prunable[0]
-      grown = np.zeros(mask.size, bool)
-      grown[grow] = True
-      optimizer_state.reset_slots(
-          optimizer, weight.variable,
-          np.asarray(self.structure.expand(
-              grown.reshape(mask.shape).astype(np.float32),
-              weight.variable.shape, weight.layout)) > 0)
+      changed = np.zeros(mask.size, np.float32)
+      changed[grow] = changed[drop] = 1
+      changed = np.asarray(self.structure.expand(
+          changed.reshape(mask.shape), weight.variable.shape,
+          weight.layout)) > 0
+      weight.variable.assign(np.where(changed, 0, weight.variable.numpy()))
+      optimizer_state.reset_slots(optimizer, weight.variable, changed)
       moved += n_move
     if self.topology is not None:
       self.topology['regrow_events'] += 1
       self.topology['regrown_edges'] += moved
 
   def report_info(self) -> Optional[dict]:
-    return self.topology
+    return None if self.topology is None else copy.deepcopy(self.topology)
 
   def get_config(self):
     return {'density': self.density, 'rewire_p': self.rewire_p,

@@ -1,0 +1,128 @@
+"""Network Trimming: APoZ, the trim rule, the callback and the driver."""
+
+import numpy as np
+import pytest
+import tf_keras as keras
+
+import tfprune
+from tfprune import apoz
+from tfprune.methods import NetworkTrimming, Trimming
+from tfprune.methods import network_trimming as nt
+
+L = keras.layers
+
+
+def test_apoz_counts_exact_zeros_per_unit_and_position():
+  # Dense(identity, relu): unit j is zero exactly where input j is <= 0.
+  inputs = keras.Input((3,))
+  out = L.Dense(3, activation='relu', use_bias=False, name='fc',
+                kernel_initializer='identity')(inputs)
+  model = keras.Model(inputs, out)
+  x = np.array([[1, -1, 0], [2, -3, 1], [-1, -2, 5], [1, 1, 1]], np.float32)
+  np.testing.assert_allclose(apoz.apoz(model, x, ['fc'], batch_size=3)['fc'],
+                             [1 / 4, 3 / 4, 1 / 4])
+  # Conv2D 1x1 -> BN (identity at init) -> ReLU: zeros over 2x2 positions
+  inputs = keras.Input((2, 2, 2))
+  conv = L.Conv2D(2, 1, use_bias=False, name='conv')
+  y = conv(inputs)
+  y = L.BatchNormalization(epsilon=0.0, name='bn')(y)
+  y = L.ReLU(name='relu')(y)
+  model = keras.Model(inputs, L.GlobalAveragePooling2D()(y))
+  conv.set_weights([np.eye(2, dtype=np.float32).reshape(1, 1, 2, 2)])
+  x = np.ones((2, 2, 2, 2), np.float32)
+  x[0, 0, 0, 0] = x[1, :, :, 1] = -1        # channel 0: 1 of 8, channel 1: 4
+  np.testing.assert_allclose(apoz.apoz(model, x, ['conv'])['conv'],
+                             [1 / 8, 4 / 8])
+
+
+def test_apoz_needs_a_relu():
+  inputs = keras.Input((3,))
+  out = L.Dense(2, name='fc')(inputs)
+  with pytest.raises(ValueError, match="'fc' is not followed by a ReLU"):
+    apoz.apoz(keras.Model(inputs, out), np.ones((1, 3)), ['fc'])
+
+
+def test_rule_picks_exactly_the_expected_units():
+  values = np.array([0.1, 0.2, 0.3, 0.9, 0.95])
+  alive = np.array([True, True, True, True, False])
+  # alive: mean 0.375, std 0.3112 -> cut 0.686: only unit 3 (4 is gone)
+  np.testing.assert_array_equal(nt.select_units(values, alive), [3])
+  np.testing.assert_array_equal(
+      nt.select_units(values, alive, threshold_std=0.0), [3])
+  np.testing.assert_array_equal(
+      nt.select_units(values, alive, threshold_std=-1.0), [1, 2, 3])
+  np.testing.assert_array_equal(
+      nt.select_units(values, alive, fraction=0.5), [2, 3])
+  np.testing.assert_array_equal(                  # keeps 3 alive: trims 1
+      nt.select_units(values, alive, threshold_std=-1.0, min_units=3), [3])
+  assert nt.select_units(np.full(4, 0.5), np.ones(4, bool)).size == 0
+
+
+def test_highest_mean_apoz_layers_first():
+  method = NetworkTrimming(layers_per_trim=1)
+  values = {'a': np.array([0.1, 0.1, 0.9]), 'b': np.array([0.5, 0.6, 0.99])}
+  alive = {n: np.ones(3, bool) for n in values}
+  chosen = method.choose(values, alive)
+  assert list(chosen) == ['b']
+
+
+def _conv_net():
+  inputs = keras.Input((8, 8, 1))
+  x = L.Conv2D(6, 3, activation='relu', name='conv')(inputs)
+  x = L.MaxPooling2D(2, name='pool')(x)
+  x = L.Flatten(name='flat')(x)
+  x = L.Dense(12, activation='relu', name='fc')(x)
+  return keras.Model(inputs, L.Dense(10, activation='softmax',
+                                     name='logits')(x))
+
+
+def _digits():
+  x, y = tfprune.data.load('digits', 'train')
+  return (x[:1000], y[:1000]), (x[1000:], y[1000:])
+
+
+def test_callback_trims_at_its_epochs_and_masks_reach_the_next_dense():
+  (x, y), (x_val, y_val) = _digits()
+  method = NetworkTrimming(threshold_std=0.0)
+  pruned = tfprune.prune(_conv_net(), method, None, layers=['conv', 'fc'])
+  pruned.compile('adam', 'sparse_categorical_crossentropy')
+  trimming = Trimming(x_val, epochs=[1, 3])
+  pruned.fit(x, y, epochs=3, batch_size=50, verbose=0,
+             callbacks=[tfprune.PruningStep(), trimming])
+  assert [h['epoch'] for h in trimming.history] == [1, 3]
+  first = trimming.history[0]
+  assert first['widths']['conv'] == 6 - len(first['trimmed']['conv'])
+  conv_mask = np.asarray(pruned.get_layer('pruned_conv').masks[0])
+  trimmed = np.flatnonzero(conv_mask == 0)
+  assert trimmed.size > 0
+  # the trimmed channels' flat rows (c, c+6, ...) leave ip1 after shrink
+  _, plan = tfprune.shrink(tfprune.strip(pruned), return_plan=True)
+  assert plan.layers['conv'].removed.tolist() == trimmed.tolist()
+  rows = np.asarray(plan.layers['fc'].kept_inputs)
+  assert not np.isin(rows % 6, trimmed).any()
+  assert rows.size == (6 - trimmed.size) * 9
+
+
+def test_driver_trims_shrinks_and_stops_on_tolerance():
+  (x, y), (x_val, y_val) = _digits()
+  model = _conv_net()
+
+  def compile_fn(m):
+    m.compile(keras.optimizers.Adam(0.01), 'sparse_categorical_crossentropy')
+
+  compile_fn(model)
+  model.fit(x, y, epochs=5, batch_size=50, verbose=0)
+  small, history = nt.trim(model, (x, y), (x_val, y_val), ['conv', 'fc'],
+                           compile_fn, retrain_epochs=2, iterations=2,
+                           tolerance=0.05, verbose=0)
+  assert history[0].widths == {'conv': 6, 'fc': 12}
+  assert len(history) >= 2
+  last = history[-1]
+  assert small.get_layer('fc').units == last.widths['fc'] < 12
+  assert small.count_params() == last.params < history[0].params
+  # an impossible tolerance undoes the first trim and keeps the model
+  same, history = nt.trim(model, (x, y), (x_val, y_val), ['conv', 'fc'],
+                          compile_fn, retrain_epochs=0, iterations=3,
+                          tolerance=-1.0,
+                          method=NetworkTrimming(fraction=0.5), verbose=0)
+  assert len(history) == 1 and same is model

@@ -1,0 +1,367 @@
+"""Network Trimming (Hu, Peng, Tai, Tang 2016): remove units that rarely fire.
+
+A unit (Dense neuron or Conv2D channel) whose post-ReLU output is mostly
+exactly zero on validation data (high APoZ, :mod:`tfprune.apoz`) is trimmed
+with its in- and out-connections; the network is retrained from the
+surviving weights, and the loop repeats. tfprune's choices (METHODS.md
+section 3):
+
+* Rule, per layer, among the units still alive: trim those with
+  ``APoZ >= mean + threshold_std * std`` (keras-surgeon's ``high_apoz``), or
+  with ``fraction`` set, the given fraction with the highest APoZ. A layer
+  whose surviving APoZ values are all equal trims nothing; ``min_units``
+  are always kept.
+* Order: only the ``layers_per_trim`` layers with the highest mean APoZ are
+  trimmed in one iteration (None: every layer).
+* Two ways to run it. From ``model.fit``: wrap layers with this method
+  (``structure='channel'``, masks) and add :class:`Trimming`, a callback that
+  measures APoZ on validation data at the epochs its schedule names and
+  writes masks. Or the one-call driver :func:`trim`, which physically
+  removes trimmed units after every iteration (``tfprune.shrink``), so
+  retraining runs on the smaller network, and stops when no unit passes the
+  rule or validation accuracy falls more than ``tolerance`` below the
+  starting model's (that last iteration is undone).
+* With BatchNorm between a layer and its ReLU, the driver zeroes the trimmed
+  units' BN scale and shift so they output exactly 0; the mask route cannot
+  (BN is not wrapped), so a trimmed unit there outputs the constant BN shift,
+  which ``shrink`` folds into the next layer where that is exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tf_keras as keras
+
+from tfprune import apoz as apoz_lib
+from tfprune.methods import base
+
+
+def select_units(values: np.ndarray, alive: np.ndarray,
+                 threshold_std: float = 1.0, fraction: Optional[float] = None,
+                 min_units: int = 1) -> np.ndarray:
+  """Indices of alive units to trim, by APoZ ``values``.
+
+  ``mean + threshold_std * std`` over the alive units (population std), or
+  the ``fraction`` of alive units with the highest APoZ; never leaves fewer
+  than ``min_units`` alive (the lowest-APoZ ones stay).
+  """
+  values = np.asarray(values, np.float64)
+  alive = np.asarray(alive, bool)
+  idx = np.flatnonzero(alive)
+  if idx.size == 0:
+    return idx
+  live = values[idx]
+  if fraction is not None:
+    if not 0 <= fraction < 1:
+      raise ValueError(f'fraction must be in [0, 1), got {fraction}')
+    count = int(round(fraction * idx.size))
+    chosen = idx[np.argsort(-live, kind='stable')[:count]]
+  else:
+    std = live.std()
+    if std == 0:
+      return np.zeros(0, np.int64)
+    chosen = idx[live >= live.mean() + threshold_std * std]
+  room = max(idx.size - int(min_units), 0)
+  if chosen.size > room:
+    chosen = chosen[np.argsort(-values[chosen], kind='stable')[:room]]
+  return np.sort(chosen)
+
+
+@base.register
+class NetworkTrimming(base.PruningMethod):
+  """APoZ-driven unit trimming (masks on output channels / neurons).
+
+  Args:
+    threshold_std: k in the ``mean + k * std`` rule.
+    fraction: instead of the std rule, trim this fraction of alive units.
+    layers_per_trim: trim only this many layers (highest mean APoZ) per
+      iteration; None trims every wrapped layer.
+    min_units: units every layer keeps.
+    trim_every, tolerance: what :meth:`fit_callbacks` gives
+      ``tfprune.train``: a :class:`Trimming` callback trimming after every
+      ``trim_every``-th epoch on the validation split, stopping once
+      validation accuracy falls more than ``tolerance`` (None: never).
+  """
+
+  def __init__(self, threshold_std: float = 1.0,
+               fraction: Optional[float] = None,
+               layers_per_trim: Optional[int] = None, min_units: int = 1,
+               trim_every: int = 1, tolerance: Optional[float] = None,
+               structure: str = 'channel'):
+    if structure != 'channel':
+      raise ValueError("NetworkTrimming removes whole units: structure must "
+                       "be 'channel'")
+    super().__init__('channel')
+    if fraction is not None and not 0 <= fraction < 1:
+      raise ValueError(f'fraction must be in [0, 1), got {fraction}')
+    if layers_per_trim is not None and int(layers_per_trim) < 1:
+      raise ValueError('layers_per_trim must be >= 1 or None')
+    self.threshold_std = float(threshold_std)
+    self.fraction = None if fraction is None else float(fraction)
+    self.layers_per_trim = (None if layers_per_trim is None
+                            else int(layers_per_trim))
+    self.min_units = int(min_units)
+    if int(trim_every) < 1:
+      raise ValueError('trim_every must be >= 1 (epochs)')
+    self.trim_every = int(trim_every)
+    self.tolerance = None if tolerance is None else float(tolerance)
+    self.apoz: Dict[str, np.ndarray] = {}
+    self.trims: List[dict] = []      # appended by the Trimming callback
+
+  def report_info(self) -> Optional[dict]:
+    if not self.apoz and not self.trims:
+      return None
+    return {'trims': self.trims,
+            'apoz': {n: [round(float(v), 6) for v in a]
+                     for n, a in self.apoz.items()}}
+
+  def fit_callbacks(self, validation) -> list:
+    if validation is None or not len(validation[0]):
+      raise ValueError('NetworkTrimming measures APoZ on validation data, '
+                       'not on training batches; set '
+                       'config.validation_fraction > 0')
+    x_val, y_val = validation
+    return [Trimming(x_val, every=self.trim_every, validation_y=y_val,
+                     tolerance=self.tolerance)]
+
+  def choose(self, values: Dict[str, np.ndarray],
+             alive: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """Units to trim per layer (only the highest-mean-APoZ layers)."""
+    order = sorted(values, key=lambda n: -float(
+        np.mean(values[n][alive[n]])) if alive[n].any() else 0.0)
+    if self.layers_per_trim is not None:
+      order = order[:self.layers_per_trim]
+    return {n: select_units(values[n], alive[n], self.threshold_std,
+                            self.fraction, self.min_units) for n in order}
+
+  def measure(self, model: keras.Model, x, wrappers: Sequence,
+              batch_size: int = 256) -> Dict[str, np.ndarray]:
+    """APoZ of every wrapped layer's units on ``x`` (kept in ``self.apoz``)."""
+    self.apoz = apoz_lib.apoz(model, x, [w.layer.name for w in wrappers],
+                              batch_size)
+    return self.apoz
+
+  def trim_masks(self, wrappers: Sequence) -> Dict[str, np.ndarray]:
+    """Mask the units the rule picks from ``self.apoz``; returns them."""
+    by_name = {w.layer.name: w for w in wrappers}
+    missing = sorted(set(by_name) - set(self.apoz))
+    if missing:
+      raise ValueError(f'no APoZ measured for {missing}; call measure() (or '
+                       'use the Trimming callback) first')
+    alive = {n: np.asarray(w.masks[0]) > 0 for n, w in by_name.items()}
+    chosen = self.choose({n: self.apoz[n] for n in by_name}, alive)
+    for name, units in chosen.items():
+      if units.size:
+        mask = alive[name].astype(np.float32)
+        mask[units] = 0
+        by_name[name].assign_mask(0, mask)
+    return chosen
+
+  def score(self, wrapper, index):
+    """1 - APoZ: a tfmot schedule then keeps the most active units."""
+    if wrapper.layer.name not in self.apoz:
+      raise ValueError(f'no APoZ measured for {wrapper.layer.name!r}; add '
+                       'the tfprune Trimming callback (or call measure())')
+    return 1.0 - self.apoz[wrapper.layer.name].astype(np.float32)
+
+  def get_config(self):
+    return {'threshold_std': self.threshold_std, 'fraction': self.fraction,
+            'layers_per_trim': self.layers_per_trim,
+            'min_units': self.min_units, 'trim_every': self.trim_every,
+            'tolerance': self.tolerance}
+
+
+class Trimming(keras.callbacks.Callback):
+  """Measures APoZ on validation data and trims at chosen epochs of ``fit``.
+
+  Args:
+    validation_x: inputs APoZ is measured on (not the training batches).
+    every: trim after every ``every``-th epoch (1-based), or
+    epochs: an explicit list of epochs (1-based) after which to trim.
+    validation_y, tolerance: if given, stop trimming once validation
+      accuracy is more than ``tolerance`` below its value at the first trim.
+
+  ``history`` lists, per trim, the epoch, the trimmed units per layer and
+  the widths left. Needs ``tfprune.PruningStep`` too (it counts steps).
+  """
+
+  def __init__(self, validation_x, every: Optional[int] = None,
+               epochs: Optional[Sequence[int]] = None, validation_y=None,
+               tolerance: Optional[float] = None, batch_size: int = 256):
+    super().__init__()
+    if (every is None) == (epochs is None):
+      raise ValueError('give exactly one of every= or epochs=')
+    if tolerance is not None and validation_y is None:
+      raise ValueError('tolerance needs validation_y to measure accuracy')
+    self.validation_x, self.validation_y = validation_x, validation_y
+    self.every, self.epochs = every, (set(epochs) if epochs else None)
+    self.tolerance, self.batch_size = tolerance, batch_size
+    self.history: List[dict] = []
+    self.baseline: Optional[float] = None
+    self.stopped = ''
+
+  def _due(self, epoch: int) -> bool:
+    if self.epochs is not None:
+      return epoch in self.epochs
+    return epoch % self.every == 0
+
+  def _accuracy(self) -> float:
+    pred = self.model.predict(self.validation_x, batch_size=self.batch_size,
+                              verbose=0)
+    return float((pred.argmax(-1) == np.asarray(self.validation_y)).mean())
+
+  def on_epoch_end(self, epoch, logs=None):
+    from tfprune.wrapper import collect_wrappers  # pylint: disable=g-import-not-at-top
+    if self.stopped or not self._due(epoch + 1):
+      return
+    groups = {}
+    for wrapper in collect_wrappers(self.model):
+      if isinstance(wrapper.method, NetworkTrimming):
+        groups.setdefault(wrapper.group, []).append(wrapper)
+    if not groups:
+      raise ValueError('Trimming found no layer wrapped with '
+                       'tfprune.methods.NetworkTrimming')
+    if self.tolerance is not None:
+      accuracy = self._accuracy()
+      if self.baseline is None:
+        self.baseline = accuracy
+      elif self.baseline - accuracy > self.tolerance:
+        self.stopped = (f'validation accuracy {accuracy:.4f} is more than '
+                        f'{self.tolerance} below {self.baseline:.4f}')
+        return
+    trimmed = {}
+    for wrappers in groups.values():
+      method = wrappers[0].method
+      method.measure(self.model, self.validation_x, wrappers, self.batch_size)
+      trimmed.update({n: u.tolist() for n, u in
+                      method.trim_masks(wrappers).items()})
+    widths = {w.layer.name: int(np.asarray(w.masks[0]).sum())
+              for ws in groups.values() for w in ws}
+    entry = {'epoch': epoch + 1, 'trimmed': trimmed, 'widths': widths}
+    self.history.append(entry)
+    for wrappers in groups.values():
+      wrappers[0].method.trims.append(entry)
+    if not any(trimmed.values()):
+      self.stopped = 'no unit passes the rule'
+
+
+# --- the one-call driver ---------------------------------------------------------
+@dataclasses.dataclass
+class Iteration:
+  """One trim + retrain step of :func:`trim`."""
+
+  iteration: int
+  trimmed: Dict[str, int]
+  widths: Dict[str, int]
+  params: int
+  validation_accuracy: float
+  mean_apoz: Dict[str, float]
+
+
+def _zero_units(model: keras.Model, units: Dict[str, np.ndarray]) -> None:
+  """Zero trimmed units' filters, biases and BN scale/shift (in place)."""
+  for name, idx in units.items():
+    if not len(idx):
+      continue
+    layer = model.get_layer(name)
+    weights = layer.get_weights()
+    weights[0][..., idx] = 0
+    if getattr(layer, 'use_bias', False):
+      weights[1][idx] = 0
+    layer.set_weights(weights)
+    current = layer
+    while True:
+      nxt = apoz_lib._single_consumer(current)  # pylint: disable=protected-access
+      if nxt is None or not isinstance(nxt, apoz_lib._PASS_THROUGH):  # pylint: disable=protected-access
+        break
+      if isinstance(nxt, keras.layers.BatchNormalization):
+        bn = nxt.get_weights()
+        names = [w.name.split('/')[-1].split(':')[0] for w in nxt.weights]
+        for i, var in enumerate(names):
+          if var in ('gamma', 'beta'):
+            bn[i][idx] = 0
+        nxt.set_weights(bn)
+      current = nxt
+
+
+def _widths(model, names) -> Dict[str, int]:
+  out = {}
+  for name in names:
+    layer = model.get_layer(name)
+    out[name] = int(layer.get_weights()[0].shape[-1])
+  return out
+
+
+def trim(model: keras.Model, train: Tuple, validation: Tuple,
+         layers: Sequence[str], compile_fn: Callable[[keras.Model], None],
+         retrain_epochs: int = 1, iterations: int = 5,
+         tolerance: float = 0.005, method: Optional[NetworkTrimming] = None,
+         batch_size: int = 64, verbose: int = 1,
+         fit_kwargs: Optional[dict] = None
+         ) -> Tuple[keras.Model, List[Iteration]]:
+  """Trim, shrink, retrain, repeat; returns the last accepted model.
+
+  Args:
+    model: a trained plain (unwrapped) model.
+    train, validation: ``(x, y)`` arrays; APoZ and accuracy use validation.
+    layers: Dense/Conv2D layers to trim (each followed by a ReLU).
+    compile_fn: compiles a model (called on every new, smaller model).
+    retrain_epochs: epochs of retraining after each trim.
+    iterations: at most this many trims.
+    tolerance: stop (and undo the iteration) when validation accuracy is
+      more than this below the starting model's.
+
+  Returns:
+    ``(model, history)``; ``history[0]`` is the starting model.
+  """
+  from tfprune import surgery  # pylint: disable=g-import-not-at-top
+  method = method or NetworkTrimming()
+  fit_kwargs = dict(fit_kwargs or {})
+  x_val, y_val = validation
+
+  def accuracy(m) -> float:
+    pred = m.predict(x_val, batch_size=512, verbose=0)
+    return float((pred.argmax(-1) == np.asarray(y_val)).mean())
+
+  def say(row: Iteration):
+    if verbose:
+      print(f'trim {row.iteration}: trimmed {row.trimmed} -> widths '
+            f'{row.widths}, params {row.params:,}, validation accuracy '
+            f'{row.validation_accuracy:.4f}', flush=True)
+
+  baseline = accuracy(model)
+  history = [Iteration(0, {}, _widths(model, layers), model.count_params(),
+                       baseline, {})]
+  say(history[0])
+  for it in range(1, iterations + 1):
+    values = apoz_lib.apoz(model, x_val, layers)
+    alive = {n: np.ones(v.shape, bool) for n, v in values.items()}
+    chosen = method.choose(values, alive)
+    if not any(u.size for u in chosen.values()):
+      if verbose:
+        print(f'trim {it}: no unit passes the rule; stopping', flush=True)
+      break
+    candidate = keras.models.clone_model(model)
+    candidate.set_weights(model.get_weights())
+    _zero_units(candidate, chosen)
+    candidate = surgery.shrink(candidate)
+    compile_fn(candidate)
+    if retrain_epochs:
+      candidate.fit(*train, epochs=retrain_epochs, batch_size=batch_size,
+                    verbose=0, **fit_kwargs)
+    row = Iteration(it, {n: int(u.size) for n, u in chosen.items()},
+                    _widths(candidate, layers), candidate.count_params(),
+                    accuracy(candidate),
+                    {n: float(v.mean()) for n, v in values.items()})
+    say(row)
+    if baseline - row.validation_accuracy > tolerance:
+      if verbose:
+        print(f'trim {it}: validation accuracy fell more than {tolerance} '
+              'below the start; undone, stopping', flush=True)
+      break
+    model = candidate
+    history.append(row)
+  return model, history
