@@ -258,7 +258,11 @@ class Iteration:
   widths: Dict[str, int]
   params: int
   validation_accuracy: float
-  mean_apoz: Dict[str, float]
+  apoz: Dict[str, np.ndarray]      # measured before this trim (0: none)
+
+  @property
+  def mean_apoz(self) -> Dict[str, float]:
+    return {n: float(v.mean()) for n, v in self.apoz.items()}
 
 
 def _zero_units(model: keras.Model, units: Dict[str, np.ndarray]) -> None:
@@ -300,8 +304,9 @@ def trim(model: keras.Model, train: Tuple, validation: Tuple,
          retrain_epochs: int = 1, iterations: int = 5,
          tolerance: float = 0.005, method: Optional[NetworkTrimming] = None,
          batch_size: int = 64, verbose: int = 1,
-         fit_kwargs: Optional[dict] = None
-         ) -> Tuple[keras.Model, List[Iteration]]:
+         fit_kwargs: Optional[dict] = None,
+         on_iteration: Optional[Callable[[Iteration, keras.Model], None]]
+         = None) -> Tuple[keras.Model, List[Iteration]]:
   """Trim, shrink, retrain, repeat; returns the last accepted model.
 
   Args:
@@ -313,6 +318,8 @@ def trim(model: keras.Model, train: Tuple, validation: Tuple,
     iterations: at most this many trims.
     tolerance: stop (and undo the iteration) when validation accuracy is
       more than this below the starting model's.
+    on_iteration: called with every accepted iteration and its model
+      (e.g. to measure test accuracy).
 
   Returns:
     ``(model, history)``; ``history[0]`` is the starting model.
@@ -336,6 +343,8 @@ def trim(model: keras.Model, train: Tuple, validation: Tuple,
   history = [Iteration(0, {}, _widths(model, layers), model.count_params(),
                        baseline, {})]
   say(history[0])
+  if on_iteration:
+    on_iteration(history[0], model)
   for it in range(1, iterations + 1):
     values = apoz_lib.apoz(model, x_val, layers)
     alive = {n: np.ones(v.shape, bool) for n, v in values.items()}
@@ -354,8 +363,7 @@ def trim(model: keras.Model, train: Tuple, validation: Tuple,
                     verbose=0, **fit_kwargs)
     row = Iteration(it, {n: int(u.size) for n, u in chosen.items()},
                     _widths(candidate, layers), candidate.count_params(),
-                    accuracy(candidate),
-                    {n: float(v.mean()) for n, v in values.items()})
+                    accuracy(candidate), values)
     say(row)
     if baseline - row.validation_accuracy > tolerance:
       if verbose:
@@ -364,4 +372,6 @@ def trim(model: keras.Model, train: Tuple, validation: Tuple,
       break
     model = candidate
     history.append(row)
+    if on_iteration:
+      on_iteration(row, model)
   return model, history
