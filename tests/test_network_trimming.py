@@ -126,3 +126,23 @@ def test_driver_trims_shrinks_and_stops_on_tolerance():
                           tolerance=-1.0,
                           method=NetworkTrimming(fraction=0.5), verbose=0)
   assert len(history) == 1 and same is model
+
+
+def test_callback_stops_on_tolerance_and_feeds_the_report():
+  (x, y), (x_val, y_val) = _digits()
+  method = NetworkTrimming(threshold_std=0.0)
+  pruned = tfprune.prune(_conv_net(), method, None, layers=['conv', 'fc'])
+  pruned.compile('adam', 'sparse_categorical_crossentropy')
+  # tolerance -1: any later accuracy counts as a drop of more than -1
+  trimming = Trimming(x_val, every=1, validation_y=y_val, tolerance=-1.0)
+  pruned.fit(x, y, epochs=3, batch_size=50, verbose=0,
+             callbacks=[tfprune.PruningStep(), trimming])
+  assert [h['epoch'] for h in trimming.history] == [1]
+  assert 'below' in trimming.stopped
+  info = tfprune.report(pruned)['methods']['networktrimming_0']
+  assert info['trims'] == trimming.history
+  assert set(info['apoz']) == {'conv', 'fc'}
+  with pytest.raises(ValueError, match='exactly one of'):
+    Trimming(x_val)
+  with pytest.raises(ValueError, match='needs validation_y'):
+    Trimming(x_val, every=1, tolerance=0.1)
