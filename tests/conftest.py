@@ -40,3 +40,14 @@ def random_batch(n=16, shape=(6, 6, 2), classes=3, seed=0):
   rng = np.random.RandomState(seed)
   return (rng.rand(n, *shape).astype(np.float32),
           rng.randint(0, classes, n).astype(np.int64))
+
+
+def kept_params(model):
+  """Parameters minus the weights masks remove (what a density budget counts)."""
+  import tfprune  # pylint: disable=g-import-not-at-top
+  removed = 0
+  for wrapper in tfprune.wrapper.collect_wrappers(model):
+    shape = wrapper.prunable[0].variable.shape
+    area = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    removed += int((np.asarray(wrapper.masks[0]) == 0).sum()) * area
+  return tfprune.report(model)['totals']['params'] - removed

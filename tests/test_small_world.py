@@ -9,7 +9,7 @@ from tfprune import schedules
 from tfprune.methods import SmallWorld
 from tfprune.methods import small_world as sw
 
-from conftest import random_batch
+from conftest import kept_params, random_batch
 
 L = keras.layers
 
@@ -18,16 +18,6 @@ def mask_of(model, name):
   wrapper = next(w for w in tfprune.wrapper.collect_wrappers(model)
                  if w.layer.name == name)
   return np.asarray(wrapper.masks[0]) > 0
-
-
-def structural_kept(model):
-  """Parameters minus the weights a mask removes (what the budget counts)."""
-  removed = 0
-  for wrapper in tfprune.wrapper.collect_wrappers(model):
-    shape = wrapper.prunable[0].variable.shape
-    area = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
-    removed += int((np.asarray(wrapper.masks[0]) == 0).sum()) * area
-  return tfprune.report(model)['totals']['params'] - removed
 
 
 def mlp(hidden=(40, 30)):
@@ -40,7 +30,7 @@ def mlp(hidden=(40, 30)):
 def test_lenet5_keeps_exactly_the_papers_budget():
   model = tfprune.models.lenet5()
   pruned = tfprune.prune(model, SmallWorld(density=0.023, seed=0))
-  assert structural_kept(pruned) == round(0.023 * 431080) == 9915
+  assert kept_params(pruned) == round(0.023 * 431080) == 9915
   info = tfprune.report(pruned)['methods']['smallworld_0']
   assert info['kept_params'] == 9915 and info['params'] == 431080
   # Erdos-Renyi split: conv1 saturates, ip1 (400K weights) goes sparsest
@@ -62,7 +52,7 @@ def test_budget_on_the_other_papers_models(build, density, p, slack):
   pruned = tfprune.prune(model, SmallWorld(density, rewire_p=p, seed=0))
   budget = round(density * model.count_params())
   # all Dense: exact; VGG's 3x3 kernels: below by less than one kernel
-  assert budget - slack <= structural_kept(pruned) <= budget
+  assert budget - slack <= kept_params(pruned) <= budget
   info = tfprune.report(pruned)['methods']['smallworld_0']
   assert info['small_world']['reachable_fraction'] == 1.0
 

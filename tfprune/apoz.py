@@ -15,7 +15,7 @@ batch, so a pass over the validation data costs one forward pass.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -50,21 +50,33 @@ def _single_consumer(layer):
   return next(iter(consumers.values())) if len(consumers) == 1 else None
 
 
+def followers(layer) -> Tuple[List, Optional[keras.layers.Layer]]:
+  """The channel-wise layers after ``layer`` and the first ReLU after them.
+
+  Walks single consumers through BatchNormalization/Dropout/Identity;
+  returns ``(pass_through_layers, relu_or_None)``.
+  """
+  chain, current = [], layer
+  while True:
+    nxt = _single_consumer(current)
+    if nxt is None:
+      return chain, None
+    if _is_relu(nxt):
+      return chain, nxt
+    if not isinstance(nxt, _PASS_THROUGH):
+      return chain, None
+    chain.append(nxt)
+    current = nxt
+
+
 def relu_output(model: keras.Model, name: str):
   """The symbolic post-ReLU output of layer ``name`` (or its wrapper)."""
   layer = _find(model, name)
   if _fused_relu(layer):
     return layer.output
-  current = layer
-  while True:
-    nxt = _single_consumer(current)
-    if nxt is None:
-      break
-    if _is_relu(nxt):
-      return nxt.output
-    if not isinstance(nxt, _PASS_THROUGH):
-      break
-    current = nxt
+  _, relu = followers(layer)
+  if relu is not None:
+    return relu.output
   raise ValueError(
       f'layer {name!r} is not followed by a ReLU (fused or through '
       'BatchNormalization/Dropout), so its outputs have no exact zeros and '

@@ -276,19 +276,13 @@ def _zero_units(model: keras.Model, units: Dict[str, np.ndarray]) -> None:
     if getattr(layer, 'use_bias', False):
       weights[1][idx] = 0
     layer.set_weights(weights)
-    current = layer
-    while True:
-      nxt = apoz_lib._single_consumer(current)  # pylint: disable=protected-access
-      if nxt is None or not isinstance(nxt, apoz_lib._PASS_THROUGH):  # pylint: disable=protected-access
-        break
-      if isinstance(nxt, keras.layers.BatchNormalization):
-        bn = nxt.get_weights()
-        names = [w.name.split('/')[-1].split(':')[0] for w in nxt.weights]
-        for i, var in enumerate(names):
-          if var in ('gamma', 'beta'):
-            bn[i][idx] = 0
-        nxt.set_weights(bn)
-      current = nxt
+    for follower in apoz_lib.followers(layer)[0]:
+      for variable in (getattr(follower, 'gamma', None),
+                       getattr(follower, 'beta', None)):   # BatchNorm
+        if variable is not None:
+          value = variable.numpy()
+          value[idx] = 0
+          variable.assign(value)
 
 
 def _widths(model, names) -> Dict[str, int]:

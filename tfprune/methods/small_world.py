@@ -69,23 +69,6 @@ DEFAULT_P_GRID = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 
 
 # --- level 1: the budget ---------------------------------------------------
-def parameter_count(model: keras.Model) -> int:
-  """Parameters of a model as ``tfprune.report`` counts them.
-
-  Every layer weight (BatchNorm statistics included); a PruningWrapper
-  counts its inner layer's weights, not its masks, gates or step.
-  """
-  from tfprune.wrapper import PruningWrapper  # pylint: disable=g-import-not-at-top
-  total = 0
-  for layer in model.layers:
-    if isinstance(layer, keras.Model):
-      total += parameter_count(layer)
-      continue
-    inner = layer.layer if isinstance(layer, PruningWrapper) else layer
-    total += sum(int(np.prod(w.shape)) for w in inner.weights)
-  return total
-
-
 def allocate(sizes: Dict[str, Sequence[int]], budget: int,
              fixed: Optional[Dict[str, float]] = None) -> Dict[str, int]:
   """Edges per layer so that sum(edges * area) == budget (if possible).
@@ -334,7 +317,8 @@ class SmallWorld(base.PruningMethod):
                        'tfprune.schedules.Periodic(begin_step, frequency=...)'
                        ' (or regrow_fraction=0)')
     sizes = self._sizes(wrappers)
-    total = parameter_count(model)
+    from tfprune.report import report  # pylint: disable=g-import-not-at-top
+    total = report(model)['totals']['params']   # what the budget is a share of
     prunable_params = sum(s[0] * s[1] * s[2] for s in sizes.values())
     fixed_params = total - prunable_params
     budget = int(round(self.density * total))
