@@ -35,11 +35,12 @@ def _check_model(model) -> None:
                       ' flatten it into one functional model first.')
 
 
-def _selector(layers: LayerSelection, model) -> Callable:
+def _selector(layers: LayerSelection, model, method) -> Callable:
   """A predicate over layers from names, classes, a callable or None."""
   if layers is None:
     return lambda layer: (prunable.is_supported(layer) and
-                          not isinstance(layer, PruningWrapper))
+                          not isinstance(layer, PruningWrapper) and
+                          method.accepts(layer))
   if callable(layers) and not isinstance(layers, type):
     return layers
   items = [layers] if isinstance(layers, (str, type)) else list(layers)
@@ -76,7 +77,8 @@ def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = Non
     schedule: a tfmot ``PruningSchedule`` (masks follow it during ``fit``
       with the ``PruningStep`` callback); a float sparsity in [0, 1) to prune
       once now; or None to leave the masks to the method.
-    layers: which layers to wrap: None (every supported layer), names,
+    layers: which layers to wrap: None (every supported layer the method
+      accepts, e.g. only Conv2D for SynapticStrength), names,
       layer classes, or a callable ``layer -> bool``. Others stay untouched.
     group: name for this set of wrappers (default: derived from the method).
 
@@ -95,7 +97,12 @@ def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = Non
     structures.check_sparsity(schedule, 'the sparsity given as schedule')
     one_shot, schedule = float(schedule), None
   schedule = schedules.get(schedule)
-  selected = _selector(layers, model)
+  selected = _selector(layers, model, method)
+  names = [layer.name for layer in model.layers
+           if not isinstance(layer, (keras.layers.InputLayer, PruningWrapper))
+           and selected(layer)]
+  model = method.prepare(model, names)
+  selected = _selector(layers, model, method)
   group = group or _new_group_name(model, method)
   pairs = []
 

@@ -109,7 +109,8 @@ class PruningWrapper(keras.layers.Wrapper):
   def _effective(self, index: int, value) -> tf.Tensor:
     weight = self.prunable[index]
     shape = weight.variable.shape
-    out = value * self.structure.broadcastable(
+    out = self.method.weight_value(value, weight.layout)
+    out = out * self.structure.broadcastable(
         tf.cast(self.masks[index], value.dtype), shape, weight.layout)
     gate = self.gates[index]
     if gate is not None:

@@ -9,7 +9,9 @@ from tfprune.methods.magnitude import Magnitude
 from tfprune.methods.network_trimming import NetworkTrimming
 from tfprune.methods.network_trimming import Trimming
 from tfprune.methods.small_world import SmallWorld
+from tfprune.methods.synaptic_strength import SynapticStrength
 
 __all__ = ['PruningMethod', 'Magnitude', 'SmallWorld', 'NetworkTrimming',
+           'SynapticStrength',
            'Trimming', 'get', 'register', 'serialize',
            'deserialize']

@@ -67,6 +67,21 @@ class PruningMethod(abc.ABC):
     self.structure = structures.get(structure)
 
   # --- wrapper hooks -------------------------------------------------------
+  def accepts(self, layer) -> bool:
+    """Whether ``prune(..., layers=None)`` wraps ``layer`` (a supported one)."""
+    del layer
+    return True
+
+  def prepare(self, model, names: Sequence[str]):
+    """A model to wrap instead of ``model`` (same layer names), or ``model``.
+
+    Called by ``prune`` before wrapping the layers ``names``; for methods
+    that change the layers around the wrapped ones (Synaptic Strength drops
+    the scale of the BatchNormalization after a conv).
+    """
+    del names
+    return model
+
   def build(self, wrapper) -> None:
     """Called once the wrapper's masks (and gates) exist."""
 
@@ -79,6 +94,12 @@ class PruningMethod(abc.ABC):
   def gate_value(self, gate: tf.Tensor) -> tf.Tensor:
     """What a gate contributes to the effective weight (e.g. thresholded)."""
     return gate
+
+  def weight_value(self, weight: tf.Tensor, layout) -> tf.Tensor:
+    """The weight before masks and gates multiply it (a re-parameterisation,
+    e.g. unit-norm 2-D kernels); ``layout`` names its axes."""
+    del layout
+    return weight
 
   def on_wrapped(self, wrappers: Sequence, model) -> None:
     """Called by ``prune`` once the layers of a group are wrapped.
