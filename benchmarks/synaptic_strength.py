@@ -1,0 +1,296 @@
+"""Synaptic Strength vs kernel L1-norm pruning at 90% / 96% of conv connections.
+
+For LeNet-5 (BatchNorm) on MNIST and VGG-16 (BatchNorm) in a substitute
+setting (Fashion-MNIST zero-padded to 32x32, a stated width), with the same
+number of epochs for every row (``epochs`` before pruning + ``finetune``):
+
+* dense: trained ``epochs`` epochs (BN with scale); the baseline.
+* kernel L1 norm: the dense model, one-shot global pruning of whole 2-D
+  kernels by L1 norm (``Magnitude('kernel', scope='global')``), fine-tuned.
+* strength, no penalty: the dense model wrapped by ``SynapticStrength(l1=0)``
+  (BN scale folded, so s = gamma * ||K||), one-shot global pruning of |s|,
+  fine-tuned: the criterion alone.
+* Synaptic Strength: trained from scratch with the L1 penalty on s for
+  ``epochs`` epochs (BN scale dropped), then one global threshold at the
+  percentile hitting the sparsity exactly, fine-tuned with the penalty off.
+  The penalised model is trained once and pruned at each sparsity.
+
+Every pruned model is stripped, shrunk (dead channels removed), converted to
+.tflite and checked with ``tflite_export.check``.
+
+    python -m benchmarks.synaptic_strength --data_dir=../shared/data
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+
+_DATA_DIR = flags.DEFINE_string('data_dir', '../shared/data',
+                                'Folder holding mnist/ and fashion_mnist/.')
+_L1 = flags.DEFINE_float('l1', 1e-4, 'Penalty weight on sum |s|.')
+_SPARSITIES = flags.DEFINE_list('sparsities', ['0.9', '0.96'],
+                                'Connection sparsities.')
+_LENET_EPOCHS = flags.DEFINE_integer('lenet_epochs', 4,
+                                     'LeNet-5 epochs before pruning.')
+_VGG_EPOCHS = flags.DEFINE_integer('vgg_epochs', 4,
+                                   'VGG-16 epochs before pruning.')
+_FINETUNE = flags.DEFINE_integer('finetune', 2, 'Fine-tuning epochs.')
+_VGG_WIDTH = flags.DEFINE_float('vgg_width', 0.25, 'VGG-16 width factor.')
+_SMOKE = flags.DEFINE_integer(
+    'smoke', 0, 'If > 0: this many training examples, 1 epoch per stage; '
+    'RESULTS.md is not written.')
+
+PLOT = os.path.join('docs', 'synaptic_strength.png')
+
+
+def _accuracy(model, x, y) -> float:
+  return float((model.predict(x, batch_size=1000, verbose=0).argmax(-1)
+                == y).mean())
+
+
+class Setting:
+  """One network + data + training recipe; runs every row."""
+
+  def __init__(self, name, build, train, test, epochs, finetune, batch_size,
+               lr, finetune_lr, tmp):
+    self.name, self.build, self.train, self.test = name, build, train, test
+    self.epochs, self.finetune, self.batch_size = epochs, finetune, batch_size
+    self.lr, self.finetune_lr, self.tmp = lr, finetune_lr, tmp
+    self.rows = []
+    self.strengths = {}
+
+  def fit(self, model, epochs, lr):
+    import tf_keras as keras  # pylint: disable=g-import-not-at-top
+    import tfprune  # pylint: disable=g-import-not-at-top
+    model.compile(keras.optimizers.Adam(lr), 'sparse_categorical_crossentropy')
+    model.fit(*self.train, epochs=epochs, batch_size=self.batch_size,
+              verbose=2, callbacks=[tfprune.PruningStep()])
+    return model
+
+  def export(self, criterion, sparsity, pruned, started):
+    """Fine-tune, strip, shrink, convert, check; one table row."""
+    import tfprune  # pylint: disable=g-import-not-at-top
+    import tflite_export  # pylint: disable=g-import-not-at-top
+    self.fit(pruned, self.finetune, self.finetune_lr)
+    rep = tfprune.report(pruned)
+    wrappers = tfprune.wrapper.collect_wrappers(pruned)
+    masks = [np.asarray(w.masks[0]) for w in wrappers]
+    thinnest = min(range(len(masks)), key=lambda i: masks[i].mean())
+    stripped = tfprune.strip(pruned)
+    shrunk, plan = tfprune.shrink(stripped, return_plan=True)
+    path = os.path.join(self.tmp, f'{self.name}_{criterion}_{sparsity}.tflite')
+    size = tflite_export.convert(shrunk, path)['size']
+    checked = tflite_export.check(path, rep, plan=plan)
+    total = sum(m.size for m in masks)
+    self.rows.append({
+        'criterion': criterion, 'target': sparsity,
+        'sparsity': sum(int((m == 0).sum()) for m in masks) / total,
+        'connections': total,
+        'thinnest': f'{wrappers[thinnest].layer.name} '
+                    f'{int(masks[thinnest].sum())}/{masks[thinnest].size}',
+        'accuracy': _accuracy(pruned, *self.test),
+        'tflite_accuracy': tflite_export.evaluate(path, *self.test),
+        'params': tfprune.report(stripped)['totals']['params'],
+        'shrunk_params': tfprune.report(shrunk)['totals']['params'],
+        'removed_channels': sum(plan.removed_counts().values()),
+        'bytes': size, 'check': 'ok' if checked.ok else 'FAILED',
+        'seconds': time.time() - started})
+    if not checked.ok:
+      print('TFLite check failed:', checked.failures)
+
+  def run(self, l1: float, sparsities):
+    import tf_keras as keras  # pylint: disable=g-import-not-at-top
+    import tfprune  # pylint: disable=g-import-not-at-top
+    from tfprune.methods import Magnitude, SynapticStrength  # pylint: disable=g-import-not-at-top
+    conv = keras.layers.Conv2D
+    keras.utils.set_random_seed(0)
+    started = time.time()
+    dense = self.fit(self.build(), self.epochs, self.lr)
+    self.rows.append({'criterion': 'dense', 'target': 0.0, 'sparsity': 0.0,
+                      'accuracy': _accuracy(dense, *self.test),
+                      'seconds': time.time() - started})
+    unpenalised = tfprune.prune(dense, SynapticStrength(l1=0), layers=conv)
+    self.strengths['dense: gamma * ||K||'] = _strengths(unpenalised)
+    for sparsity in sparsities:
+      keras.utils.set_random_seed(1)
+      started = time.time()
+      self.export('kernel L1 norm', sparsity, tfprune.prune(
+          dense, Magnitude('kernel', scope='global'), schedule=sparsity,
+          layers=conv), started)
+      keras.utils.set_random_seed(1)
+      started = time.time()
+      self.export('strength, no penalty', sparsity, tfprune.prune(
+          dense, SynapticStrength(l1=0), schedule=sparsity, layers=conv),
+                  started)
+
+    keras.utils.set_random_seed(0)
+    started = time.time()
+    penalised = self.fit(tfprune.prune(self.build(), SynapticStrength(l1=l1),
+                                       layers=conv), self.epochs, self.lr)
+    self.strengths[f'penalised (l1={l1:g})'] = _strengths(penalised)
+    self.rows.append({'criterion': 'Synaptic Strength, before pruning',
+                      'target': 0.0, 'sparsity': 0.0,
+                      'accuracy': _accuracy(penalised, *self.test),
+                      'seconds': time.time() - started})
+    base = tfprune.strip(penalised)   # s * V/||V|| folded: |s| = ||K||
+    penalty_seconds = time.time() - started
+    for sparsity in sparsities:
+      keras.utils.set_random_seed(1)
+      started = time.time() - penalty_seconds
+      self.export('Synaptic Strength', sparsity, tfprune.prune(
+          base, SynapticStrength(l1=0), schedule=sparsity, layers=conv),
+                  started)
+
+
+def _strengths(model) -> np.ndarray:
+  import tfprune  # pylint: disable=g-import-not-at-top
+  return np.concatenate([np.abs(np.asarray(w.gates[0])).ravel()
+                         for w in tfprune.wrapper.collect_wrappers(model)])
+
+
+def _table(setting) -> str:
+  lines = ['| criterion | conv connections pruned | test acc. | .tflite acc. '
+           '| fewest kept (layer) | params (stripped -> shrunk) | channels '
+           'removed | .tflite bytes | TFLite check | train s |',
+           '|' + '---|' * 10]
+  for r in setting.rows:
+    if 'bytes' not in r:
+      lines.append(f'| {r["criterion"]} | 0 | {100 * r["accuracy"]:.2f}% | '
+                   f'- | - | - | - | - | - | {r["seconds"]:.0f} |')
+      continue
+    lines.append(
+        f'| {r["criterion"]} | {100 * r["sparsity"]:.1f}% of '
+        f'{r["connections"]:,} | {100 * r["accuracy"]:.2f}% | '
+        f'{100 * r["tflite_accuracy"]:.2f}% | {r["thinnest"]} | '
+        f'{r["params"]:,} -> '
+        f'{r["shrunk_params"]:,} | {r["removed_channels"]} | '
+        f'{r["bytes"]:,} | {r["check"]} | {r["seconds"]:.0f} |')
+  return '\n'.join(lines)
+
+
+def _plot(settings, path):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+  for ax, setting in zip(axes[:2], settings):
+    dense = next(r for r in setting.rows if r['criterion'] == 'dense')
+    ax.axhline(100 * dense['accuracy'], color='grey', ls='--', label='dense')
+    for criterion, marker in (('kernel L1 norm', 'o'),
+                              ('strength, no penalty', 's'),
+                              ('Synaptic Strength', '^')):
+      rows = [r for r in setting.rows if r['criterion'] == criterion]
+      ax.plot([100 * r['sparsity'] for r in rows],
+              [100 * r['accuracy'] for r in rows], marker=marker,
+              label=criterion)
+    ax.set_title(setting.name, fontsize=9)
+    ax.set_xlabel('conv connections pruned (%)')
+    ax.set_ylabel('test accuracy (%)')
+    ax.legend(fontsize=7)
+  ax = axes[2]
+  for setting in settings:
+    for label, values in setting.strengths.items():
+      ranked = np.sort(values / values.max())[::-1]
+      ax.semilogy(np.linspace(0, 100, ranked.size), ranked + 1e-8,
+                  label=f'{setting.name.split()[0]} {label}')
+  ax.set_xlabel('connections, strongest first (%)')
+  ax.set_ylabel('|s| / max |s|')
+  ax.set_title('strengths before pruning', fontsize=9)
+  ax.legend(fontsize=6)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  sys.path.insert(0, root)
+  import tfprune  # pylint: disable=g-import-not-at-top
+  from tfprune import experiment  # pylint: disable=g-import-not-at-top
+  from benchmarks import results  # pylint: disable=g-import-not-at-top
+  from configs import lenet5_bn_mnist_synaptic_strength as lenet_cfg  # pylint: disable=g-import-not-at-top
+  from configs import vgg16_synaptic_strength as vgg_cfg  # pylint: disable=g-import-not-at-top
+
+  smoke = _SMOKE.value
+  tmp = tempfile.mkdtemp()
+  sparsities = [float(s) for s in _SPARSITIES.value]
+  finetune = 1 if smoke else _FINETUNE.value
+
+  def data(config):
+    train, _, test = experiment.load_data(config, _DATA_DIR.value)
+    if smoke:
+      train, test = (train[0][:smoke], train[1][:smoke]), (test[0][:2000],
+                                                          test[1][:2000])
+    return train, test
+
+  lc = lenet_cfg.get_config()
+  ltrain, ltest = data(lc)
+  lenet = Setting(
+      'LeNet-5 (BN) / MNIST',
+      lambda: tfprune.models.lenet5(ltrain[0].shape[1:], 10, batch_norm=True),
+      ltrain, ltest, 1 if smoke else _LENET_EPOCHS.value, finetune,
+      lc.batch_size, lc.learning_rate, lc.final_learning_rate, tmp)
+  lenet.run(_L1.value, sparsities)
+  print(_table(lenet))
+
+  vc = vgg_cfg.get_config()
+  vc.dataset = 'fashion_mnist'
+  vtrain, vtest = data(vc)
+  width = _VGG_WIDTH.value
+  vgg = Setting(
+      f'VGG-16 (BN) width {width} / Fashion-MNIST 32x32',
+      lambda: tfprune.models.vgg16(vtrain[0].shape[1:], 10, width=width,
+                                   batch_norm=True),
+      vtrain, vtest, 1 if smoke else _VGG_EPOCHS.value, finetune,
+      vc.batch_size, vc.learning_rate, 5e-4, tmp)
+  vgg.run(_L1.value, sparsities)
+  print(_table(vgg))
+  if smoke:
+    _plot([lenet, vgg], os.path.join(tmp, 'plot.png'))
+    print('smoke run: RESULTS.md not written; plot in', tmp)
+    return
+
+  _plot([lenet, vgg], os.path.join(root, PLOT))
+  lines = [
+      '## Synaptic Strength: LeNet-5 (BN) on MNIST, VGG-16 substitute', '',
+      results.stamp('python -m benchmarks.synaptic_strength '
+                    '--data_dir=../shared/data'), '',
+      f'Every row trains for the same number of epochs: {lenet.epochs} '
+      f'(LeNet-5) or {vgg.epochs} (VGG-16) before pruning, then {finetune} '
+      'fine-tuning epochs (Adam; LRs from the configs). Pruning is global '
+      'over all convs and counts whole 2-D kernels (connections); each row '
+      'is pruned to exactly the stated fraction. "kernel L1 norm" and '
+      '"strength, no penalty" prune the dense model once; "Synaptic '
+      f'Strength" trains from scratch with the L1 penalty {_L1.value:g} on '
+      '|s| (BN scale dropped), is pruned once at the percentile and '
+      'fine-tuned with the penalty off (one penalised model, pruned at each '
+      'sparsity). "train s" is wall-clock time for that row\'s training '
+      '(the machine was shared with other jobs; informational only). '
+      'Exported files are the shrunk models (channels without connections '
+      'removed), float32; "TFLite check" compares every conv\'s zero 2-D '
+      'kernels in the file with the Keras masks. One seed.', '',
+      f'### {lenet.name}', '', _table(lenet), '',
+      f'### {vgg.name} (substitute for CIFAR-10)', '',
+      f'CIFAR-10 is not available offline. Fashion-MNIST zero-padded to '
+      f'32x32, one channel; VGG-16 at width {width} '
+      f'({tfprune.report(vgg.build())["totals"]["params"]:,} params).', '',
+      _table(vgg), '',
+      f'![accuracy vs connection sparsity]({os.path.basename(PLOT)})', '',
+      'Right: all conv strengths |s| sorted, relative to the largest: of the '
+      'dense model (gamma times the kernel L2 norm) and after penalised '
+      'training.']
+  results.write_section('synaptic_strength', '\n'.join(lines))
+  print('\n'.join(lines))
+
+
+if __name__ == '__main__':
+  app.run(main)
