@@ -264,9 +264,12 @@ def main(argv):
       '## Synaptic Strength: LeNet-5 (BN) on MNIST, VGG-16 substitute', '',
       results.stamp('python -m benchmarks.synaptic_strength '
                     '--data_dir=../shared/data'), '',
-      f'Every row trains for the same number of epochs: {lenet.epochs} '
-      f'(LeNet-5) or {vgg.epochs} (VGG-16) before pruning, then {finetune} '
-      'fine-tuning epochs (Adam; LRs from the configs). Pruning is global '
+      f'Every pruned row trains for the same number of epochs: '
+      f'{lenet.epochs} (LeNet-5) or {vgg.epochs} (VGG-16) before pruning, '
+      f'then {finetune} fine-tuning epochs at a lower LR (Adam; LRs from the '
+      'configs); the dense row is the model after the first stage only '
+      f'({lenet.epochs} or {vgg.epochs} epochs), so a pruned row above it '
+      'owes that to its extra epochs. Pruning is global '
       'over all convs and counts whole 2-D kernels (connections); each row '
       'is pruned to exactly the stated fraction. "kernel L1 norm" and '
       '"strength, no penalty" prune the dense model once; "Synaptic '
