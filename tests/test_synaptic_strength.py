@@ -203,6 +203,49 @@ def test_gradual_tfmot_schedule_freezes_at_its_last_point():
   assert sum(int((m == 0).sum()) for m in masks(pruned)) == round(0.6 * 32)
 
 
+def test_gradual_masks_only_shrink_and_kept_kernels_are_not_empty():
+  pruned = tfprune.prune(conv_bn_net(), SynapticStrength(l1=1e-3),
+                         schedule=tfprune.schedules.PolynomialDecay(
+                             0.5, 0.75, 1, 9, frequency=4))
+  wrappers = tfprune.wrapper.collect_wrappers(pruned)
+  method = wrappers[0].method
+  method.update_masks(wrappers, 0.5, 1)
+  before = masks(pruned)
+  for w in wrappers:          # alive strengths fall below the pruned ones
+    w.gates[0].assign(w.gates[0] * 1e-3 * w.masks[0] +
+                      w.gates[0] * (1 - w.masks[0]))
+  method.update_masks(wrappers, 0.75, 5)
+  for a, b in zip(before, masks(pruned)):
+    assert not (b > a).any()
+  for w in wrappers:
+    kernel = w.effective_weights()['kernel']
+    alive = np.abs(kernel).sum((0, 1)) > 0
+    np.testing.assert_array_equal(alive, np.asarray(w.masks[0]) > 0)
+
+
+def test_shared_batch_norm_is_not_folded():
+  inputs = keras.Input((8, 8, 2))
+  bn = L.BatchNormalization(name='bn')
+  a = bn(L.Conv2D(3, 3, name='conv_a')(inputs))
+  b = bn(L.Conv2D(3, 3, name='conv_b')(inputs))
+  model = randomise_bn(keras.Model(inputs, L.Add()([a, b])))
+  x, _ = data(4)
+  pruned = tfprune.prune(model, SynapticStrength(), layers=['conv_a'])
+  assert pruned.get_layer('bn').scale
+  np.testing.assert_allclose(pruned(x, training=False),
+                             model(x, training=False), atol=1e-5)
+
+
+def test_callable_selection_survives_the_bn_fold():
+  model = conv_bn_net()
+  conv2 = model.get_layer('conv2')
+  pruned = tfprune.prune(model, SynapticStrength(),
+                         layers=lambda layer: layer is conv2)
+  assert [w.layer.name for w in tfprune.wrapper.collect_wrappers(pruned)] == [
+      'conv2']
+  assert not pruned.get_layer('bn2').scale and pruned.get_layer('bn1').scale
+
+
 def test_pruned_kernels_are_zero_in_the_stripped_model_and_the_tflite(
     tmp_path):
   x, y = data()
@@ -251,6 +294,8 @@ def test_wrong_layers_and_schedules_are_refused():
   with pytest.raises(ValueError, match='Periodic schedule gives no sparsity'):
     tfprune.prune(conv_bn_net(), SynapticStrength(),
                   schedule=tfprune.schedules.Periodic(3, 3))
+  with pytest.raises(ValueError, match='got no schedule'):
+    tfprune.prune(conv_bn_net(), SynapticStrength(target=0.9))
   with pytest.raises(ValueError, match='gives the sparsity itself'):
     tfprune.prune(conv_bn_net(), SynapticStrength(target=0.9),
                   schedule=tfprune.schedules.ConstantSparsity(0.9, 0))
@@ -277,3 +322,5 @@ def test_saved_model_keeps_strengths_masks_and_penalty_state(tmp_path):
   assert method.is_frozen(tfprune.wrapper.collect_wrappers(loaded))
   assert float(tf.add_n(loaded.losses)) == 0.0
   assert not loaded.get_layer('bn2').scale
+  info = tfprune.report(loaded)['methods']['synapticstrength_0']
+  assert info['folded_bn'] is None and info['pruned'] is None   # not known

@@ -101,14 +101,17 @@ def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = Non
   names = [layer.name for layer in model.layers
            if not isinstance(layer, (keras.layers.InputLayer, PruningWrapper))
            and selected(layer)]
-  model = method.prepare(model, names)
-  selected = _selector(layers, model, method)
+  already_wrapped_check = selected
+  prepared = method.prepare(model, names)
+  if prepared is not model:   # new layer objects: select them by name
+    model, chosen = prepared, set(names)
+    selected = lambda layer: layer.name in chosen
   group = group or _new_group_name(model, method)
   pairs = []
 
   def clone(layer):
     if isinstance(layer, PruningWrapper):
-      if layers is not None and selected(layer):
+      if layers is not None and already_wrapped_check(layer):
         raise ValueError(f'layer {layer.layer.name!r} is already wrapped; '
                          'strip the model first to prune it again')
       new = PruningWrapper.from_config(layer.get_config())

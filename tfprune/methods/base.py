@@ -104,7 +104,8 @@ class PruningMethod(abc.ABC):
   def on_wrapped(self, wrappers: Sequence, model) -> None:
     """Called by ``prune`` once the layers of a group are wrapped.
 
-    ``model`` is the model given to ``prune`` (unwrapped). Methods whose
+    ``model`` is the unwrapped model the wrappers were made from (the one
+    given to ``prune``, or what :meth:`prepare` returned for it). Methods whose
     masks are fixed before training (Small-World) set them here.
     """
 

@@ -17,16 +17,17 @@ The BatchNormalization right after a wrapped conv loses its scale
 ``gamma`` instead, escaping the penalty. ``prune`` does this through the
 :meth:`SynapticStrength.prepare` hook with :func:`drop_bn_scale`, which folds
 a trained ``gamma`` into the conv so the inference function is unchanged
-(``s_ij`` becomes ``gamma_j * ||K_ij||``). In training mode BN divides by the
+(``s_ij`` becomes ``|gamma_j| * ||K_ij||``; the sign stays in ``V``). In training mode BN divides by the
 batch statistics, so a channel's overall scale is normalised away there: a
 converted net trains as if ``|gamma| = 1``.
 
 What is reconstructed (METHODS.md section 5): the exact strength definition,
 the threshold rule and the penalty value are not from the paper's text.
-With an adaptive optimizer (Adam) the penalty moves every alive strength by
-about one learning rate per step regardless of ``l1``'s size relative to the
-data gradient; with SGD it moves by ``lr * l1``. Strengths oscillate around
-zero rather than reaching it, which is why pruning uses a threshold.
+With SGD the penalty moves an alive strength by ``lr * l1`` per step; with
+an adaptive optimizer (Adam) the step is normalised by the total gradient,
+so where the penalty dominates (connections the data does not need) a
+strength moves by up to one learning rate per step. Strengths oscillate
+around zero rather than reaching it, which is why pruning uses a threshold.
 
 DepthwiseConv2D is never wrapped (a depthwise connection is a whole
 channel: use a channel method); Dense layers have no 2-D kernels.
@@ -62,10 +63,16 @@ def _consumers(layer) -> List:
 def _foldable_bn(conv) -> Optional[keras.layers.BatchNormalization]:
   """The BatchNormalization directly after ``conv`` whose scale can fold."""
   consumers = _consumers(conv)
-  if len(consumers) != 1:
+  bns = [c for c in consumers if isinstance(c, keras.layers.BatchNormalization)
+         and c.scale]
+  if not bns:
     return None
-  bn = consumers[0]
-  if not (isinstance(bn, keras.layers.BatchNormalization) and bn.scale):
+  bn = bns[0]
+  if len(consumers) != 1 or len(bn._inbound_nodes) != 1:  # pylint: disable=protected-access
+    logger.warning(
+        'SynapticStrength: BatchNormalization %r after %r also serves other '
+        'layers, so its scale is not folded; it can absorb what the penalty '
+        'removes from s', bn.name, conv.name)
     return None
   axis = bn.axis if isinstance(bn.axis, (list, tuple)) else [bn.axis]
   if list(axis) not in ([-1], [3]):
@@ -89,7 +96,7 @@ def drop_bn_scale(model: keras.Model, conv_names: Sequence[str]
   copy's inference outputs equal the original's. Returns the copy and the
   ``{conv: bn}`` pairs folded. A BN that is shared with other inputs, that
   normalises another axis, or that follows a conv with its own activation
-  is left as it is.
+  is left as it is (with a warning).
   """
   names = set(conv_names)
   pairs = {}
@@ -215,7 +222,9 @@ class SynapticStrength(base.PruningMethod):
     self.threshold = None if threshold is None else float(threshold)
     self.fold_bn = bool(fold_bn)
     self.epsilon = float(epsilon)
-    self.info: Dict = {'l1': self.l1, 'folded_bn': {}, 'pruned': None}
+    # Facts of the prune() that used this object; None = not known (e.g. a
+    # loaded model, whose method object is rebuilt from its config).
+    self.info: Dict = {'l1': self.l1, 'folded_bn': None, 'pruned': None}
 
   # --- layers ----------------------------------------------------------------
   def accepts(self, layer) -> bool:
@@ -233,6 +242,7 @@ class SynapticStrength(base.PruningMethod):
           'or layers=None.')
 
   def prepare(self, model, names: Sequence[str]):
+    self.info = {'l1': self.l1, 'folded_bn': {}, 'pruned': None}
     for name in names:
       self._check_layer(model.get_layer(name))
     if not self.fold_bn:
@@ -253,7 +263,8 @@ class SynapticStrength(base.PruningMethod):
   def _norms(self, wrapper) -> np.ndarray:
     weight = wrapper.prunable[0]
     kernel = np.asarray(weight.variable, np.float64)
-    return np.sqrt((kernel ** 2).sum(axis=weight.layout.spatial))
+    return np.sqrt((kernel ** 2).sum(axis=weight.layout.spatial) +
+                   self.epsilon)     # the divisor weight_value uses
 
   def build(self, wrapper) -> None:
     self._check_layer(wrapper.layer)
@@ -276,11 +287,17 @@ class SynapticStrength(base.PruningMethod):
     if isinstance(schedule, schedules.Periodic) and not own_rule:
       raise ValueError('a Periodic schedule gives no sparsity: set target= '
                        '(a connection sparsity) or threshold= (a strength)')
-    if schedule is not None and not isinstance(schedule, schedules.Periodic) and (
-        own_rule):
+    if own_rule and not isinstance(schedule, schedules.Periodic):
+      given = ('no schedule' if schedule is None else
+               f'{type(schedule).__name__}, which gives the sparsity itself')
       raise ValueError(
-          f'{type(schedule).__name__} gives the sparsity itself; target= and '
-          'threshold= prune once at a tfprune.schedules.Periodic(T, T) point')
+          f'target= and threshold= prune once at the point of a '
+          f'tfprune.schedules.Periodic(T, T) schedule; got {given}. To prune '
+          'a trained model now, pass the sparsity as schedule= instead')
+    if (schedule is not None and not isinstance(schedule, schedules.Periodic)
+        and getattr(schedule, 'end_step', -1) < 0):
+      logger.warning('SynapticStrength with %s(end_step=-1): the masks never '
+                     'freeze and the penalty stays on', type(schedule).__name__)
 
   # --- pruning ---------------------------------------------------------------
   def score(self, wrapper, index):
@@ -316,7 +333,10 @@ class SynapticStrength(base.PruningMethod):
     if math.isnan(sparsity) and not own_rule:
       raise ValueError('no sparsity to prune to: set target= or threshold=, '
                        'or use a schedule that gives a sparsity')
-    strengths = [np.asarray(w.gates[0]) for w in wrappers]
+    # Rank |s| of the connections still alive: a pruned connection's s gets
+    # no gradient and must not come back as a zero kernel at a later point.
+    strengths = [np.asarray(w.gates[0]) * np.asarray(w.masks[0])
+                 for w in wrappers]
     if self.threshold is not None:
       masks = select_connections(strengths, threshold=self.threshold)
     else:
