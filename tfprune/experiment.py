@@ -140,7 +140,8 @@ def _wants_shrink(config, model) -> bool:
   if config.shrink != 'auto':
     return config.shrink == 'yes'
   from tfprune.wrapper import collect_wrappers  # pylint: disable=g-import-not-at-top
-  return any(str(w.structure) in ('channel', 'kernel', 'layer')
+  return any(str(w.structure) in ('channel', 'kernel', 'input_channel',
+                                  'layer')
              for w in collect_wrappers(model))
 
 

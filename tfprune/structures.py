@@ -202,6 +202,26 @@ class Kernel(Structure):
     return tuple(a for a in range(rank) if a not in layout.spatial)
 
 
+class Column(Structure):
+  """Everything feeding one output from one input position: a Conv2D
+  ``(kh, kw, cin)`` position (its column in the im2col matrix) or a Dense
+  input row; one unit spans all outputs."""
+
+  name = 'column'
+
+  def _kept_axes(self, rank, layout):
+    return tuple(a for a in range(rank) if a not in layout.outputs)
+
+
+class InputChannel(Structure):
+  """One input channel (Conv2D) or input row (Dense) across all outputs."""
+
+  name = 'input_channel'
+
+  def _kept_axes(self, rank, layout):
+    return (layout.in_axis,)
+
+
 class Channel(Structure):
   """One output unit (neuron or filter) per unit; biases follow it."""
 
@@ -340,13 +360,15 @@ class NM(Structure):
 
 StructureLike = Union[str, Structure]
 
-_SIMPLE = {'weight': Weight, 'kernel': Kernel, 'channel': Channel,
-           'layer': Layer}
-KINDS = ('weight', 'kernel', 'channel', 'layer', 'block(r,c)', 'n:m')
+_SIMPLE = {'weight': Weight, 'kernel': Kernel, 'column': Column,
+           'input_channel': InputChannel, 'channel': Channel, 'layer': Layer}
+KINDS = ('weight', 'kernel', 'column', 'input_channel', 'channel', 'layer',
+         'block(r,c)', 'n:m')
 
 
 def get(spec: StructureLike) -> Structure:
-  """A structure from its name: 'weight', 'kernel', 'channel', 'layer',
+  """A structure from its name: 'weight', 'kernel', 'column',
+  'input_channel', 'channel', 'layer',
   'block(4,1)' or '2:4' (an instance passes through)."""
   if isinstance(spec, Structure):
     return spec

@@ -115,7 +115,7 @@ class PruningWrapper(keras.layers.Wrapper):
     gate = self.gates[index]
     if gate is not None:
       out = out * self.method.gate_structure.broadcastable(
-          self.method.gate_value(tf.cast(gate, value.dtype)), shape,
+          self.method.gate_value(tf.cast(gate, value.dtype), self), shape,
           weight.layout)
     return out
 
@@ -129,7 +129,7 @@ class PruningWrapper(keras.layers.Wrapper):
     gate_structure = self.method.gate_structure
     if gate_structure is not None:
       gate = gate_structure.bias_mask(
-          self.method.gate_value(self.gates[0]), weight.layout)
+          self.method.gate_value(self.gates[0], self), weight.layout)
       if gate is not None:
         factor = gate if factor is None else factor * gate
     if factor is None:

@@ -8,10 +8,11 @@ from tfprune.methods.base import serialize
 from tfprune.methods.magnitude import Magnitude
 from tfprune.methods.network_trimming import NetworkTrimming
 from tfprune.methods.network_trimming import Trimming
+from tfprune.methods.psp import PSP
 from tfprune.methods.small_world import SmallWorld
 from tfprune.methods.synaptic_strength import SynapticStrength
 
-__all__ = ['PruningMethod', 'Magnitude', 'SmallWorld', 'NetworkTrimming',
+__all__ = ['PruningMethod', 'Magnitude', 'SmallWorld', 'NetworkTrimming', 'PSP',
            'SynapticStrength',
            'Trimming', 'get', 'register', 'serialize',
            'deserialize']

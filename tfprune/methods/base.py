@@ -91,8 +91,10 @@ class PruningMethod(abc.ABC):
   def gate_regularizer(self):
     return None
 
-  def gate_value(self, gate: tf.Tensor) -> tf.Tensor:
-    """What a gate contributes to the effective weight (e.g. thresholded)."""
+  def gate_value(self, gate: tf.Tensor, wrapper) -> tf.Tensor:
+    """What a gate contributes to the effective weight (e.g. thresholded);
+    ``wrapper`` gives access to its state (e.g. ``pruning_step``)."""
+    del wrapper
     return gate
 
   def weight_value(self, weight: tf.Tensor, layout) -> tf.Tensor:

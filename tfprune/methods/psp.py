@@ -1,0 +1,217 @@
+"""Parameterized Structured Pruning (Schindler et al., arXiv 1906.05180).
+
+Every structure of a weight (a column, an input channel, a filter or the
+whole layer) gets a trainable parameter ``alpha``, initialised to 1; the layer
+computes with ``q = w * T(alpha)``, so ``dE/d alpha_i = sum_j dE/dq_ij * w_ij``
+aggregates the gradient of the whole structure. Weight decay on alpha (an
+L2 regulariser ``lambda/2 * alpha^2``) drives the alphas of structures the
+data does not need towards zero while the others stay large.
+
+Learned mode (no sparsity target, the paper's main mode): from ``begin_step``
+on, ``T(alpha) = alpha * 1[|alpha| >= epsilon]`` in the forward pass with a
+straight-through gradient (the backward pass sees ``alpha``), so a structure
+below ``epsilon`` still gets gradient and can come back. At ``freeze_step``
+the structures with ``|alpha| < epsilon`` become masks (their weights set to
+zero) and stay pruned while the rest fine-tunes. Target mode ("PSP at fixed
+sparsity"): a tfmot schedule gives the sparsity and each layer keeps the
+structures with the largest ``|alpha|``.
+
+Optimizer assumption: Keras' L2 adds ``lambda/2 * alpha^2`` per alpha, whose
+gradient is ``lambda * alpha``; with ``SGD(momentum=0.9)`` the update is the
+paper's Eq. 6, ``dA(t+1) = mu*dA(t) - eta*dE/dA - lambda*eta*A``. Adam and
+other adaptive optimizers rescale that decay per parameter, so it no longer
+separates structures the same way; a warning says so.
+
+Layer structures remove a whole layer, which only leaves a working network
+where the layer sits on a residual branch with an identity shortcut (a
+ResNet block); elsewhere they are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from tfprune import schedules, structures
+from tfprune.methods import base
+
+logger = logging.getLogger('tfprune')
+
+STRUCTURES = ('column', 'input_channel', 'filter', 'layer')
+_ALIASES = {'filter': 'channel'}
+
+
+def _single_input(layer):
+  inputs = layer.input
+  return inputs if not isinstance(inputs, (list, tuple)) else None
+
+
+def on_residual_branch(model: keras.Model, name: str) -> bool:
+  """Whether layer ``name`` sits on a branch that an identity shortcut
+  bypasses: its output reaches an ``Add`` through single-consumer layers,
+  and the Add's other input is the tensor the branch started from."""
+  layer = model.get_layer(name)
+  ancestors = []
+  tensor = _single_input(layer)
+  while tensor is not None:
+    ancestors.append(tensor)
+    history = getattr(tensor, '_keras_history', None)
+    if history is None or isinstance(history.layer, keras.layers.InputLayer):
+      break
+    tensor = _single_input(history.layer)
+  current = layer
+  for _ in range(len(model.layers)):
+    consumers = [node.outbound_layer for node in current._outbound_nodes]  # pylint: disable=protected-access
+    if len(consumers) != 1:
+      return False
+    nxt = consumers[0]
+    if isinstance(nxt, keras.layers.Add):
+      others = [t for t in nxt.input if t is not current.output]
+      return len(others) == 1 and any(others[0] is a for a in ancestors)
+    if _single_input(nxt) is None:
+      return False
+    current = nxt
+  return False
+
+
+@base.register
+class PSP(base.PruningMethod):
+  """Learnable structure parameters with weight decay, thresholded.
+
+  Args:
+    structure: 'column' (Conv2D (kh, kw, cin) position / Dense input row),
+      'input_channel', 'filter' (output channel) or 'layer'.
+    weight_decay: lambda of the L2 decay on alpha (Keras adds lambda/2 *
+      alpha^2). The paper sweeps it to trade sparsity for error.
+    epsilon: structures with |alpha| < epsilon are pruned.
+    begin_step: first training step (tfmot counting, 1 = first batch) at
+      which the threshold applies (learned mode).
+    freeze_step: step at which the masks are fixed; -1 = never (the
+      threshold keeps applying, structures can always come back).
+  """
+
+  zero_pruned_weights = True
+
+  def __init__(self, structure: str = 'column', weight_decay: float = 3e-4,
+               epsilon: float = 1e-2, begin_step: int = 0,
+               freeze_step: int = -1):
+    if str(structure) not in STRUCTURES + ('channel',):
+      raise ValueError(f'PSP structures are {STRUCTURES}, got {structure!r}')
+    super().__init__(_ALIASES.get(str(structure), str(structure)))
+    self.gate_structure = self.structure
+    if not weight_decay >= 0:
+      raise ValueError(f'weight_decay must be >= 0, got {weight_decay}')
+    if not epsilon > 0:
+      raise ValueError(f'epsilon must be > 0, got {epsilon}')
+    if freeze_step >= 0 and freeze_step < begin_step:
+      raise ValueError(f'freeze_step ({freeze_step}) comes before begin_step '
+                       f'({begin_step}); use freeze_step=-1 for no freeze')
+    self.weight_decay = float(weight_decay)
+    self.epsilon = float(epsilon)
+    self.begin_step = int(begin_step)
+    self.freeze_step = int(freeze_step)
+    self.info: Dict = {'frozen_at': None}
+    self._warned = False
+
+  # --- gates -------------------------------------------------------------
+  def gate_regularizer(self):
+    if self.weight_decay == 0:
+      return None
+    return keras.regularizers.L2(self.weight_decay / 2)
+
+  @staticmethod
+  def _learned(wrapper) -> bool:
+    return (wrapper.schedule is None or
+            isinstance(wrapper.schedule, schedules.Periodic))
+
+  def gate_value(self, gate, wrapper):
+    if not self._learned(wrapper):
+      return gate         # target mode: the masks cut, alpha only scales
+    step = wrapper.pruning_step
+    active = step >= self.begin_step
+    if self.freeze_step >= 0:       # after the freeze the masks take over
+      active = tf.logical_and(active, step < self.freeze_step)
+    keep = tf.cast(tf.abs(gate) >= self.epsilon, gate.dtype)
+    thresholded = gate + tf.stop_gradient(gate * keep - gate)
+    return tf.where(active, thresholded, gate)
+
+  # --- wrapping and training ----------------------------------------------
+  def on_wrapped(self, wrappers: Sequence, model) -> None:
+    schedule = wrappers[0].schedule
+    if isinstance(schedule, schedules.Periodic):
+      raise ValueError('PSP sets its own freeze point: pass freeze_step= '
+                       'instead of a Periodic schedule')
+    if isinstance(self.structure, structures.Layer):
+      for wrapper in wrappers:
+        if not on_residual_branch(model, wrapper.layer.name):
+          raise ValueError(
+              f"PSP structure='layer' would remove layer "
+              f'{wrapper.layer.name!r}, which no identity shortcut bypasses '
+              '(only layers inside ResNet-style residual branches can go). '
+              "Select only such layers, or use structure='filter'.")
+    if schedule is None and self.freeze_step >= 0:
+      freeze = schedules.Periodic(self.freeze_step, self.freeze_step, 1)
+      for wrapper in wrappers:
+        wrapper.schedule = freeze
+
+  def on_train_begin(self, wrappers: Sequence, model) -> None:
+    optimizer = getattr(model, 'optimizer', None)
+    while hasattr(optimizer, 'inner_optimizer'):
+      optimizer = optimizer.inner_optimizer
+    if optimizer is None or self._warned or self.weight_decay == 0:
+      return
+    momentum = getattr(optimizer, 'momentum', None)
+    if type(optimizer).__name__ != 'SGD' or not momentum:
+      self._warned = True
+      logger.warning(
+          'PSP: alpha is trained by %s; the decay matches the paper (Eq. 6) '
+          'only with SGD(momentum=0.9). Adaptive optimizers rescale it per '
+          'parameter.', type(optimizer).__name__)
+
+  # --- masks ---------------------------------------------------------------
+  def score(self, wrapper, index):
+    return tf.abs(wrapper.gates[index])
+
+  def update_masks(self, wrappers: Sequence, sparsity: float,
+                   step: int) -> None:
+    if not math.isnan(float(sparsity)):
+      return super().update_masks(wrappers, sparsity, step)   # target mode
+    for wrapper in wrappers:                                    # freeze
+      for index in range(len(wrapper.prunable)):
+        keep = np.abs(np.asarray(wrapper.gates[index])) >= self.epsilon
+        wrapper.assign_mask(index, keep.astype(np.float32))
+    self.info = {'frozen_at': int(step), 'pruned': alpha_sparsity(wrappers,
+                                                                  self.epsilon)}
+    logger.info('PSP: masks frozen at step %d: %s', step, self.info['pruned'])
+
+  def report_info(self) -> Optional[dict]:
+    return dict(self.info)
+
+  def get_config(self):
+    name = {v: k for k, v in _ALIASES.items()}.get(str(self.structure),
+                                                   str(self.structure))
+    return {'structure': name, 'weight_decay': self.weight_decay,
+            'epsilon': self.epsilon, 'begin_step': self.begin_step,
+            'freeze_step': self.freeze_step}
+
+
+def alpha_sparsity(wrappers: Sequence, epsilon: Optional[float] = None
+                   ) -> Dict[str, float]:
+  """Per layer, the fraction of structures with |alpha| < epsilon (and of
+  masked ones), plus 'total' over all structures of the given wrappers."""
+  out, pruned, count = {}, 0, 0
+  for wrapper in wrappers:
+    eps = wrapper.method.epsilon if epsilon is None else epsilon
+    gone = [(np.abs(np.asarray(g)) < eps) | (np.asarray(m) == 0)
+            for g, m in zip(wrapper.gates, wrapper.masks)]
+    n = sum(x.size for x in gone)
+    k = sum(int(x.sum()) for x in gone)
+    out[wrapper.layer.name] = k / n
+    pruned, count = pruned + k, count + n
+  out['total'] = pruned / max(count, 1)
+  return out
