@@ -9,7 +9,8 @@ from tfprune.methods.magnitude import Magnitude
 from tfprune.methods.network_trimming import NetworkTrimming
 from tfprune.methods.network_trimming import Trimming
 from tfprune.methods.small_world import SmallWorld
+from tfprune.methods.synthesis import Synthesis
 
 __all__ = ['PruningMethod', 'Magnitude', 'SmallWorld', 'NetworkTrimming',
-           'Trimming', 'get', 'register', 'serialize',
+           'Trimming', 'Synthesis', 'get', 'register', 'serialize',
            'deserialize']
