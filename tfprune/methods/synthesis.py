@@ -79,6 +79,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from scipy import special
+import tensorflow as tf
 
 from tfprune import optimizer_state, schedules, structures
 from tfprune.methods import base
@@ -343,7 +344,8 @@ class Synthesis(base.PruningMethod):
         self.end_step if end_step is None else end_step, self.grow_every)
 
   def score(self, wrapper, index):
-    return wrapper.prunable[index].variable
+    """``|w|``: what pruning ranks (growth has its own rules)."""
+    return tf.abs(wrapper.prunable[index].variable)
 
   # --- budgets ----------------------------------------------------------------
   @staticmethod
