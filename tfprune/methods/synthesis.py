@@ -29,7 +29,7 @@ units (columns ``j``). Densities count the edges of the wrapped kernels only
 3. *Events* (every ``grow_every`` steps, the schedule's update points). Per
    layer, from the weights and mask before the event:
 
-   * counts: ``g = min(round(growth * c_l), absent edges)`` (at least 1);
+   * counts: ``g = min(max(1, round(growth * c_l)), absent edges, c_l)``;
      with ``prune=False``: ``g = min(g, c_l - a)`` and ``r = 0`` (growth
      stops at capacity); with ``prune=True``:
      ``r = min(a, max(floor(prune_ratio * g), a + g - c_l))``, so ``r < g``
