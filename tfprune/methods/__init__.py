@@ -11,8 +11,9 @@ from tfprune.methods.network_trimming import Trimming
 from tfprune.methods.psp import PSP
 from tfprune.methods.small_world import SmallWorld
 from tfprune.methods.synaptic_strength import SynapticStrength
+from tfprune.methods.synthesis import Synthesis
 
 __all__ = ['PruningMethod', 'Magnitude', 'SmallWorld', 'NetworkTrimming', 'PSP',
-           'SynapticStrength',
-           'Trimming', 'get', 'register', 'serialize',
+           'SynapticStrength', 'Synthesis', 'Trimming', 'get', 'register',
+           'serialize',
            'deserialize']
