@@ -346,7 +346,7 @@ class SmallWorld(base.PruningMethod):
       mask = masks[wrapper.layer.name]
       wrapper.assign_mask(0, mask)
       if self.rescale_init:
-        _rescale(wrapper, mask)
+        rescale_to_fan_in(wrapper, mask)
     kept = fixed_params + sum(edges[n] * sizes[n][2] for n in sizes)
     if budget - kept >= min(s[2] for s in sizes.values()):
       warnings.warn(
@@ -461,8 +461,9 @@ def _p_key(p: float) -> int:
   return int(round(float(p) * 1e6))
 
 
-def _rescale(wrapper, mask: np.ndarray) -> None:
-  """Scale kept weights of output j by sqrt(n_in / fan_in_j)."""
+def rescale_to_fan_in(wrapper, mask: np.ndarray) -> None:
+  """Scale kept weights of output j by sqrt(n_in / fan_in_j) (a sparse start
+  with the dense initializer's output variance; Small-World, Synthesis)."""
   kernel = wrapper.prunable[0].variable
   fan_in = mask.sum(axis=0).astype(np.float64)
   factor = np.where(fan_in > 0, np.sqrt(mask.shape[0] / np.maximum(fan_in, 1)),

@@ -424,7 +424,7 @@ class Synthesis(base.PruningMethod):
       mask = mask.reshape(wrapper.prunable[0].variable.shape)
       wrapper.assign_mask(0, mask)
       if self.rescale_init:
-        small_world._rescale(wrapper, mask)  # pylint: disable=protected-access
+        small_world.rescale_to_fan_in(wrapper, mask)
     total = sum(p['possible'] for p in plan.values())
     initial = sum(p['initial'] for p in plan.values())
     self.history = {
