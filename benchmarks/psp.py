@@ -175,6 +175,7 @@ def main(argv):
   sys.path.insert(0, root)
   import tfprune  # pylint: disable=g-import-not-at-top
   from tfprune import experiment  # pylint: disable=g-import-not-at-top
+  from tfprune.methods import PSP  # pylint: disable=g-import-not-at-top
   from benchmarks import results  # pylint: disable=g-import-not-at-top
   from configs import lenet5_mnist_psp, resnet20_psp  # pylint: disable=g-import-not-at-top
 
@@ -228,7 +229,8 @@ def main(argv):
       f'SGD(momentum 0.9) everywhere, {epochs} epochs then {finetune} '
       'fine-tuning epoch(s) at a 10x lower LR for every pruned point. PSP: '
       'trained from scratch with weight decay lambda on alpha only (weights '
-      f'undecayed), epsilon {1e-2:g} with a straight-through threshold from '
+      f'undecayed), epsilon {PSP().epsilon:g} with a straight-through '
+      'threshold from '
       'step 0, masks frozen after the first stage; the sparsity is learned '
       '(one point per lambda). With SGD momentum mu and LR eta, decay alone '
       'shrinks alpha by about eta*lambda/(1-mu) per step, so an unused '
@@ -242,7 +244,9 @@ def main(argv):
       'positions, Dense input rows) or filters (output channels, Dense '
       'units) whose weights are all zero in the stripped model, over the '
       'wrapped layers; "weights kept" is over all their weights. One seed; '
-      '"train s" is wall clock on a shared machine (informational).', '',
+      '"train s" is wall clock on a shared machine (informational): PSP '
+      'rows include their from-scratch training, L1 rows only the '
+      'fine-tuning after the shared dense model.', '',
       f'### {lenet.name}', '',
       f'LeNet-5 (Caffe 20-50-500-10, no conv ReLU), layers '
       f'{", ".join(lenet.layers)} wrapped, batch {lc.batch_size}, LR '
@@ -251,7 +255,12 @@ def main(argv):
       f'CIFAR-10 is not available offline. Fashion-MNIST zero-padded to '
       f'32x32 (one channel), the first {len(rtrain[0]):,} training images, '
       f'full test set; ResNet-20 (option-B projections), every Conv2D '
-      f'wrapped, batch {rc.batch_size}, LR {rc.learning_rate}.', '',
+      f'wrapped, batch {rc.batch_size}, LR {rc.learning_rate}. Every conv '
+      'here feeds a BatchNormalization, which removes the scale of each '
+      'output channel in training, so a filter alpha gets almost no '
+      'gradient from the data: the PSP filter points show when the decay '
+      'alone pushes alphas under epsilon, not a data-driven ranking (the '
+      'column alphas are ranked against each other by the data).', '',
       _table(resnet), '',
       f'![PSP accuracy vs sparsity]({os.path.basename(PLOT)})']
   results.write_section('psp', '\n'.join(lines))

@@ -82,7 +82,7 @@ def _fit(model, x, y, epochs, optimizer=None):
 def test_decay_drives_an_unused_alpha_under_epsilon():
   x, y = _dense_data()
   pruned = tfprune.prune(_dense_model(), PSP('column', weight_decay=0.1))
-  _fit(pruned, x, y, epochs=30)   # decay alone: |alpha| ~ 0.95^step (SGD)
+  _fit(pruned, x, y, epochs=30)   # decay alone: |alpha| ~ 0.95^step envelope
   alpha = np.abs(np.asarray(wrappers(pruned)[0].gates[0])).ravel()
   assert alpha[3] < 1e-2 < alpha[0]
   assert min(alpha[:3]) > 0.3
@@ -186,7 +186,7 @@ def test_adaptive_optimizer_warns_and_bad_arguments_fail(caplog):
   assert 'SGD(momentum=0.9)' in caplog.text
   with pytest.raises(ValueError, match='PSP structures'):
     PSP('kernel')
-  with pytest.raises(ValueError, match='before begin_step'):
+  with pytest.raises(ValueError, match='must come after'):
     PSP(begin_step=10, freeze_step=5)
   with pytest.raises(ValueError, match='freeze_step='):
     tfprune.prune(_dense_model(), PSP(),
@@ -213,3 +213,59 @@ def test_saved_model_round_trip(tmp_path):
   assert isinstance(again.schedule, tfprune.schedules.Periodic)
   assert again.schedule.begin_step == 40
   del x, y
+
+
+def test_decay_is_lambda_alpha_per_unit_learning_rate():
+  x, y = _dense_data(16)
+  pruned = tfprune.prune(_dense_model(), PSP('column', weight_decay=0.2,
+                                             begin_step=1000))
+  wrapper = wrappers(pruned)[0]
+  wrapper.gates[0].assign([1.0, 1.0, 1.0, 0.5])
+  _fit(pruned, x, y, 1, keras.optimizers.SGD(0.1))   # one batch, no momentum
+  # input 3 is always 0: only the decay moves its alpha, by lr * lambda * a
+  np.testing.assert_allclose(float(wrapper.gates[0][3]), 0.5 * (1 - 0.02),
+                             rtol=1e-6)
+
+
+def test_freezing_a_filter_with_a_bias_keeps_the_output():
+  model = _dense_model()
+  model.get_layer('fc').bias.assign([0.5, -2.0])
+  pruned = tfprune.prune(model, PSP('filter', weight_decay=0, freeze_step=5))
+  wrapper = wrappers(pruned)[0]
+  wrapper.gates[0].assign([1e-3, 1.5])
+  wrapper.pruning_step.assign(3)                    # thresholding, not frozen
+  x, _ = _dense_data(8)
+  before = pruned.predict(x, verbose=0)
+  wrapper.pruning_step.assign(5)
+  wrapper.method.update_masks([wrapper], float('nan'), 5)   # the freeze
+  np.testing.assert_array_equal(np.asarray(wrapper.masks[0]), [0, 1])
+  np.testing.assert_allclose(pruned.predict(x, verbose=0), before, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(wrapper.layer.bias), [0.0, -2.0])
+
+
+def test_target_mode_through_fit_and_layers_ranked_globally():
+  x, y = _dense_data()
+  pruned = tfprune.prune(
+      _dense_model(), PSP('column', weight_decay=0),
+      schedule=tfprune.schedules.PolynomialDecay(0.25, 0.5, 1, 4, frequency=1))
+  _fit(pruned, x, y, epochs=1)
+  assert np.asarray(wrappers(pruned)[0].masks[0]).sum() == 2
+  model = tfprune.models.resnet(20, input_shape=(8, 8, 1), width=0.25)
+  block_convs = ['s1b1_conv1', 's1b1_conv2', 's1b2_conv1', 's1b2_conv2']
+  pruned = tfprune.prune(model, PSP('layer'), layers=block_convs,
+                         schedule=tfprune.schedules.ConstantSparsity(0.5, 0))
+  group = wrappers(pruned)
+  for wrapper, alpha in zip(group, (0.3, 2.0, 0.1, 1.0)):
+    wrapper.gates[0].assign(np.full(wrapper.gates[0].shape, alpha))
+  group[0].method.update_masks(group, 0.5, 1)
+  assert [float(np.asarray(w.masks[0]).sum()) for w in group] == [0, 1, 0, 1]
+
+
+def test_modes_that_would_do_nothing_are_refused():
+  with pytest.raises(ValueError, match='nothing to rank'):
+    tfprune.prune(_dense_model(), PSP(), schedule=0.5)
+  with pytest.raises(ValueError, match='must come after'):
+    PSP(freeze_step=0)
+  with pytest.raises(ValueError, match='learned mode'):
+    tfprune.prune(_dense_model(), PSP(freeze_step=10),
+                  schedule=tfprune.schedules.ConstantSparsity(0.5, 0))

@@ -181,9 +181,12 @@ class PruningWrapper(keras.layers.Wrapper):
       weight = self.prunable[index]
       weight.variable.assign(weight.variable * self.structure.expand(
           mask, weight.variable.shape, weight.layout))
-      factor = self._bias_factor()
-      if factor is not None and index == 0:
-        self.layer.bias.assign(self.layer.bias * factor)
+      bias = prunable.bias_of(self.layer)
+      factor = self.structure.bias_mask(mask, weight.layout)
+      if (bias is not None and factor is not None and index == 0 and
+          len(self.prunable) == 1):       # the mask only, never the gate
+        bias.assign(bias * tf.broadcast_to(tf.cast(factor, bias.dtype),
+                                           bias.shape))
 
   def compute_output_shape(self, input_shape):
     return self.layer.compute_output_shape(input_shape)

@@ -16,11 +16,22 @@ zero) and stay pruned while the rest fine-tunes. Target mode ("PSP at fixed
 sparsity"): a tfmot schedule gives the sparsity and each layer keeps the
 structures with the largest ``|alpha|``.
 
+Filter and layer structures also scale the layer's bias (a pruned filter
+must output exactly zero), so their gradient has an extra ``dE/db * b``.
+
 Optimizer assumption: Keras' L2 adds ``lambda/2 * alpha^2`` per alpha, whose
 gradient is ``lambda * alpha``; with ``SGD(momentum=0.9)`` the update is the
 paper's Eq. 6, ``dA(t+1) = mu*dA(t) - eta*dE/dA - lambda*eta*A``. Adam and
 other adaptive optimizers rescale that decay per parameter, so it no longer
-separates structures the same way; a warning says so.
+separates structures the same way; a warning says so. The kernels get no
+decay from PSP (add it to the layers if wanted).
+
+Known limit: a layer followed by BatchNormalization is invariant to the
+scale of its output in training mode, so a filter's or a whole layer's
+alpha gets (almost) no gradient from the data there and the decay alone
+decides when it crosses epsilon (all at about the same step); a warning says
+so. Columns are ranked against each other by the data, but their common
+scale in such a layer is free too.
 
 Layer structures remove a whole layer, which only leaves a working network
 where the layer sits on a residual branch with an identity shortcut (a
@@ -108,9 +119,12 @@ class PSP(base.PruningMethod):
       raise ValueError(f'weight_decay must be >= 0, got {weight_decay}')
     if not epsilon > 0:
       raise ValueError(f'epsilon must be > 0, got {epsilon}')
-    if freeze_step >= 0 and freeze_step < begin_step:
-      raise ValueError(f'freeze_step ({freeze_step}) comes before begin_step '
-                       f'({begin_step}); use freeze_step=-1 for no freeze')
+    if begin_step < 0:
+      raise ValueError(f'begin_step must be >= 0, got {begin_step}')
+    if freeze_step != -1 and freeze_step <= max(begin_step, 0):
+      raise ValueError(f'freeze_step ({freeze_step}) must come after '
+                       f'begin_step ({begin_step}) (steps count from 1); use '
+                       'freeze_step=-1 for no freeze')
     self.weight_decay = float(weight_decay)
     self.epsilon = float(epsilon)
     self.begin_step = int(begin_step)
@@ -146,6 +160,20 @@ class PSP(base.PruningMethod):
     if isinstance(schedule, schedules.Periodic):
       raise ValueError('PSP sets its own freeze point: pass freeze_step= '
                        'instead of a Periodic schedule')
+    if schedule is not None and (self.begin_step or self.freeze_step != -1):
+      raise ValueError('with a sparsity schedule (target mode) the masks '
+                       'follow the schedule; begin_step/freeze_step are for '
+                       'the learned mode (schedule=None)')
+    if not isinstance(self.structure, structures.Column):
+      for wrapper in wrappers:
+        consumers = [n.outbound_layer for n in wrapper._outbound_nodes]  # pylint: disable=protected-access
+        if any(isinstance(c, keras.layers.BatchNormalization)
+               for c in consumers):
+          logger.warning(
+              'PSP %s alpha of %r feeds a BatchNormalization, which removes '
+              'the scale of each output in training: the data gives alpha '
+              '(almost) no gradient, so the decay alone decides when it '
+              'crosses epsilon', self.structure, wrapper.layer.name)
     if isinstance(self.structure, structures.Layer):
       for wrapper in wrappers:
         if not on_residual_branch(model, wrapper.layer.name):
@@ -166,12 +194,15 @@ class PSP(base.PruningMethod):
     if optimizer is None or self._warned or self.weight_decay == 0:
       return
     momentum = getattr(optimizer, 'momentum', None)
-    if type(optimizer).__name__ != 'SGD' or not momentum:
+    if (type(optimizer).__name__ != 'SGD' or not momentum or
+        getattr(optimizer, 'nesterov', False) or
+        getattr(optimizer, 'weight_decay', None)):
       self._warned = True
       logger.warning(
-          'PSP: alpha is trained by %s; the decay matches the paper (Eq. 6) '
-          'only with SGD(momentum=0.9). Adaptive optimizers rescale it per '
-          'parameter.', type(optimizer).__name__)
+          'PSP: alpha is trained by %s (momentum %s); the decay matches the '
+          "paper's Eq. 6 only with plain SGD(momentum=0.9) (no Nesterov, no "
+          'optimizer weight_decay); adaptive optimizers rescale it per '
+          'parameter.', type(optimizer).__name__, momentum)
 
   # --- masks ---------------------------------------------------------------
   def score(self, wrapper, index):
@@ -179,8 +210,20 @@ class PSP(base.PruningMethod):
 
   def update_masks(self, wrappers: Sequence, sparsity: float,
                    step: int) -> None:
-    if not math.isnan(float(sparsity)):
-      return super().update_masks(wrappers, sparsity, step)   # target mode
+    if not math.isnan(float(sparsity)):                         # target mode
+      if wrappers[0].schedule is None:
+        raise ValueError(
+            'PSP ranks its alphas, which all start at 1: a one-shot prune '
+            'when wrapping has nothing to rank. Pass a tfmot schedule '
+            '(e.g. PolynomialDecay) so masks follow alpha during training.')
+      if isinstance(self.structure, structures.Layer):   # one alpha a layer
+        slots = [(w, i) for w in wrappers for i in range(len(w.prunable))]
+        kept = base.global_keep_top([self.score(w, i) for w, i in slots],
+                                    sparsity)
+        for (wrapper, index), mask in zip(slots, kept):
+          wrapper.assign_mask(index, mask)
+        return None
+      return super().update_masks(wrappers, sparsity, step)
     for wrapper in wrappers:                                    # freeze
       for index in range(len(wrapper.prunable)):
         keep = np.abs(np.asarray(wrapper.gates[index])) >= self.epsilon
