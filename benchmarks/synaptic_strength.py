@@ -40,7 +40,7 @@ _SPARSITIES = flags.DEFINE_list('sparsities', ['0.9', '0.96'],
                                 'Connection sparsities.')
 _LENET_EPOCHS = flags.DEFINE_integer('lenet_epochs', 4,
                                      'LeNet-5 epochs before pruning.')
-_VGG_EPOCHS = flags.DEFINE_integer('vgg_epochs', 4,
+_VGG_EPOCHS = flags.DEFINE_integer('vgg_epochs', 3,
                                    'VGG-16 epochs before pruning.')
 _FINETUNE = flags.DEFINE_integer('finetune', 2, 'Fine-tuning epochs.')
 _VGG_WIDTH = flags.DEFINE_float('vgg_width', 0.25, 'VGG-16 width factor.')
