@@ -33,6 +33,8 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from benchmarks import common
+
 _DATA_DIR = flags.DEFINE_string('data_dir', '../shared/data',
                                 'Folder holding mnist/ and fashion_mnist/.')
 _L1 = flags.DEFINE_float('l1', 1e-4, 'Penalty weight on sum |s|.')
@@ -51,11 +53,6 @@ _SMOKE = flags.DEFINE_integer(
 PLOT = os.path.join('docs', 'synaptic_strength.png')
 
 
-def _accuracy(model, x, y) -> float:
-  return float((model.predict(x, batch_size=1000, verbose=0).argmax(-1)
-                == y).mean())
-
-
 class Setting:
   """One network + data + training recipe; runs every row."""
 
@@ -69,11 +66,8 @@ class Setting:
 
   def fit(self, model, epochs, lr):
     import tf_keras as keras  # pylint: disable=g-import-not-at-top
-    import tfprune  # pylint: disable=g-import-not-at-top
-    model.compile(keras.optimizers.Adam(lr), 'sparse_categorical_crossentropy')
-    model.fit(*self.train, epochs=epochs, batch_size=self.batch_size,
-              verbose=2, callbacks=[tfprune.PruningStep()])
-    return model
+    return common.fit(model, self.train, epochs, keras.optimizers.Adam(lr),
+                      self.batch_size)
 
   def export(self, criterion, sparsity, pruned, started):
     """Fine-tune, strip, shrink, convert, check; one table row."""
@@ -96,7 +90,7 @@ class Setting:
         'connections': total,
         'thinnest': f'{wrappers[thinnest].layer.name} '
                     f'{int(masks[thinnest].sum())}/{masks[thinnest].size}',
-        'accuracy': _accuracy(pruned, *self.test),
+        'accuracy': common.accuracy(pruned, *self.test),
         'tflite_accuracy': tflite_export.evaluate(path, *self.test),
         'params': tfprune.report(stripped)['totals']['params'],
         'shrunk_params': tfprune.report(shrunk)['totals']['params'],
@@ -115,7 +109,7 @@ class Setting:
     started = time.time()
     dense = self.fit(self.build(), self.epochs, self.lr)
     self.rows.append({'criterion': 'dense', 'target': 0.0, 'sparsity': 0.0,
-                      'accuracy': _accuracy(dense, *self.test),
+                      'accuracy': common.accuracy(dense, *self.test),
                       'seconds': time.time() - started})
     unpenalised = tfprune.prune(dense, SynapticStrength(l1=0), layers=conv)
     self.strengths['dense: gamma * ||K||'] = _strengths(unpenalised)
@@ -138,7 +132,7 @@ class Setting:
     self.strengths[f'penalised (l1={l1:g})'] = _strengths(penalised)
     self.rows.append({'criterion': 'Synaptic Strength, before pruning',
                       'target': 0.0, 'sparsity': 0.0,
-                      'accuracy': _accuracy(penalised, *self.test),
+                      'accuracy': common.accuracy(penalised, *self.test),
                       'seconds': time.time() - started})
     base = tfprune.strip(penalised)   # s * V/||V|| folded: |s| = ||K||
     penalty_seconds = time.time() - started
