@@ -35,8 +35,14 @@ _DECAYS = flags.DEFINE_list('decays', ['3e-3', '1e-2', '3e-2', '1e-1'],
                             'LeNet-5 PSP weight decays on alpha (one run '
                             'each).')
 _RESNET_DECAYS = flags.DEFINE_list(
-    'resnet_decays', ['3e-2', '1e-1', '3e-1', '1'],
-    'ResNet-20 PSP weight decays (larger: fewer, larger-LR steps).')
+    'resnet_decays', ['1e-2', '3e-2', '1e-1', '3e-1'],
+    'ResNet-20 PSP weight decays.')
+_RESNET_EPOCHS = flags.DEFINE_integer(
+    'resnet_epochs', 3, 'ResNet-20 epochs before freezing/pruning (its BN '
+    'moving statistics need ~1,000 steps before inference accuracy is '
+    'meaningful).')
+_RESNET_BATCH = flags.DEFINE_integer('resnet_batch', 32, 'ResNet-20 batch.')
+_RESNET_LR = flags.DEFINE_float('resnet_lr', 0.02, 'ResNet-20 SGD LR.')
 _SPARSITIES = flags.DEFINE_list('sparsities', ['0.25', '0.5', '0.75', '0.9'],
                                 'L1-norm one-shot structure sparsities.')
 _EPOCHS = flags.DEFINE_integer('epochs', 2, 'Epochs before freezing/pruning.')
@@ -213,8 +219,9 @@ def main(argv):
   resnet = Setting(
       'ResNet-20 / Fashion-MNIST 32x32',
       lambda: tfprune.models.resnet(20, rtrain[0].shape[1:], 10),
-      keras.layers.Conv2D, rtrain, rtest, rc.batch_size, rc.learning_rate)
-  resnet.run(epochs, finetune, resnet_decays, sparsities)
+      keras.layers.Conv2D, rtrain, rtest, _RESNET_BATCH.value, _RESNET_LR.value)
+  resnet_epochs = 1 if smoke else _RESNET_EPOCHS.value
+  resnet.run(resnet_epochs, finetune, resnet_decays, sparsities)
   print(_table(resnet))
   if smoke:
     _plot([lenet, resnet], os.path.join(tempfile.mkdtemp(), 'psp.png'))
@@ -226,8 +233,9 @@ def main(argv):
       '## PSP: column and filter pruning, LeNet-5 and ResNet-20 substitute',
       '', results.stamp('python -m benchmarks.psp --data_dir=../shared/data'),
       '',
-      f'SGD(momentum 0.9) everywhere, {epochs} epochs then {finetune} '
-      'fine-tuning epoch(s) at a 10x lower LR for every pruned point. PSP: '
+      f'SGD(momentum 0.9) everywhere, {epochs} (LeNet-5) or {resnet_epochs} '
+      f'(ResNet-20) epochs, then {finetune} fine-tuning epoch(s) at a 10x '
+      'lower LR for every pruned point. PSP: '
       'trained from scratch with weight decay lambda on alpha only (weights '
       f'undecayed), epsilon {PSP().epsilon:g} with a straight-through '
       'threshold from '
@@ -237,8 +245,8 @@ def main(argv):
       'structure needs about 4.6(1-mu)/(eta*lambda) steps to fall under '
       'epsilon: the lambdas are scaled to these short schedules and are '
       'larger than a long CIFAR run would use. L1 norm: the dense model '
-      '(the "dense" row, '
-      f'{epochs} epochs) pruned once per layer to the stated sparsity by '
+      '(the "dense" row, first-stage epochs only) '
+      'pruned once per layer to the stated sparsity by '
       'the L1 norm of each structure (tfprune.methods.Magnitude), then '
       'fine-tuned. "structures pruned" counts columns ((kh, kw, cin) '
       'positions, Dense input rows) or filters (output channels, Dense '
@@ -255,7 +263,10 @@ def main(argv):
       f'CIFAR-10 is not available offline. Fashion-MNIST zero-padded to '
       f'32x32 (one channel), the first {len(rtrain[0]):,} training images, '
       f'full test set; ResNet-20 (option-B projections), every Conv2D '
-      f'wrapped, batch {rc.batch_size}, LR {rc.learning_rate}. Every conv '
+      f'wrapped, batch {_RESNET_BATCH.value}, LR {_RESNET_LR.value} (a '
+      'first run at batch 128 and 2 epochs, 188 steps, measured 33% dense '
+      'test accuracy: the BN moving statistics had not caught up; batch 32 '
+      'gives 1,125 steps). Every conv '
       'here feeds a BatchNormalization, which removes the scale of each '
       'output channel in training, so a filter alpha gets almost no '
       'gradient from the data: the PSP filter points show when the decay '
