@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from tfprune import graph
 from tfprune.wrapper import PruningWrapper
 
 _PASS_THROUGH = (keras.layers.BatchNormalization, keras.layers.Dropout,
@@ -45,8 +46,7 @@ def _fused_relu(layer) -> bool:
 
 
 def _single_consumer(layer):
-  nodes = layer._outbound_nodes  # pylint: disable=protected-access
-  consumers = {id(n.outbound_layer): n.outbound_layer for n in nodes}
+  consumers = {id(c): c for c in graph.layer_consumers(layer)}
   return next(iter(consumers.values())) if len(consumers) == 1 else None
 
 

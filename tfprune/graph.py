@@ -153,6 +153,12 @@ class ChannelGraph:
             if k == key]
 
 
+def layer_consumers(layer) -> List:
+  """The layers that read ``layer``'s output, in node order (Keras layer
+  graph; every model the layer was called in counts)."""
+  return [node.outbound_layer for node in layer._outbound_nodes]  # pylint: disable=protected-access
+
+
 def tensor_key(tensor) -> TensorKey:
   layer, node_index, tensor_index = tensor._keras_history  # pylint: disable=protected-access
   return (layer.name, int(node_index), int(tensor_index))

@@ -48,7 +48,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tfprune import schedules, structures
+from tfprune import graph, schedules, structures
 from tfprune.methods import base
 
 logger = logging.getLogger('tfprune')
@@ -77,7 +77,7 @@ def on_residual_branch(model: keras.Model, name: str) -> bool:
     tensor = _single_input(history.layer)
   current = layer
   for _ in range(len(model.layers)):
-    consumers = [node.outbound_layer for node in current._outbound_nodes]  # pylint: disable=protected-access
+    consumers = graph.layer_consumers(current)
     if len(consumers) != 1:
       return False
     nxt = consumers[0]
@@ -166,7 +166,7 @@ class PSP(base.PruningMethod):
                        'the learned mode (schedule=None)')
     if not isinstance(self.structure, structures.Column):
       for wrapper in wrappers:
-        consumers = [n.outbound_layer for n in wrapper._outbound_nodes]  # pylint: disable=protected-access
+        consumers = graph.layer_consumers(wrapper)
         if any(isinstance(c, keras.layers.BatchNormalization)
                for c in consumers):
           logger.warning(

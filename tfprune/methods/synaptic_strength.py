@@ -43,7 +43,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tfprune import schedules, structures
+from tfprune import graph, schedules, structures
 from tfprune.methods import base
 
 logger = logging.getLogger('tfprune')
@@ -56,13 +56,9 @@ def _is_conv2d(layer) -> bool:
           not isinstance(layer, keras.layers.Conv2DTranspose))
 
 
-def _consumers(layer) -> List:
-  return [node.outbound_layer for node in layer._outbound_nodes]  # pylint: disable=protected-access
-
-
 def _foldable_bn(conv) -> Optional[keras.layers.BatchNormalization]:
   """The BatchNormalization directly after ``conv`` whose scale can fold."""
-  consumers = _consumers(conv)
+  consumers = graph.layer_consumers(conv)
   bns = [c for c in consumers if isinstance(c, keras.layers.BatchNormalization)
          and c.scale]
   if not bns:
