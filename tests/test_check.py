@@ -94,7 +94,7 @@ def test_a_dense_file_fails_against_a_sparse_report(tmp_path):
   result = tflite_export.check(path, tfprune.report(pruned))
   assert not result.ok
   failed = {l.layer for l in result.layers if not l.ok}
-  assert failed == {'conv', 'fc1'}
+  assert failed == {'conv', 'dw', 'fc1'}   # dw: coupled with conv, wrapped too
   conv = result.layers[0]
   assert any('4 of 4 channel units zero in Keras are non-zero' in p
              for p in conv.problems)

@@ -230,7 +230,8 @@ def test_decay_is_lambda_alpha_per_unit_learning_rate():
 def test_freezing_a_filter_with_a_bias_keeps_the_output():
   model = _dense_model()
   model.get_layer('fc').bias.assign([0.5, -2.0])
-  pruned = tfprune.prune(model, PSP('filter', weight_decay=0, freeze_step=5))
+  pruned = tfprune.prune(model, PSP('filter', weight_decay=0, freeze_step=5),
+                         layers=['fc'])       # the logits, named explicitly
   wrapper = wrappers(pruned)[0]
   wrapper.gates[0].assign([1e-3, 1.5])
   wrapper.pruning_step.assign(3)                    # thresholding, not frozen

@@ -11,7 +11,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_usage_example_runs(tmp_path, monkeypatch, capsys):
   with open(os.path.join(ROOT, 'README.md')) as f:
     blocks = re.findall(r'```python\n(.*?)```', f.read(), re.S)
-  assert len(blocks) == 2
+  assert len(blocks) == 3
   code = blocks[0].replace('epochs=10', 'epochs=10, verbose=0')
   monkeypatch.chdir(tmp_path)
   namespace = {}
@@ -23,8 +23,21 @@ def test_usage_example_runs(tmp_path, monkeypatch, capsys):
   channel = {e['name']: e['weights'][0]['sparsity']['channel']
              for e in report['layers']}
   assert channel == {'conv1': 0.5, 'conv2': 0.5, 'fc1': 0.5, 'logits': 0.0}
+  # Channel groups: the rule holds and shrink removes what was masked
+  exec(compile(blocks[1], 'README.md', 'exec'), namespace)  # pylint: disable=exec-used
+  tfprune = namespace['tfprune']
+  wrapped = {w.layer.name for w in tfprune.wrapper.collect_wrappers(
+      namespace['pruned'])}
+  assert 'Conv1' not in wrapped and 'Logits' not in wrapped
+  assert 'block_16_project' in wrapped
+  before = tfprune.report(namespace['net'])['totals']['macs']
+  after = tfprune.report(namespace['shrunk'])['totals']['macs']
+  assert before / after > 2.5
+  kept = {l.name: l.output_shape[-1] for l in namespace['shrunk'].layers
+          if l.name in wrapped}
+  assert kept['block_16_project'] == 160 and kept['expanded_conv_project'] == 8
   # Small-World: the budget is exact and the masks survive training
-  small_world = blocks[1].replace('epochs=30', 'epochs=2, verbose=0').replace(
+  small_world = blocks[2].replace('epochs=30', 'epochs=2, verbose=0').replace(
       'epochs=5', 'epochs=1, verbose=0')
   exec(compile(small_world, 'README.md', 'exec'), namespace)  # pylint: disable=exec-used
   pruned = namespace['pruned']

@@ -481,7 +481,7 @@ def test_resnet50_v2(bn_mode):
 
 @pytest.mark.parametrize('make,name', [
     (lambda: L.Lambda(lambda t: t * 2.0, name='double'), 'double'),
-    (lambda: L.Reshape((4, 4, 4), name='reshape'), 'reshape'),
+    (lambda: L.Reshape((4, 8, 2), name='reshape'), 'reshape'),
     (lambda: L.LayerNormalization(name='norm'), 'norm'),
 ])
 def test_unknown_layer_warns_and_stays_correct(make, name):

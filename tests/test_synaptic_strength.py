@@ -324,3 +324,20 @@ def test_saved_model_keeps_strengths_masks_and_penalty_state(tmp_path):
   assert not loaded.get_layer('bn2').scale
   info = tfprune.report(loaded)['methods']['synapticstrength_0']
   assert info['folded_bn'] is None and info['pruned'] is None   # not known
+
+
+def test_max_ratio_floor_keeps_every_layer_from_collapsing():
+  rng = np.random.RandomState(0)
+  strong = rng.rand(8, 8) + 10.0            # one layer far stronger
+  weak = rng.rand(8, 8) * 0.01              # one far weaker
+  masks = select_connections([strong, weak], sparsity=0.5)
+  assert masks[1].sum() == 1                # global ranking: 1 of 64 left
+  masks = select_connections([strong, weak], sparsity=0.5, max_ratio=0.75)
+  assert masks[1].sum() == 16               # floor: 25% of 64 kept
+  assert masks[0].sum() + masks[1].sum() == 64
+  kept_weak = weak.reshape(-1)[masks[1].reshape(-1) == 1]
+  assert kept_weak.min() >= np.sort(weak.reshape(-1))[-16]   # the strongest
+  masks = select_connections([strong, weak], threshold=5.0, max_ratio=0.75)
+  assert masks[1].sum() == 16 and masks[0].all()
+  with pytest.raises(ValueError, match='per-layer floors'):
+    select_connections([strong, weak], sparsity=0.9, max_ratio=0.5)

@@ -65,8 +65,8 @@ def test_masks_are_non_trainable_and_get_no_gradient():
 
 
 def test_bias_follows_channel_mask_and_gate():
-  model = tfprune.prune(_dense_model(), HalfGates('channel'))
-  wrapper = model.layers[1]
+  model = tfprune.prune(_dense_model(), HalfGates('channel'), layers=['d'])
+  wrapper = model.layers[1]           # the logits: only wrapped when named
   wrapper.layer.bias.assign([1., 2., 3., 4.])
   wrapper.masks[0].assign([1., 0., 1., 1.])
   eff = wrapper.effective_weights()

@@ -10,6 +10,7 @@ from tfprune import models
 from tfprune import schedules
 from tfprune import structures
 from tfprune import topology
+from tfprune.groups import ChannelSelection
 from tfprune.callbacks import PruningStep
 from tfprune.callbacks import SparsityLogger
 from tfprune.prunable import UnsupportedLayerError
@@ -36,6 +37,7 @@ def custom_object_scope():
 
 
 __all__ = ['prune', 'strip', 'shrink', 'report', 'Report', 'PruningWrapper',
+           'ChannelSelection',
            'PruningStep', 'SparsityLogger', 'UnsupportedLayerError', 'methods', 'models', 'data',
            'schedules', 'structures', 'topology', 'custom_objects',
            'custom_object_scope']

@@ -48,7 +48,8 @@ class PruningStep(keras.callbacks.Callback):
     self.step = 0
 
   def on_train_begin(self, logs=None):
-    self._wrappers = [w for w in collect_wrappers(self.model) if w.built]
+    self._wrappers = [w for w in collect_wrappers(self.model, followers=True)
+                      if w.built]
     if not self._wrappers:
       return
     per_execution = getattr(self.model, '_steps_per_execution', None)
@@ -60,9 +61,10 @@ class PruningStep(keras.callbacks.Callback):
     self.step = max(int(self._wrappers[0].pruning_step.numpy()), 0)
     self._assign = None
     self._assign_step(self.step)
-    self._groups = _groups(self._wrappers)
+    self._groups = _groups(w for w in self._wrappers if not w.follower)
     self._tables = {}
     for name, wrappers in self._groups.items():
+      wrappers[0].method.attach(self.model, wrappers)
       if wrappers[0].schedule is not None:
         self._tables[name] = schedules.ScheduleTable.of(wrappers[0].schedule)
         self._tables[name](self.step + 1)  # build the table before batch 1

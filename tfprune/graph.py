@@ -12,22 +12,32 @@ connected sets of slots are *groups*; a group is removed whole or not at all.
 Layers play one of these roles (:data:`KINDS`):
 
 * ``input``: a model input; its channels are never removed.
-* ``conv``: Conv2D, Dense, SeparableConv2D. Reads every input channel through
+* ``conv``: Conv1D, Conv2D, Dense, SeparableConv2D. Reads every input channel through
   its weights (a *sink*: input and output channels are not joined) and makes
   new output channels (a *producer*).
 * ``depthwise``: DepthwiseConv2D joins input channel ``c`` with its outputs
   ``c*M .. c*M+M-1`` (depth multiplier ``M``), and is a producer too.
 * ``channelwise``: output channel ``c`` depends only on input channel ``c``
   (BatchNormalization, elementwise activations, dropout, pooling, padding,
-  cropping, upsampling, global pooling).
-* ``merge``: Add, Subtract, Multiply, Average, Maximum, Minimum; channel ``c``
-  of every input and of the output are one channel.
+  cropping, upsampling, global pooling, Rescaling/Normalization, a Reshape
+  that keeps the channel axis last and whole, e.g. the squeeze-excite
+  ``Reshape((1, 1, C))``, and TF op layers such as ``x + 3`` or
+  ``x * (1 / 6)`` with a scalar constant: the hard-swish pattern).
+* ``merge``: Add, Subtract, Multiply, Average, Maximum, Minimum (and an
+  elementwise TF op of two tensors); channel ``c`` of every input and of the
+  output are one channel; an input of one channel broadcast over ``C``
+  pins its group.
 * ``concat``: Concatenate on the channel axis; input ``k``'s channel ``c`` is
   output channel ``offset_k + c`` (on another axis it acts like a merge).
 * ``flatten``: Flatten, or a Reshape to one axis, of channels-last data:
   flat index ``j`` belongs to channel ``j % C``.
 * ``opaque``: anything else (Lambda, custom layers, shared layers, ...). Its
-  input and output channels are *pinned* and a warning names the layer.
+  input and output channels are *pinned*, and one warning names every such
+  layer.
+
+A ``PruningWrapper`` (any layer with ``graph_transparent = True`` and a
+``layer`` attribute) takes the role of the layer it wraps, so the same graph
+serves a model being pruned and its stripped copy.
 
 Pinned slots (model inputs and outputs, opaque layers, outputs of a producer
 whose activation mixes channels such as softmax) make their whole group
@@ -38,10 +48,12 @@ unremovable. Which groups are actually dead is decided from the weights by
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import tensorflow as tf
 import tf_keras as keras
 
 TensorKey = Tuple[str, int, int]   # (producing layer, node index, tensor index)
@@ -72,7 +84,17 @@ _CHANNELWISE_TYPES = frozenset([
 ])
 _MERGE_TYPES = frozenset([L.Add, L.Subtract, L.Multiply, L.Average,
                           L.Maximum, L.Minimum])
-_CONV_TYPES = frozenset([L.Conv2D, L.Dense, L.SeparableConv2D])
+_CONV_TYPES = frozenset([L.Conv1D, L.Conv2D, L.Dense, L.SeparableConv2D])
+_SCALING_TYPES = frozenset([L.Rescaling, L.Normalization])
+
+# TF op layers (``x + 3``, ``tf.nn.relu6(x)``) that act on every element alone.
+ELEMENTWISE_OPS = frozenset([
+    '__operators__.add', 'math.add', 'math.subtract', 'math.multiply',
+    'math.truediv', 'math.divide', 'math.negative', 'math.abs',
+    'math.maximum', 'math.minimum', 'math.sigmoid', 'math.tanh', 'nn.relu',
+    'nn.relu6', 'nn.silu', 'nn.swish', 'nn.elu', 'nn.selu', 'nn.gelu',
+    'nn.leaky_relu', 'math.square', 'math.sqrt', 'math.exp',
+    'clip_by_value'])
 
 # Activations that act on every element alone (so channel c stays channel c).
 ELEMENTWISE_ACTIVATIONS = frozenset([
@@ -116,10 +138,31 @@ class Node:
       default_factory=list)
   reason: str = ''              # why the node is opaque / its outputs pinned
   pin_outputs: bool = False     # producer whose activation mixes channels
+  call_args: tuple = ()         # how the model called the layer (KerasTensors
+  call_kwargs: dict = dataclasses.field(default_factory=dict)  # inside)
 
   @property
   def name(self) -> str:
     return self.layer.name
+
+  @property
+  def role_layer(self):
+    """The layer whose role this node plays (the wrapped one for wrappers)."""
+    return unwrapped(self.layer)
+
+  def apply(self, values: Sequence) -> object:
+    """Call the layer as the model does, with ``values`` in place of its
+    input tensors (in order); other call arguments (an op layer's constant)
+    stay."""
+    values = list(values)
+    keys = list(self.call_kwargs)
+    args, kw_values = tf.nest.map_structure(
+        lambda t: values.pop(0) if _is_symbolic(t) else t,
+        (list(self.call_args), [self.call_kwargs[k] for k in keys]))
+    kwargs = dict(zip(keys, kw_values))
+    if 'training' in inspect.signature(self.layer.call).parameters:
+      kwargs['training'] = False
+    return self.layer(*args, **kwargs)
 
 
 @dataclasses.dataclass
@@ -159,6 +202,17 @@ def layer_consumers(layer) -> List:
   return [node.outbound_layer for node in layer._outbound_nodes]  # pylint: disable=protected-access
 
 
+def unwrapped(layer):
+  """``layer.layer`` for a graph-transparent wrapper, else ``layer``."""
+  if getattr(layer, 'graph_transparent', False):
+    return layer.layer
+  return layer
+
+
+def _is_symbolic(value) -> bool:
+  return hasattr(value, '_keras_history')
+
+
 def tensor_key(tensor) -> TensorKey:
   layer, node_index, tensor_index = tensor._keras_history  # pylint: disable=protected-access
   return (layer.name, int(node_index), int(tensor_index))
@@ -186,9 +240,68 @@ def _arange(n: int) -> np.ndarray:
   return np.arange(n, dtype=np.int64)
 
 
-def _classify(layer, ins: Sequence[TensorInfo], outs: Sequence[TensorInfo]
-              ) -> Tuple[str, list, str, bool]:
+def _scalar(value) -> bool:
+  """A Python or numpy number, or a constant with one element."""
+  if _is_symbolic(value):
+    return False
+  try:
+    return np.size(np.asarray(value)) == 1 and np.asarray(value).dtype != object
+  except (TypeError, ValueError):
+    return False
+
+
+def _classify_op(layer, ins, out, call_args, call_kwargs):
+  """Role of a TF op layer (``x + 3``, ``x * y``): channelwise, merge or
+  opaque."""
+  symbol = getattr(layer, 'symbol', '')
+  if symbol not in ELEMENTWISE_OPS:
+    return OPAQUE, [], f'TF op {symbol!r} is not known to be elementwise', \
+        False
+  constants = [v for v in tf.nest.flatten((list(call_args),
+                                            list(call_kwargs.values())))
+               if not _is_symbolic(v) and v is not None and
+               not isinstance(v, (str, bool))]
+  if not all(_scalar(v) for v in constants):
+    return OPAQUE, [], f'TF op {symbol!r} has a non-scalar constant', False
+  c = out.channels
+  if any(t.channels != c or t.shape != out.shape for t in ins):
+    return OPAQUE, [], f'TF op {symbol!r} broadcasts', False
+  if len(ins) == 1:
+    return CHANNELWISE, [(0, _arange(c), _arange(c))], '', False
+  return MERGE, [(k, _arange(c), _arange(c)) for k in range(len(ins))], '', \
+      False
+
+
+def _classify_scaling(layer, ins, out):
+  """Rescaling (scalar scale/offset) and Normalization on the last axis."""
+  if isinstance(layer, L.Rescaling):
+    if not (_scalar(layer.scale) and _scalar(layer.offset)):
+      return OPAQUE, [], 'Rescaling with per-channel constants', False
+  else:
+    rank = len(ins[0].shape) + 1
+    axis = [a % rank for a in (layer.axis or ())]
+    if axis != [rank - 1]:
+      return OPAQUE, [], f'normalises axis {layer.axis}', False
+  c = out.channels
+  if ins[0].channels != c:
+    return OPAQUE, [], 'input and output channels differ', False
+  return CHANNELWISE, [(0, _arange(c), _arange(c))], '', False
+
+
+def _keeps_channel_axis(src: TensorInfo, out: TensorInfo) -> bool:
+  """A reshape that moves whole channel vectors: ``(..., C) -> (..., C)``
+  with the same number of positions (e.g. ``(C,) -> (1, 1, C)``)."""
+  dims = list(src.shape) + list(out.shape)
+  if any(d is None for d in dims) or not src.shape or not out.shape:
+    return False
+  return (src.shape[-1] == out.shape[-1] and
+          int(np.prod(src.shape[:-1])) == int(np.prod(out.shape[:-1])))
+
+
+def _classify(layer, ins: Sequence[TensorInfo], outs: Sequence[TensorInfo],
+              call_args=(), call_kwargs=None) -> Tuple[str, list, str, bool]:
   """(kind, links, reason, pin_outputs) for one call of ``layer``."""
+  layer = unwrapped(layer)
   kind_type = type(layer)
   if len(outs) != 1:
     return OPAQUE, [], f'it has {len(outs)} outputs', False
@@ -233,6 +346,14 @@ def _classify(layer, ins: Sequence[TensorInfo], outs: Sequence[TensorInfo]
     c = out.channels
     return CHANNELWISE, [(0, _arange(c), _arange(c))], '', False
 
+  if kind_type in _SCALING_TYPES:
+    if len(ins) != 1:
+      return OPAQUE, [], f'it has {len(ins)} inputs', False
+    return _classify_scaling(layer, ins, out)
+
+  if type(layer).__name__ in ('TFOpLambda', 'SlicingOpLambda'):
+    return _classify_op(layer, ins, out, call_args, call_kwargs or {})
+
   if kind_type in _MERGE_TYPES or kind_type is L.Concatenate:
     if len(ins) < 2:
       return OPAQUE, [], 'a merge of fewer than two inputs', False
@@ -257,11 +378,15 @@ def _classify(layer, ins: Sequence[TensorInfo], outs: Sequence[TensorInfo]
     if len(ins) != 1:
       return OPAQUE, [], f'it has {len(ins)} inputs', False
     src = ins[0]
+    if kind_type is L.Reshape and _keeps_channel_axis(src, out):
+      c = out.channels
+      return CHANNELWISE, [(0, _arange(c), _arange(c))], '', False
     size = (int(np.prod(src.shape)) if all(d is not None for d in src.shape)
             else None)
     if kind_type is L.Reshape and not (
         len(layer.target_shape) == 1 and len(out.shape) == 1):
-      return OPAQUE, [], 'a Reshape that is not a flatten', False
+      return OPAQUE, [], ('a Reshape that neither flattens nor keeps the '
+                          'channel axis'), False
     if size is None or len(out.shape) != 1 or out.channels != size:
       return OPAQUE, [], 'the flattened size is not static', False
     flat = _arange(size)
@@ -347,16 +472,20 @@ def build(model: keras.Model, warn: bool = True) -> ChannelGraph:
                                   f'{calls[layer.name]} times (shared layer)',
                                   False)
     else:
-      kind, links, reason, pin = _classify(layer, ins, outs)
+      kind, links, reason, pin = _classify(layer, ins, outs, kn.call_args,
+                                           kn.call_kwargs)
     nodes.append(Node(layer, kind, [t.key for t in ins],
-                      [t.key for t in outs], links, reason, pin))
+                      [t.key for t in outs], links, reason, pin,
+                      tuple(kn.call_args), dict(kn.call_kwargs)))
 
   uf = _UnionFind(next_slot)
   pinned_slots = np.zeros(next_slot, bool)
+  opaque_slots = np.zeros(next_slot, bool)
   for node in nodes:
     if node.kind in (INPUT, OPAQUE):
       for key in node.inputs + node.outputs:
-        pinned_slots[tensors[key].slots] = True
+        (pinned_slots if node.kind == INPUT else opaque_slots)[
+            tensors[key].slots] = True
     if node.pin_outputs:
       for key in node.outputs:
         pinned_slots[tensors[key].slots] = True
@@ -373,16 +502,36 @@ def build(model: keras.Model, warn: bool = True) -> ChannelGraph:
   group = group.reshape(-1).astype(np.int64)
   pinned = np.zeros(int(group.max()) + 1 if group.size else 0, bool)
   np.logical_or.at(pinned, group, pinned_slots)
+  pinned_anyway = pinned.copy()     # without the opaque layers
+  np.logical_or.at(pinned, group, opaque_slots)
 
   graph = ChannelGraph(model, nodes, tensors, group, pinned)
-  if warn:
-    for node in graph.opaque:
-      warnings.warn(
-          f'shrink: layer {node.name!r} ({type(node.layer).__name__}) is not '
-          f'understood by the channel graph ({node.reason}); no channel is '
-          'removed through it, so its inputs and outputs keep every channel.',
-          ShrinkWarning, stacklevel=4)
+  # Warn about the opaque layers that cost channels: not a final softmax
+  # whose channels are the model outputs anyway.
+  costly = [n for n in graph.opaque
+            if not all(pinned_anyway[graph.groups(k)].all()
+                       for k in n.inputs + n.outputs)]
+  if warn and costly:
+    warnings.warn(opaque_summary(graph, costly), ShrinkWarning, stacklevel=3)
   return graph
+
+
+def opaque_summary(graph: ChannelGraph,
+                   nodes: Optional[Sequence[Node]] = None) -> str:
+  """One message naming every layer that pins its channels, by reason."""
+  nodes = graph.opaque if nodes is None else list(nodes)
+  by_reason: Dict[str, List[str]] = {}
+  for node in nodes:
+    what = f'{type(node.role_layer).__name__}: {node.reason}'
+    by_reason.setdefault(what, []).append(node.name)
+  parts = []
+  for what, names in by_reason.items():
+    shown = ', '.join(repr(n) for n in names[:4])
+    more = f' and {len(names) - 4} more' if len(names) > 4 else ''
+    parts.append(f'{shown}{more} ({what})')
+  return (f'{len(nodes)} layer(s) of model {graph.model.name!r} are not '
+          'understood by the channel graph, so their inputs and outputs keep '
+          'every channel: ' + '; '.join(parts) + '.')
 
 
 def _flatten(tensors) -> list:

@@ -1,9 +1,17 @@
 """Which layers tfprune can prune, and the layout of their prunable weights.
 
-Built in: Dense, Conv2D and DepthwiseConv2D. Any other layer takes part by
+Built in: Dense, Conv1D, Conv2D, DepthwiseConv2D and SeparableConv2D (its
+pointwise kernel: pruning its output channels removes them from the
+depthwise part's readers too). Any other layer takes part by
 implementing tfmot's ``PrunableLayer`` (``get_prunable_weights``); its weights
 get :func:`structures.default_layout` (last axis = outputs, the one before =
 inputs) unless it also defines ``get_prunable_weight_layouts()``.
+
+*Followers* are layers that own per-channel parameters but are never pruned
+on their own: a BatchNormalization after a pruned channel. Channel-group
+pruning masks their gamma and beta with the channel, so a pruned channel is
+exactly 0 after them (otherwise it would carry the constant BN shift, which
+a padding conv downstream cannot absorb).
 """
 
 from __future__ import annotations
@@ -15,7 +23,8 @@ from tensorflow_model_optimization.sparsity.keras import PrunableLayer
 
 from tfprune import structures
 
-SUPPORTED = ('Dense', 'Conv2D', 'DepthwiseConv2D', 'tfmot PrunableLayer')
+SUPPORTED = ('Dense', 'Conv1D', 'Conv2D', 'DepthwiseConv2D', 'SeparableConv2D',
+             'tfmot PrunableLayer')
 
 
 class UnsupportedLayerError(TypeError):
@@ -32,13 +41,43 @@ def _builtin(layer):
   # Order matters: Conv2DTranspose subclasses Conv2D (with [kh,kw,out,in]).
   if isinstance(layer, keras.layers.DepthwiseConv2D):
     return [('depthwise_kernel', structures.DEPTHWISE_LAYOUT)]
-  if isinstance(layer, keras.layers.Conv2DTranspose):
+  if isinstance(layer, keras.layers.SeparableConv2D):
+    return [('pointwise_kernel', structures.CONV2D_LAYOUT)]
+  if isinstance(layer, (keras.layers.Conv2DTranspose,
+                        keras.layers.Conv1DTranspose)):
     return None
+  if isinstance(layer, keras.layers.Conv1D):
+    if getattr(layer, 'groups', 1) != 1:
+      return None
+    return [('kernel', structures.CONV1D_LAYOUT)]
   if isinstance(layer, keras.layers.Conv2D):
     return [('kernel', structures.CONV2D_LAYOUT)]
   if isinstance(layer, keras.layers.Dense):
     return [('kernel', structures.DENSE_LAYOUT)]
   return None
+
+
+def is_follower(layer) -> bool:
+  """A BatchNormalization on the last axis with a scale or a shift."""
+  if not isinstance(layer, keras.layers.BatchNormalization):
+    return False
+  axis = list(layer.axis) if isinstance(layer.axis, (list, tuple)) else [
+      layer.axis]
+  rank = layer.input_spec.ndim if layer.input_spec is not None else None
+  last = [-1] if rank is None else [-1, rank - 1]
+  return len(axis) == 1 and axis[0] in last and (layer.scale or layer.center)
+
+
+def follower_weights(layer) -> List[PrunableWeight]:
+  """A follower's per-channel weights (gamma, beta), masked with its channel."""
+  if not is_follower(layer):
+    raise UnsupportedLayerError(
+        f'layer {layer.name!r} ({type(layer).__name__}) is not a channel '
+        'follower; followers are BatchNormalization layers on the last axis')
+  if not layer.built:
+    raise ValueError(f'layer {layer.name!r} must be built first')
+  return [PrunableWeight(attr, getattr(layer, attr), structures.VECTOR_LAYOUT)
+          for attr in ('gamma', 'beta') if getattr(layer, attr, None) is not None]
 
 
 def is_supported(layer) -> bool:

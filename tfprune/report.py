@@ -134,6 +134,11 @@ def _layer_entry(layer) -> Optional[Dict]:
     elif entry['macs'] is not None:
       entry['macs'] += positions * int(value.size)
       entry['effective_macs'] += positions * int(np.count_nonzero(value))
+  if isinstance(inner, keras.layers.SeparableConv2D) and (
+      entry['macs'] is not None):     # its depthwise part is not pruned
+    depthwise = values[id(inner.depthwise_kernel)]
+    entry['macs'] += positions * int(depthwise.size)
+    entry['effective_macs'] += positions * int(np.count_nonzero(depthwise))
   bias = prunable.bias_of(inner)
   if bias is not None:
     entry['bias_nonzero'] = int(np.count_nonzero(values[id(bias)]))

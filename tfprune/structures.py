@@ -48,6 +48,9 @@ class WeightLayout:
 DENSE_LAYOUT = WeightLayout(spatial=(), in_axis=0, outputs=(1,))
 CONV2D_LAYOUT = WeightLayout(spatial=(0, 1), in_axis=2, outputs=(3,))
 DEPTHWISE_LAYOUT = WeightLayout(spatial=(0, 1), in_axis=2, outputs=(2, 3))
+CONV1D_LAYOUT = WeightLayout(spatial=(0,), in_axis=1, outputs=(2,))
+# A per-channel vector (BatchNormalization gamma/beta): one unit per channel.
+VECTOR_LAYOUT = WeightLayout(spatial=(), in_axis=0, outputs=(0,))
 
 
 def default_layout(rank: int) -> WeightLayout:

@@ -7,7 +7,7 @@ coupled channels whether removing it leaves the outputs unchanged, and
 rebuilds the model with every layer cut to the kept channels.
 
 When is a group removed? Every slot of the group must be safe at every
-*sink* that reads it (a Conv2D, Dense or SeparableConv2D input):
+*sink* that reads it (a Conv1D, Conv2D, Dense or SeparableConv2D input):
 
 * the sink's weights for that input channel are all zero (kernel-level
   pruning killed it), or
@@ -190,10 +190,9 @@ def _probe(node, g, values):
     shape = [1] + [_PROBE_SIZE if d is None else d
                    for d in g.tensors[key].shape]
     filled = np.nan_to_num(value, nan=0.0).astype(np.float32)
-    arrays.append(np.broadcast_to(filled, shape).copy())
-  x = arrays if node.kind in (graph_lib.MERGE, graph_lib.CONCAT) else arrays[0]
+    arrays.append(tf.constant(np.broadcast_to(filled, shape)))
   try:
-    return node.layer(x, training=False)
+    return node.apply(arrays)
   except Exception:  # pylint: disable=broad-except
     return None      # unknown -> not constant, which is always safe
 
@@ -364,8 +363,9 @@ def _cut(node, g, p: Plan):
     elif isinstance(layer, L.Dense):
       new = [weights[0][keep_in][:, keep_out]]
       config['units'] = int(keep_out.size)
-    else:
-      new = [weights[0][:, :, keep_in][..., keep_out]]
+    else:                           # Conv1D/Conv2D: [..., in, out]
+      new = [np.take(np.take(weights[0], keep_in, axis=-2), keep_out,
+                     axis=-1)]
     if not isinstance(layer, L.Dense):
       config['filters'] = int(keep_out.size)
     if use_bias:
@@ -381,6 +381,9 @@ def _cut(node, g, p: Plan):
     return config, new
 
   if node.kind == graph_lib.CHANNELWISE:
+    if isinstance(layer, L.Reshape):     # (..., C) -> (..., C) keeps its axis
+      config['target_shape'] = tuple(layer.target_shape[:-1]) + (
+          int(keep_out.size),)
     return config, [w[..., keep_in] if w.ndim and w.shape[-1] == n_in else w
                     for w in weights]
 

@@ -7,16 +7,20 @@ so the caller's model is never modified and the result has fresh variables.
 from __future__ import annotations
 
 import itertools
-from typing import Callable, Iterable, Optional, Union
+import logging
+from typing import Callable, Dict, Iterable, List, Optional, Union
 
 import numpy as np
 import tf_keras as keras
 
+from tfprune import graph as graph_lib
+from tfprune import groups as groups_lib
 from tfprune import prunable, schedules, structures
 from tfprune.methods import base as methods_base
 from tfprune.wrapper import PruningWrapper, collect_wrappers
 
 LayerSelection = Union[None, str, type, Callable, Iterable]
+logger = logging.getLogger('tfprune')
 
 
 def _check_model(model) -> None:
@@ -55,6 +59,87 @@ def _selector(layers: LayerSelection, model, method) -> Callable:
       bool(types) and isinstance(layer, types))
 
 
+def _names(layers: LayerSelection, model) -> set:
+  """Names of the layers an ``ignore=`` argument means."""
+  if layers is None:
+    return set()
+  pick = _selector(layers, model, None)
+  return {l.name for l in model.layers if pick(l)}
+
+
+def _channel_defaults(model, names: List[str], can_wrap: Callable):
+  """For channel-group methods: the producers to wrap, the reason for each
+  one left out, the coupled partners added, and the BatchNormalization
+  followers of the kept ones.
+
+  A producer all of whose output channels are pinned (the logits, a layer
+  read by something the channel graph does not understand) is left out:
+  masking it could only zero outputs that shrink must keep. A producer whose
+  channels are coupled with a chosen one (a residual partner, the depthwise
+  conv after it) is added when ``can_wrap`` allows it: a group is pruned in
+  all its members or not at all.
+  """
+  g = graph_lib.build(model, warn=False)
+  logits = np.zeros(g.n_groups, bool)     # model outputs, and what a final
+  for t in model.outputs:                 # softmax-like layer reads
+    key = graph_lib.tensor_key(t)
+    logits[g.groups(key)] = True
+    for node in g.nodes:
+      if node.kind == graph_lib.OPAQUE and key in node.outputs:
+        for k in node.inputs:
+          logits[g.groups(k)] = True
+  nodes = {n.name: n for n in g.nodes}
+  kept, skipped = [], {}
+  for name in names:
+    node = nodes.get(name)
+    if node is None or node.kind not in (graph_lib.CONV, graph_lib.DEPTHWISE):
+      kept.append(name)
+      continue
+    out = node.outputs[0]
+    if not g.pinned[g.groups(out)].all():
+      kept.append(name)
+    elif logits[g.groups(out)].any() or node.pin_outputs:
+      skipped[name] = 'its channels are the model outputs (logits)'
+    else:
+      skipped[name] = ('its channels are pinned by a layer the channel graph '
+                       'does not understand')
+  producers = [n for n in g.nodes
+               if n.kind in (graph_lib.CONV, graph_lib.DEPTHWISE)]
+  live = np.zeros(g.n_groups, bool)
+  added: List[str] = []
+  chosen = set(kept)
+  while True:
+    for node in producers:
+      if node.name in chosen:
+        live[g.groups(node.outputs[0])] = True
+    more = [n.name for n in producers if n.name not in chosen and
+            live[g.groups(n.outputs[0])].any() and
+            not g.pinned[g.groups(n.outputs[0])].all() and can_wrap(n.layer)]
+    if not more:
+      break
+    chosen.update(more)
+    added += more
+  kept += added
+  followers = [n.name for n in g.nodes
+               if n.kind == graph_lib.CHANNELWISE and
+               prunable.is_follower(n.role_layer) and
+               not isinstance(n.layer, PruningWrapper) and
+               live[g.groups(n.outputs[0])].any()]
+  return kept, skipped, added, followers
+
+
+def _log_skipped(model, method, skipped: Dict[str, str]) -> None:
+  if not skipped:
+    return
+  by_reason: Dict[str, List[str]] = {}
+  for name, reason in skipped.items():
+    by_reason.setdefault(reason, []).append(name)
+  parts = [f'{", ".join(names[:6])}{" and %d more" % (len(names) - 6) if len(names) > 6 else ""} ({reason})'
+           for reason, names in by_reason.items()]
+  logger.info('tfprune.prune(%s): not wrapped in model %r: %s',
+              type(method).__name__, model.name, '; '.join(parts))
+
+
 def _fresh(layer):
   return layer.__class__.from_config(layer.get_config())
 
@@ -68,7 +153,9 @@ def _new_group_name(model, method) -> str:
 
 def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = None,
           schedule=None, layers: LayerSelection = None,
-          group: Optional[str] = None) -> keras.Model:
+          group: Optional[str] = None,
+          selection: Optional[groups_lib.ChannelSelection] = None,
+          ignore: LayerSelection = None) -> keras.Model:
   """A copy of ``model`` whose selected layers are wrapped for pruning.
 
   Args:
@@ -78,9 +165,18 @@ def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = Non
       with the ``PruningStep`` callback); a float sparsity in [0, 1) to prune
       once now; or None to leave the masks to the method.
     layers: which layers to wrap: None (every supported layer the method
-      accepts, e.g. only Conv2D for SynapticStrength), names,
+      accepts, e.g. only Conv2D for SynapticStrength; for channel methods
+      not the ones whose channels are the model's outputs), names,
       layer classes, or a callable ``layer -> bool``. Others stay untouched.
+      What None leaves out is listed in one ``logging`` line (logger
+      'tfprune', INFO) with the reason.
     group: name for this set of wrappers (default: derived from the method).
+    selection: for channel structures, how coupled channel groups are
+      chosen: ranking (uniform or global), round_to, min_channels,
+      max_ratio (:class:`tfprune.ChannelSelection`; default uniform, 1, 1,
+      1.0). The BatchNormalization layers after pruned channels are wrapped
+      as followers, so a pruned channel is exactly 0 and shrink removes it.
+    ignore: layers never wrapped (same forms as ``layers``).
 
   Returns:
     A new, uncompiled model with fresh variables.
@@ -97,16 +193,57 @@ def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = Non
     structures.check_sparsity(schedule, 'the sparsity given as schedule')
     one_shot, schedule = float(schedule), None
   schedule = schedules.get(schedule)
+  if selection is not None:
+    if not isinstance(selection, groups_lib.ChannelSelection):
+      raise TypeError('selection must be a tfprune.ChannelSelection, got '
+                      f'{selection!r}')
+    if not method.prunes_channel_groups:
+      raise ValueError(
+          f'selection= chooses coupled channel groups; {method!r} does not '
+          "prune output channels (use a 'channel' structure)")
+    method.selection = selection
   selected = _selector(layers, model, method)
+  ignored = _names(ignore, model)
   names = [layer.name for layer in model.layers
            if not isinstance(layer, (keras.layers.InputLayer, PruningWrapper))
-           and selected(layer)]
-  already_wrapped_check = selected
+           and layer.name not in ignored and selected(layer)]
+  skipped: Dict[str, str] = {}
+  if layers is None:
+    for layer in model.layers:
+      if layer.name in ignored or isinstance(layer, (
+          keras.layers.InputLayer, PruningWrapper)) or not layer.weights:
+        continue
+      if not prunable.is_supported(layer):
+        if not prunable.is_follower(layer):
+          skipped[layer.name] = 'tfprune cannot prune this layer type'
+      elif not method.accepts(layer):
+        skipped[layer.name] = f'{type(method).__name__} does not prune it'
+  followers: List[str] = []
+  if method.prunes_channel_groups:
+    can_wrap = lambda layer: (layer.name not in ignored and
+                              not isinstance(layer, PruningWrapper) and
+                              prunable.is_supported(layer) and
+                              method.accepts(layer))
+    kept, pinned, added, followers = _channel_defaults(model, names, can_wrap)
+    if layers is None:
+      names = kept
+      skipped.update(pinned)
+    else:
+      names = names + added
+      if added:
+        logger.info('tfprune.prune(%s): also wrapped %s: their channels are '
+                    'coupled with the chosen layers', type(method).__name__,
+                    ', '.join(added))
+    followers = [f for f in followers if f not in ignored]
+  _log_skipped(model, method, skipped)
+  selected = lambda layer, chosen=frozenset(names): layer.name in chosen
+  already_wrapped_check = _selector(layers, model, method)
   prepared = method.prepare(model, names)
   if prepared is not model:   # new layer objects: select them by name
     model, chosen = prepared, set(names)
     selected = lambda layer: layer.name in chosen
   group = group or _new_group_name(model, method)
+  follower_names = frozenset(followers)
   pairs = []
 
   def clone(layer):
@@ -119,6 +256,9 @@ def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = Non
       prunable.check_supported(layer)
       new = PruningWrapper(_fresh(layer), method=method, schedule=schedule,
                            group=group)
+    elif layer.name in follower_names:
+      new = PruningWrapper(_fresh(layer), method=method, schedule=schedule,
+                           group=group, follower=True)
     else:
       new = _fresh(layer)
     pairs.append((layer, new))
@@ -132,9 +272,13 @@ def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = Non
       wrapped.append(new)
     else:
       new.set_weights(old.get_weights())
-  if not wrapped:
+  if not any(not w.follower for w in wrapped):
+    why = '; '.join(f'{n}: {r}' for n, r in skipped.items())
     raise ValueError(f'no layer of model {model.name!r} was selected for '
-                     'pruning; check the layers= argument')
+                     'pruning; check the layers= argument' +
+                     (f' (left out: {why})' if why else ''))
+  wrapped = [w for w in wrapped if not w.follower]
+  method.attach(new_model, wrapped)
   method.on_wrapped(wrapped, model)
   if one_shot is not None:
     method.update_masks(wrapped, one_shot, 0)

@@ -19,13 +19,16 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tfprune import prunable, schedules
+from tfprune import prunable, schedules, structures
 from tfprune.methods import base as methods_base
 
 _NO_CALLBACK = (
     'A tfprune-wrapped model was trained without the tfprune.PruningStep '
     'callback, so its masks would never follow the schedule. Fix: '
     'model.fit(..., callbacks=[tfprune.PruningStep()]).')
+
+
+_FOLLOWER_STRUCTURE = structures.Channel()
 
 
 @contextlib.contextmanager
@@ -52,11 +55,18 @@ class PruningWrapper(keras.layers.Wrapper):
       what sparsity, or None for masks that only the method sets.
     group: wrappers with the same group are updated together (one
       ``prune()`` call is one group; global methods rank across a group).
+    follower: wrap a BatchNormalization whose gamma and beta follow the
+      channel masks of the layers before it (set by channel-group pruning;
+      no gates, never scored).
   """
 
+  graph_transparent = True   # tfprune.graph sees the wrapped layer's role
+
   def __init__(self, layer, method=None, schedule=None, group: str = 'default',
-               **kwargs):
-    prunable.check_supported(layer)
+               follower: bool = False, **kwargs):
+    self.follower = bool(follower)
+    if not self.follower:
+      prunable.check_supported(layer)
     kwargs.setdefault('name', f'pruned_{layer.name}')
     super().__init__(layer, **kwargs)
     if method is None:
@@ -73,12 +83,13 @@ class PruningWrapper(keras.layers.Wrapper):
 
   @property
   def structure(self):
-    return self.method.structure
+    return _FOLLOWER_STRUCTURE if self.follower else self.method.structure
 
   def build(self, input_shape):
     super().build(input_shape)
-    self.prunable = prunable.prunable_weights(self.layer)
-    gate_structure = self.method.gate_structure
+    self.prunable = (prunable.follower_weights(self.layer) if self.follower
+                     else prunable.prunable_weights(self.layer))
+    gate_structure = None if self.follower else self.method.gate_structure
     for weight in self.prunable:
       where = f'the {weight.attr} of layer {self.layer.name!r}'
       self.structure.validate(weight.variable.shape, weight.layout, where)
@@ -102,14 +113,16 @@ class PruningWrapper(keras.layers.Wrapper):
         'pruning_step', shape=[], initializer=keras.initializers.Constant(-1),
         dtype=tf.int64, trainable=False,
         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-    self.method.build(self)
+    if not self.follower:
+      self.method.build(self)
     self.built = True
 
   # --- effective weights ---------------------------------------------------
   def _effective(self, index: int, value) -> tf.Tensor:
     weight = self.prunable[index]
     shape = weight.variable.shape
-    out = self.method.weight_value(value, weight.layout)
+    out = (value if self.follower else
+           self.method.weight_value(value, weight.layout))
     out = out * self.structure.broadcastable(
         tf.cast(self.masks[index], value.dtype), shape, weight.layout)
     gate = self.gates[index]
@@ -199,6 +212,8 @@ class PruningWrapper(keras.layers.Wrapper):
         'schedule': schedules.serialize(self.schedule),
         'group': self.group,
     })
+    if self.follower:
+      config['follower'] = True
     return config
 
   @classmethod
@@ -209,12 +224,17 @@ class PruningWrapper(keras.layers.Wrapper):
     return cls(layer, **config)
 
 
-def collect_wrappers(model) -> List[PruningWrapper]:
-  """Every PruningWrapper in a model, nested models included, in order."""
+def collect_wrappers(model, followers: bool = False) -> List[PruningWrapper]:
+  """Every PruningWrapper in a model, nested models included, in order.
+
+  BatchNormalization followers (masked by channel-group pruning, never
+  scored by a method) are left out unless ``followers`` is True.
+  """
   found = []
   for layer in model.layers:
     if isinstance(layer, PruningWrapper):
-      found.append(layer)
+      if followers or not layer.follower:
+        found.append(layer)
     elif isinstance(layer, keras.Model):
-      found += collect_wrappers(layer)
+      found += collect_wrappers(layer, followers)
   return found

@@ -12,6 +12,7 @@ from typing import Dict, List, Optional, Sequence, Type
 
 import tensorflow as tf
 
+from tfprune import groups as groups_lib
 from tfprune import structures
 
 _REGISTRY: Dict[str, Type['PruningMethod']] = {}
@@ -37,7 +38,10 @@ def get(name: str, **kwargs) -> 'PruningMethod':
 
 
 def serialize(method: 'PruningMethod') -> dict:
-  return {'class_name': type(method).__name__, 'config': method.get_config()}
+  out = {'class_name': type(method).__name__, 'config': method.get_config()}
+  if method.selection != groups_lib.ChannelSelection():
+    out['selection'] = method.selection.get_config()
+  return out
 
 
 def deserialize(config) -> 'PruningMethod':
@@ -48,7 +52,10 @@ def deserialize(config) -> 'PruningMethod':
     raise ValueError(f'unknown pruning method {name!r}; known: '
                      f'{sorted(_REGISTRY)} (import the module defining it '
                      'before loading the model)')
-  return _REGISTRY[name].from_config(config['config'])
+  method = _REGISTRY[name].from_config(config['config'])
+  if config.get('selection'):
+    method.selection = groups_lib.ChannelSelection(**config['selection'])
+  return method
 
 
 class PruningMethod(abc.ABC):
@@ -62,9 +69,23 @@ class PruningMethod(abc.ABC):
 
   gate_structure = None           # a Structure for trainable gates, or None
   zero_pruned_weights = True      # write 0 into weights when masking them
+  # How channel groups are chosen (set by ``prune(..., selection=)``).
+  selection = groups_lib.ChannelSelection()
 
   def __init__(self, structure: structures.StructureLike = 'weight'):
     self.structure = structures.get(structure)
+    self.channel_groups: Optional[groups_lib.ChannelGroups] = None
+
+  @property
+  def prunes_channel_groups(self) -> bool:
+    """Whether masks come from coupled channel groups (output channels)."""
+    return isinstance(self.structure, structures.Channel)
+
+  def attach(self, model, wrappers: Sequence) -> None:
+    """Compute the channel groups of ``wrappers`` in ``model`` (called by
+    ``prune`` and by ``PruningStep`` when training begins)."""
+    if self.prunes_channel_groups:
+      self.channel_groups = groups_lib.build(model, wrappers)
 
   # --- wrapper hooks -------------------------------------------------------
   def accepts(self, layer) -> bool:
@@ -126,11 +147,27 @@ class PruningMethod(abc.ABC):
   def score(self, wrapper, index: int) -> tf.Tensor:
     """Scores of the units of prunable weight ``index`` (mask shape)."""
 
+  def channel_scores(self, wrapper) -> tf.Tensor:
+    """Importance of each output channel of a producer (mask shape); the
+    core reduces these over a channel group."""
+    return self.score(wrapper, 0)
+
   def update_masks(self, wrappers: Sequence, sparsity: float,
                    step: int) -> None:
-    """Per layer, keep the best-scored units so ``sparsity`` are pruned."""
+    """Channel structures: mask the least important channel groups (see
+    :mod:`tfprune.groups`). Others: per layer, keep the best-scored units so
+    ``sparsity`` are pruned."""
     del step
     structures.check_sparsity(sparsity)
+    if self.prunes_channel_groups:
+      if self.channel_groups is None:
+        raise RuntimeError(
+            f'{type(self).__name__}: channel groups were not computed; masks '
+            'are written by tfprune.prune(...) and tfprune.PruningStep, which'
+            ' call method.attach(model, wrappers) first.')
+      groups_lib.update_masks(self, self.channel_groups, sparsity,
+                              self.selection)
+      return
     for wrapper in wrappers:
       for index, weight in enumerate(wrapper.prunable):
         scores = self.score(wrapper, index)

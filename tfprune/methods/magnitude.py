@@ -7,7 +7,10 @@ zeros into the pruned weights. On other kinds a unit's score is the
 ``reduction`` (default L1 norm) of its weights.
 
 ``scope='global'`` ranks the units of all layers of one ``prune()`` call
-together (use ``reduction='mean_abs'`` when units differ in size). The
+together (use ``reduction='mean_abs'`` when units differ in size). On the
+``channel`` kind the unit is a group of coupled channels
+(:mod:`tfprune.groups`) and ``scope='global'`` means
+``ChannelSelection(ranking='global')``. The
 ``layer`` kind is always global: one unit per layer, ranked by mean |w|, and
 ``sparsity`` is the fraction of layers removed.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from tfprune import groups as groups_lib
 from tfprune import structures
 from tfprune.methods import base
 
@@ -38,6 +42,8 @@ class Magnitude(base.PruningMethod):
                        "it has no global ranking: use scope='layer'")
     self.reduction = reduction
     self.scope = scope
+    if scope == 'global' and self.prunes_channel_groups:
+      self.selection = groups_lib.ChannelSelection(ranking='global')
     structures.Weight().reduce([1.0], structures.DENSE_LAYOUT, reduction)
 
   def score(self, wrapper, index):
@@ -46,7 +52,7 @@ class Magnitude(base.PruningMethod):
                                  self.reduction)
 
   def update_masks(self, wrappers: Sequence, sparsity: float, step: int):
-    if self.scope == 'layer':
+    if self.scope == 'layer' or self.prunes_channel_groups:
       return super().update_masks(wrappers, sparsity, step)
     structures.check_sparsity(sparsity)
     slots = [(w, i) for w in wrappers for i in range(len(w.prunable))]

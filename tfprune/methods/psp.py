@@ -165,15 +165,17 @@ class PSP(base.PruningMethod):
                        'follow the schedule; begin_step/freeze_step are for '
                        'the learned mode (schedule=None)')
     if not isinstance(self.structure, structures.Column):
-      for wrapper in wrappers:
-        consumers = graph.layer_consumers(wrapper)
-        if any(isinstance(c, keras.layers.BatchNormalization)
-               for c in consumers):
-          logger.warning(
-              'PSP %s alpha of %r feeds a BatchNormalization, which removes '
-              'the scale of each output in training: the data gives alpha '
-              '(almost) no gradient, so the decay alone decides when it '
-              'crosses epsilon', self.structure, wrapper.layer.name)
+      fed = [w.layer.name for w in wrappers
+             if any(isinstance(graph.unwrapped(c),
+                               keras.layers.BatchNormalization)
+                    for c in graph.layer_consumers(w))]
+      if fed:                                  # one warning for all of them
+        logger.warning(
+            'PSP %s alphas of %d layer(s) (%s%s) feed a BatchNormalization, '
+            'which removes the scale of each output in training: the data '
+            'gives alpha (almost) no gradient, so the decay alone decides when'
+            ' it crosses epsilon', self.structure, len(fed),
+            ', '.join(fed[:3]), ' ...' if len(fed) > 3 else '')
     if isinstance(self.structure, structures.Layer):
       for wrapper in wrappers:
         if not on_residual_branch(model, wrapper.layer.name):
