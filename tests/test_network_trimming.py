@@ -146,3 +146,18 @@ def test_callback_stops_on_tolerance_and_feeds_the_report():
     Trimming(x_val)
   with pytest.raises(ValueError, match='needs validation_y'):
     Trimming(x_val, every=1, tolerance=0.1)
+
+
+def test_a_layer_without_relu_is_refused_when_wrapping(caplog):
+  inputs = keras.Input((4,))
+  x = L.Dense(6, activation='relu', name='a')(inputs)
+  x = L.Dense(5, name='b')(x)                         # no ReLU after it
+  model = keras.Model(inputs, L.Dense(2, name='logits')(x))
+  with pytest.raises(ValueError, match="'b' is not followed by a ReLU"):
+    tfprune.prune(model, nt.NetworkTrimming(), layers=['a', 'b'])
+  import logging  # pylint: disable=g-import-not-at-top
+  with caplog.at_level(logging.INFO, logger='tfprune'):
+    pruned = tfprune.prune(model, nt.NetworkTrimming())
+  assert [w.layer.name for w in tfprune.wrapper.collect_wrappers(pruned)] \
+      == ['a']
+  assert 'b, logits (NetworkTrimming does not prune it)' in caplog.text

@@ -238,7 +238,7 @@ def test_freezing_a_filter_with_a_bias_keeps_the_output():
   x, _ = _dense_data(8)
   before = pruned.predict(x, verbose=0)
   wrapper.pruning_step.assign(5)
-  wrapper.method.update_masks([wrapper], float('nan'), 5)   # the freeze
+  wrapper.method.update_masks([wrapper], None, 5)   # the freeze
   np.testing.assert_array_equal(np.asarray(wrapper.masks[0]), [0, 1])
   np.testing.assert_allclose(pruned.predict(x, verbose=0), before, atol=1e-6)
   np.testing.assert_allclose(np.asarray(wrapper.layer.bias), [0.0, -2.0])

@@ -220,7 +220,7 @@ def test_regrown_weights_start_at_zero_with_fresh_optimizer_state():
   _fit(pruned, 5)                       # Adam state exists, no regrowth yet
   wrapper = pruned.get_layer('pruned_fc1')
   before = mask_of(pruned, 'fc1')
-  method.update_masks([wrapper], float('nan'), 1000)
+  method.update_masks([wrapper], None, 1000)
   after = mask_of(pruned, 'fc1')
   grown, dropped = after & ~before, before & ~after
   assert grown.sum() == dropped.sum() > 0
@@ -244,7 +244,7 @@ def test_dropped_edges_are_the_weakest():
   active = np.abs(kernel[mask])
   n_drop = round(0.5 * len(active))
   threshold = np.sort(active)[n_drop - 1]
-  method.update_masks([wrapper], float('nan'), 1)
+  method.update_masks([wrapper], None, 1)
   after = mask_of(pruned, 'fc1')
   dropped = mask & ~after
   assert dropped.sum() == n_drop

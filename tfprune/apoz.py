@@ -61,12 +61,19 @@ def followers(layer) -> Tuple[List, Optional[keras.layers.Layer]]:
     nxt = _single_consumer(current)
     if nxt is None:
       return chain, None
-    if _is_relu(nxt):
+    inner = graph.unwrapped(nxt)      # a BatchNormalization follower wrapper
+    if _is_relu(inner):
       return chain, nxt
-    if not isinstance(nxt, _PASS_THROUGH):
+    if not isinstance(inner, _PASS_THROUGH):
       return chain, None
-    chain.append(nxt)
+    chain.append(inner)
     current = nxt
+
+
+def has_relu(layer) -> bool:
+  """Whether ``layer``'s outputs pass a ReLU (fused, or after channel-wise
+  layers) in the model it was called in: what APoZ needs."""
+  return _fused_relu(layer) or followers(layer)[1] is not None
 
 
 def relu_output(model: keras.Model, name: str):

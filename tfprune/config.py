@@ -38,6 +38,10 @@ def default_config() -> config_dict.ConfigDict:
   c.method = 'magnitude'
   c.method_kwargs = config_dict.ConfigDict()
   c.layers = ''
+  # Channel structures: how coupled channel groups are chosen
+  # (tfprune.ChannelSelection; ignored by other structures).
+  c.channel_selection = config_dict.ConfigDict(dict(
+      ranking='uniform', round_to=1, min_channels=1, max_ratio=1.0))
   # Schedule kind: 'polynomial_decay', 'constant', 'one_shot' (prune once
   # before fine-tuning), 'none' (masks left to the method) or 'periodic'
   # (update points only, for methods with their own budget).

@@ -185,7 +185,10 @@ def run(config, workdir: str, overwrite: bool = False,
     method = tfprune.methods.get(config.method, **config.method_kwargs)
     schedule = build_schedule(config.schedule, steps)
     selection = [s for s in config.layers.split(',') if s] or None
-    pruned = tfprune.prune(model, method, schedule, layers=selection)
+    rule = (tfprune.ChannelSelection(**config.channel_selection.to_dict())
+            if method.prunes_channel_groups else None)
+    pruned = tfprune.prune(model, method, schedule, layers=selection,
+                           selection=rule)
     lr = (config.finetune_learning_rate if config.finetune_learning_rate > 0
           else config.learning_rate)
     pruned.compile(_optimizer(config, lr), **compile_args)

@@ -34,10 +34,14 @@ class Periodic(PruningSchedule):
   """Says only WHEN: every ``frequency`` steps in [begin_step, end_step].
 
   For methods that keep their own budget and only need update points (e.g.
-  Small-World's prune-and-regrow). The sparsity it returns is NaN, so a
-  method that needs a target (Magnitude) fails loudly instead of using it.
+  Small-World's prune-and-regrow). It gives no target (``gives_sparsity``
+  is False): ``PruningStep`` calls ``update_masks(..., sparsity=None, ...)``,
+  and a method that needs a target (Magnitude) says so. Inside the tfmot
+  contract, which must return a number, the sparsity is NaN.
   ``end_step=-1`` means no end.
   """
+
+  gives_sparsity = False
 
   def __init__(self, begin_step: int = 0, end_step: int = -1,
                frequency: int = 100):
@@ -117,7 +121,8 @@ class ScheduleTable:
 
     self._evaluate = tf.function(evaluate)
 
-  def __call__(self, step: int) -> Tuple[bool, float]:
+  def __call__(self, step: int) -> Tuple[bool, Optional[float]]:
+    """(update?, target sparsity, or None for a schedule that gives none)."""
     offset = step - self._start
     if not 0 <= offset < len(self._updates):
       self._start = step
@@ -125,4 +130,6 @@ class ScheduleTable:
       updates, sparsity = self._evaluate(steps)
       self._updates, self._sparsity = updates.numpy(), sparsity.numpy()
       offset = 0
+    if not getattr(self.schedule, 'gives_sparsity', True):
+      return bool(self._updates[offset]), None
     return bool(self._updates[offset]), float(self._sparsity[offset])

@@ -44,7 +44,7 @@ def _selector(layers: LayerSelection, model, method) -> Callable:
   if layers is None:
     return lambda layer: (prunable.is_supported(layer) and
                           not isinstance(layer, PruningWrapper) and
-                          method.accepts(layer))
+                          method.refusal(layer) is None)
   if callable(layers) and not isinstance(layers, type):
     return layers
   items = [layers] if isinstance(layers, (str, type)) else list(layers)
@@ -216,14 +216,14 @@ def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = Non
       if not prunable.is_supported(layer):
         if not prunable.is_follower(layer):
           skipped[layer.name] = 'tfprune cannot prune this layer type'
-      elif not method.accepts(layer):
+      elif method.refusal(layer) is not None:
         skipped[layer.name] = f'{type(method).__name__} does not prune it'
   followers: List[str] = []
   if method.prunes_channel_groups:
     can_wrap = lambda layer: (layer.name not in ignored and
                               not isinstance(layer, PruningWrapper) and
                               prunable.is_supported(layer) and
-                              method.accepts(layer))
+                              method.refusal(layer) is None)
     kept, pinned, added, followers = _channel_defaults(model, names, can_wrap)
     if layers is None:
       names = kept
@@ -235,6 +235,14 @@ def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = Non
                     'coupled with the chosen layers', type(method).__name__,
                     ', '.join(added))
     followers = [f for f in followers if f not in ignored]
+  if layers is not None:
+    for name in names:
+      layer = model.get_layer(name)
+      if prunable.is_supported(layer):
+        reason = method.refusal(layer)
+        if reason is not None:
+          raise ValueError(f'layer {name!r} was named in layers= but '
+                           f'{type(method).__name__} cannot prune it: {reason}')
   _log_skipped(model, method, skipped)
   selected = lambda layer, chosen=frozenset(names): layer.name in chosen
   already_wrapped_check = _selector(layers, model, method)

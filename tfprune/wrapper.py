@@ -105,7 +105,7 @@ class PruningWrapper(keras.layers.Wrapper):
             f'{weight.attr}_gate',
             shape=gate_structure.mask_shape(weight.variable.shape,
                                              weight.layout),
-            initializer=self.method.gate_initializer(),
+            initializer='ones',
             regularizer=self.method.gate_regularizer(),
             dtype=weight.variable.dtype, trainable=True)
       self.gates.append(gate)

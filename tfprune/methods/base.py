@@ -88,10 +88,15 @@ class PruningMethod(abc.ABC):
       self.channel_groups = groups_lib.build(model, wrappers)
 
   # --- wrapper hooks -------------------------------------------------------
-  def accepts(self, layer) -> bool:
-    """Whether ``prune(..., layers=None)`` wraps ``layer`` (a supported one)."""
+  def refusal(self, layer) -> Optional[str]:
+    """Why this method cannot prune ``layer`` (a supported one), or None.
+
+    Checked when wrapping: ``prune(..., layers=None)`` leaves refused layers
+    out (and logs the reason); a refused layer named in ``layers=`` raises
+    a ValueError with it, before any training.
+    """
     del layer
-    return True
+    return None
 
   def prepare(self, model, names: Sequence[str]):
     """A model to wrap instead of ``model`` (same layer names), or ``model``.
@@ -105,9 +110,6 @@ class PruningMethod(abc.ABC):
 
   def build(self, wrapper) -> None:
     """Called once the wrapper's masks (and gates) exist."""
-
-  def gate_initializer(self):
-    return 'ones'
 
   def gate_regularizer(self):
     return None
@@ -152,12 +154,23 @@ class PruningMethod(abc.ABC):
     core reduces these over a channel group."""
     return self.score(wrapper, 0)
 
-  def update_masks(self, wrappers: Sequence, sparsity: float,
+  def update_masks(self, wrappers: Sequence, sparsity: Optional[float],
                    step: int) -> None:
-    """Channel structures: mask the least important channel groups (see
-    :mod:`tfprune.groups`). Others: per layer, keep the best-scored units so
-    ``sparsity`` are pruned."""
+    """Write masks at a schedule point.
+
+    ``sparsity`` is the schedule's target, or None when the schedule only
+    says when (``tfprune.schedules.Periodic``); methods with their own
+    budget or rule take None and refuse a number. The default needs a
+    target: channel structures mask the least important channel groups
+    (:mod:`tfprune.groups`), others keep the best-scored units per layer.
+    """
     del step
+    if sparsity is None:
+      raise ValueError(
+          f'{type(self).__name__} prunes to a target sparsity, but the '
+          'schedule gives none (tfprune.schedules.Periodic only says when): '
+          'use a tfmot schedule such as PolynomialDecay or ConstantSparsity, '
+          'or a one-shot float.')
     structures.check_sparsity(sparsity)
     if self.prunes_channel_groups:
       if self.channel_groups is None:

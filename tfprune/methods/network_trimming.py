@@ -111,6 +111,13 @@ class NetworkTrimming(base.PruningMethod):
     self.apoz: Dict[str, np.ndarray] = {}
     self.trims: List[dict] = []      # appended by the Trimming callback
 
+  def refusal(self, layer) -> Optional[str]:
+    if apoz_lib.has_relu(layer):
+      return None
+    return (f'layer {layer.name!r} is not followed by a ReLU (fused, or after '
+            'BatchNormalization/Dropout): APoZ counts the zeros a ReLU makes,'
+            ' so Network Trimming has nothing to measure there')
+
   def report_info(self) -> Optional[dict]:
     if not self.apoz and not self.trims:
       return None

@@ -212,7 +212,7 @@ class PSP(base.PruningMethod):
 
   def update_masks(self, wrappers: Sequence, sparsity: float,
                    step: int) -> None:
-    if not math.isnan(float(sparsity)):                         # target mode
+    if sparsity is not None:                                    # target mode
       if wrappers[0].schedule is None:
         raise ValueError(
             'PSP ranks its alphas, which all start at 1: a one-shot prune '

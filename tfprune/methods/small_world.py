@@ -406,9 +406,10 @@ class SmallWorld(base.PruningMethod):
   def on_train_begin(self, wrappers, model):
     self._model = model
 
-  def update_masks(self, wrappers: Sequence, sparsity: float, step: int):
+  def update_masks(self, wrappers: Sequence, sparsity: Optional[float],
+                   step: int):
     """Drop the weakest ``regrow_fraction`` of each layer's edges, regrow."""
-    if not np.isnan(sparsity):
+    if sparsity is not None:
       raise ValueError(
           f'SmallWorld keeps its own density budget and got a target '
           f'sparsity {sparsity} (a one-shot float or a target schedule); '

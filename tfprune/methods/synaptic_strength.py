@@ -239,19 +239,21 @@ class SynapticStrength(base.PruningMethod):
     self.info: Dict = {'l1': self.l1, 'folded_bn': None, 'pruned': None}
 
   # --- layers ----------------------------------------------------------------
-  def accepts(self, layer) -> bool:
-    return _is_conv2d(layer)
+  def refusal(self, layer) -> Optional[str]:
+    if _is_conv2d(layer):
+      return None
+    extra = (' A depthwise connection is a whole channel: prune it with a '
+             "channel method such as Magnitude('channel')."
+             if isinstance(layer, keras.layers.DepthwiseConv2D) else '')
+    return (f'SynapticStrength has one strength per 2-D kernel of a Conv2D; '
+            f'layer {layer.name!r} is a {type(layer).__name__}.{extra} Select '
+            'only Conv2D layers, e.g. prune(..., layers=keras.layers.Conv2D) '
+            'or layers=None.')
 
   def _check_layer(self, layer) -> None:
-    if not _is_conv2d(layer):
-      extra = (' A depthwise connection is a whole channel: prune it with a '
-               "channel method such as Magnitude('channel')."
-               if isinstance(layer, keras.layers.DepthwiseConv2D) else '')
-      raise ValueError(
-          f'SynapticStrength has one strength per 2-D kernel of a Conv2D; '
-          f'layer {layer.name!r} is a {type(layer).__name__}.{extra} Select '
-          'only Conv2D layers, e.g. prune(..., layers=keras.layers.Conv2D) '
-          'or layers=None.')
+    reason = self.refusal(layer)
+    if reason is not None:
+      raise ValueError(reason)
 
   def prepare(self, model, names: Sequence[str]):
     self.info = {'l1': self.l1, 'folded_bn': {}, 'pruned': None}
@@ -324,25 +326,25 @@ class SynapticStrength(base.PruningMethod):
     """Whether the masks are final and the penalty off."""
     return float(self._penalty(wrappers[0]).numpy()) == 0.0
 
-  def _is_last_update(self, schedule, sparsity: float, step: int) -> bool:
-    if schedule is None or math.isnan(sparsity):
+  def _is_last_update(self, schedule, sparsity: Optional[float],
+                      step: int) -> bool:
+    if schedule is None or sparsity is None:
       return True
     end = getattr(schedule, 'end_step', -1)
     frequency = getattr(schedule, 'frequency', 1)
     return end >= 0 and step + frequency > end
 
-  def update_masks(self, wrappers: Sequence, sparsity: float,
+  def update_masks(self, wrappers: Sequence, sparsity: Optional[float],
                    step: int) -> None:
     if self.is_frozen(wrappers):
       return       # pruned once; a Periodic schedule's later points are no-ops
-    sparsity = float(sparsity)
     own_rule = self.target is not None or self.threshold is not None
-    if not math.isnan(sparsity) and own_rule:
+    if sparsity is not None and own_rule:
       raise ValueError('the schedule gave a sparsity, but target= or '
                        'threshold= is set: use one of them (a Periodic '
                        'schedule with target/threshold, or a sparsity '
                        'schedule without)')
-    if math.isnan(sparsity) and not own_rule:
+    if sparsity is None and not own_rule:
       raise ValueError('no sparsity to prune to: set target= or threshold=, '
                        'or use a schedule that gives a sparsity')
     # Rank |s| of the connections still alive: a pruned connection's s gets

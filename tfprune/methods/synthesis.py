@@ -62,7 +62,7 @@ units (columns ``j``). Densities count the edges of the wrapped kernels only
    Randomness is seeded by ``(seed, step, layer)``: the same seed gives the
    same masks for the same weights.
 4. *Schedule.* WHEN is a :class:`tfprune.schedules.Periodic` (tfmot's
-   ``PruningSchedule`` contract, NaN sparsity): every ``grow_every`` steps
+   ``PruningSchedule`` contract, no target sparsity): every ``grow_every`` steps
    from ``begin_step`` to ``end_step``. ``prune(model, Synthesis(...))``
    without a schedule installs :meth:`Synthesis.schedule`; a target schedule
    (or a one-shot float) is refused, because the budget is the method's.
@@ -440,9 +440,10 @@ class Synthesis(base.PruningMethod):
   def on_train_begin(self, wrappers, model):
     self._model = model
 
-  def update_masks(self, wrappers: Sequence, sparsity: float, step: int):
+  def update_masks(self, wrappers: Sequence, sparsity: Optional[float],
+                   step: int):
     """One synthesis event: grow ``g`` and prune ``r`` edges per layer."""
-    if not np.isnan(sparsity):
+    if sparsity is not None:
       raise ValueError(
           f'Synthesis keeps its own budget and got a target sparsity '
           f'{sparsity} (a one-shot float or a target schedule); pass '
