@@ -111,6 +111,10 @@ class PruningMethod(abc.ABC):
   def build(self, wrapper) -> None:
     """Called once the wrapper's masks (and gates) exist."""
 
+  def gate_initializer(self):
+    """Initial gate values (a Keras initializer), for custom gated methods."""
+    return 'ones'
+
   def gate_regularizer(self):
     return None
 
