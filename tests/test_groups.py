@@ -318,3 +318,16 @@ def test_separable_macs_count_both_parts():
   model = separable_model()
   entry = {e['name']: e for e in tfprune.report(model)['layers']}['sep']
   assert entry['macs'] == 8 * 8 * (3 * 3 * 8 + 8 * 10)   # depthwise + pointwise
+
+
+def test_a_final_softmax_pins_the_logits_without_a_warning():
+  inputs = keras.Input((8, 8, 3))
+  x = L.GlobalAveragePooling2D()(_conv_bn(inputs, 4, 'a'))
+  x = L.Dense(3, name='logits')(x)
+  model = keras.Model(inputs, L.Activation('softmax', name='probs')(x))
+  with warnings.catch_warnings():
+    warnings.simplefilter('error', tfprune.graph.ShrinkWarning)
+    g = tfprune.graph.build(model)
+  assert [n.name for n in g.opaque] == ['probs']
+  pruned = tfprune.prune(model, Magnitude('channel'), schedule=0.5)
+  assert {w.layer.name for w in collect_wrappers(pruned)} == {'a'}

@@ -507,10 +507,12 @@ def build(model: keras.Model, warn: bool = True) -> ChannelGraph:
 
   graph = ChannelGraph(model, nodes, tensors, group, pinned)
   # Warn about the opaque layers that cost channels: not a final softmax
-  # whose channels are the model outputs anyway.
+  # (an opaque layer whose outputs are model outputs only pins the logits).
+  model_outputs = {tensor_key(t) for t in _flatten(model.outputs)}
   costly = [n for n in graph.opaque
-            if not all(pinned_anyway[graph.groups(k)].all()
-                       for k in n.inputs + n.outputs)]
+            if not all(k in model_outputs for k in n.outputs) and
+            not all(pinned_anyway[graph.groups(k)].all()
+                    for k in n.inputs + n.outputs)]
   if warn and costly:
     warnings.warn(opaque_summary(graph, costly), ShrinkWarning, stacklevel=3)
   return graph
