@@ -161,3 +161,29 @@ def test_a_layer_without_relu_is_refused_when_wrapping(caplog):
   assert [w.layer.name for w in tfprune.wrapper.collect_wrappers(pruned)] \
       == ['a']
   assert 'b, logits (NetworkTrimming does not prune it)' in caplog.text
+
+
+def test_trimming_masks_coupled_channels_together():
+  inputs = keras.Input((6, 6, 3))
+  a = L.Conv2D(8, 3, padding='same', activation='relu', name='a')(inputs)
+  b = L.Conv2D(8, 3, padding='same', activation='relu', name='b')(a)
+  x = L.Add(name='add')([a, b])
+  x = L.Conv2D(4, 1, activation='relu', name='c')(x)
+  x = L.GlobalAveragePooling2D()(x)
+  model = keras.Model(inputs, L.Dense(2, name='logits')(x))
+  method = nt.NetworkTrimming(fraction=0.5)
+  pruned = tfprune.prune(model, method)
+  wrappers = tfprune.wrapper.collect_wrappers(pruned)
+  assert [w.layer.name for w in wrappers] == ['a', 'b', 'c']
+  x = np.random.RandomState(0).randn(16, 6, 6, 3).astype(np.float32)
+  method = wrappers[0].method
+  method.measure(pruned, x, wrappers)
+  trimmed = method.trim_masks(wrappers)
+  masks = {w.layer.name: np.asarray(w.masks[0]) for w in wrappers}
+  np.testing.assert_array_equal(masks['a'], masks['b'])     # one group
+  assert masks['a'].sum() == 4 and masks['c'].sum() == 2
+  np.testing.assert_array_equal(trimmed['a'], np.flatnonzero(masks['a'] == 0))
+  group_apoz = (method.apoz['a'] + method.apoz['b']) / 2
+  assert group_apoz[masks['a'] == 0].min() >= group_apoz[masks['a'] == 1].max()
+  _, plan = tfprune.shrink(pruned, return_plan=True)
+  assert plan.kept_counts()['a'] == plan.kept_counts()['b'] == 4

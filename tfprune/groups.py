@@ -167,21 +167,28 @@ def _member_scores(method, member: _Member) -> Tuple[np.ndarray, np.ndarray]:
   return (scores / mean if mean > 0 else scores), l1
 
 
-def importance(method, cg: ChannelGroups) -> Tuple[np.ndarray, np.ndarray]:
-  """(importance, tie-break) of every prunable group, in ``cg.prunable``
+def group_mean(cg: ChannelGroups, values) -> np.ndarray:
+  """Mean over each prunable group's producers of per-channel ``values``
+  (``values(wrapper)`` -> one number per mask entry), in ``cg.prunable``
   order."""
   total = np.zeros(cg.n_groups)
   count = np.zeros(cg.n_groups)
-  norm = np.zeros(cg.n_groups)
   for member in cg.members:
-    if not member.producer:
-      continue
-    scores, l1 = _member_scores(method, member)
-    np.add.at(total, member.groups, scores)
-    np.add.at(count, member.groups, 1.0)
-    np.add.at(norm, member.groups, l1)
-  ids = cg.prunable
-  return total[ids] / np.maximum(count[ids], 1.0), norm[ids]
+    if member.producer:
+      np.add.at(total, member.groups,
+                np.asarray(values(member.wrapper), np.float64).reshape(-1))
+      np.add.at(count, member.groups, 1.0)
+  return total[cg.prunable] / np.maximum(count[cg.prunable], 1.0)
+
+
+def importance(method, cg: ChannelGroups) -> Tuple[np.ndarray, np.ndarray]:
+  """(importance, tie-break) of every prunable group, in ``cg.prunable``
+  order."""
+  scored = {id(m.wrapper): _member_scores(method, m) for m in cg.members
+            if m.producer}
+  imp = group_mean(cg, lambda w: scored[id(w)][0])
+  norm = group_mean(cg, lambda w: scored[id(w)][1])
+  return imp, norm
 
 
 def round_unit(size: int, round_to: int) -> int:
@@ -247,14 +254,7 @@ def update_masks(method, cg: ChannelGroups, sparsity: float,
   graph group ids."""
   imp, tie = importance(method, cg)
   remove = select(imp, tie, cg.coupled, len(cg.sets), sparsity, rule)
-  dead = np.zeros(cg.n_groups, bool)
-  dead[cg.prunable[remove]] = True
-  for member in cg.members:
-    wrapper = member.wrapper
-    keep = (~dead[member.groups]).astype(np.float32)
-    shape = wrapper.masks[0].shape
-    for index in range(len(wrapper.prunable)):
-      wrapper.assign_mask(index, keep.reshape(shape))
+  assign(cg, remove)
   for wrapper in cg.independent:
     for index, weight in enumerate(wrapper.prunable):
       wrapper.assign_mask(index, wrapper.structure.select(
@@ -262,15 +262,30 @@ def update_masks(method, cg: ChannelGroups, sparsity: float,
   return cg.prunable[remove]
 
 
+def alive(cg: ChannelGroups) -> np.ndarray:
+  """Per prunable group: kept by the current masks of its producers."""
+  keep = np.zeros(cg.n_groups, bool)
+  for member in cg.members:
+    if member.producer:
+      np.logical_or.at(keep, member.groups,
+                       np.asarray(member.wrapper.masks[0]).reshape(-1) != 0)
+  return keep[cg.prunable]
+
+
+def assign(cg: ChannelGroups, remove: np.ndarray) -> None:
+  """Mask the prunable groups where ``remove`` is True in every member
+  (producers and followers); all other groups are kept."""
+  dead = np.zeros(cg.n_groups, bool)
+  dead[cg.prunable[np.asarray(remove, bool)]] = True
+  for member in cg.members:
+    wrapper = member.wrapper
+    keep = (~dead[member.groups]).astype(np.float32)
+    shape = wrapper.masks[0].shape
+    for index in range(len(wrapper.prunable)):
+      wrapper.assign_mask(index, keep.reshape(shape))
+
+
 def achieved_sparsity(cg: ChannelGroups) -> float:
   """Fraction of the prunable groups that the masks remove now (masked in
   every producer member), the structural channel sparsity."""
-  dead = np.zeros(cg.n_groups, bool)
-  alive = np.zeros(cg.n_groups, bool)
-  for member in cg.members:
-    if member.producer:
-      keep = np.asarray(member.wrapper.masks[0]).reshape(-1) != 0
-      np.logical_or.at(alive, member.groups, keep)
-      np.logical_or.at(dead, member.groups, ~keep)
-  ids = cg.prunable
-  return float((dead[ids] & ~alive[ids]).sum()) / max(ids.size, 1)
+  return float((~alive(cg)).sum()) / max(cg.n_prunable, 1)

@@ -36,6 +36,7 @@ import numpy as np
 import tf_keras as keras
 
 from tfprune import apoz as apoz_lib
+from tfprune import groups as groups_lib
 from tfprune.methods import base
 
 
@@ -152,12 +153,20 @@ class NetworkTrimming(base.PruningMethod):
     return self.apoz
 
   def trim_masks(self, wrappers: Sequence) -> Dict[str, np.ndarray]:
-    """Mask the units the rule picks from ``self.apoz``; returns them."""
+    """Mask the units the rule picks from ``self.apoz``; returns them.
+
+    With channel groups (wrappers made by ``prune``), a unit is a group of
+    coupled channels: its APoZ is the mean over its producers, and the rule
+    runs per coupled set of layers (named by its first layer); every member
+    is masked. Otherwise per layer.
+    """
     by_name = {w.layer.name: w for w in wrappers}
     missing = sorted(set(by_name) - set(self.apoz))
     if missing:
       raise ValueError(f'no APoZ measured for {missing}; call measure() (or '
                        'use the Trimming callback) first')
+    if self.channel_groups is not None and self.channel_groups.n_prunable:
+      return self._trim_groups(self.channel_groups)
     alive = {n: np.asarray(w.masks[0]) > 0 for n, w in by_name.items()}
     chosen = self.choose({n: self.apoz[n] for n in by_name}, alive)
     for name, units in chosen.items():
@@ -166,6 +175,22 @@ class NetworkTrimming(base.PruningMethod):
         mask[units] = 0
         by_name[name].assign_mask(0, mask)
     return chosen
+
+  def _trim_groups(self, cg) -> Dict[str, np.ndarray]:
+    values = groups_lib.group_mean(cg, lambda w: self.apoz[w.layer.name])
+    alive = groups_lib.alive(cg)
+    sets = {cg.sets[c][0]: np.flatnonzero(cg.coupled == c)
+            for c in range(len(cg.sets))}
+    chosen = self.choose({n: values[i] for n, i in sets.items()},
+                         {n: alive[i] for n, i in sets.items()})
+    remove = ~alive
+    for name, picked in chosen.items():
+      remove[sets[name][picked]] = True
+    now = np.zeros(cg.n_groups, bool)
+    now[cg.prunable[remove & alive]] = True
+    groups_lib.assign(cg, remove)
+    return {m.wrapper.layer.name: np.flatnonzero(now[m.groups])
+            for m in cg.members if m.producer}   # units trimmed now
 
   def score(self, wrapper, index):
     """1 - APoZ: a tfmot schedule then keeps the most active units."""
