@@ -331,3 +331,141 @@ def test_a_final_softmax_pins_the_logits_without_a_warning():
   assert [n.name for n in g.opaque] == ['probs']
   pruned = tfprune.prune(model, Magnitude('channel'), schedule=0.5)
   assert {w.layer.name for w in collect_wrappers(pruned)} == {'a'}
+
+
+# --- edge cases found in review ----------------------------------------------
+
+
+def test_subclassed_model_falls_back_to_per_layer_masks():
+  class Net(keras.Model):
+
+    def __init__(self):
+      super().__init__(name='net')
+      self.conv = tfprune.PruningWrapper(
+          L.Conv2D(4, 3), Magnitude('channel'),
+          tfprune.schedules.get({'class_name': 'ConstantSparsity', 'config': {
+              'target_sparsity': 0.5, 'begin_step': 1, 'frequency': 1}}))
+      self.pool = L.GlobalAveragePooling2D()
+      self.out = L.Dense(2)
+
+    def call(self, x):
+      return self.out(self.pool(self.conv(x)))
+
+  model = Net()
+  model.compile('sgd', keras.losses.SparseCategoricalCrossentropy(
+      from_logits=True))
+  x = np.random.RandomState(0).rand(4, 6, 6, 3).astype(np.float32)
+  model(x)                                      # built before fit
+  with pytest.warns(UserWarning, match='not a flat functional model'):
+    model.fit(x, np.array([0, 1, 0, 1]), epochs=1, verbose=0,
+              callbacks=[tfprune.PruningStep()])
+  assert np.asarray(model.conv.masks[0]).sum() == 2
+
+
+def test_shared_and_sigmoid_producers_are_not_pruned_by_default(caplog):
+  inputs = keras.Input((6, 6, 3))
+  shared = L.Conv2D(3, 1, name='shared')
+  x = shared(shared(inputs))
+  x = L.Conv2D(4, 3, padding='same', activation='sigmoid', name='gate')(x)
+  x = L.Conv2D(4, 3, padding='same', name='after')(x)
+  x = L.GlobalAveragePooling2D()(x)
+  model = keras.Model(inputs, L.Dense(2, name='logits')(x))
+  with caplog.at_level(logging.INFO, logger='tfprune'):
+    pruned = tfprune.prune(model, Magnitude('channel'), schedule=0.5)
+  assert "shared (the channel graph does not understand it" in caplog.text
+  masks = _masks(pruned)
+  assert 'shared' not in masks
+  assert masks['gate'].all()         # sigmoid(0) = 0.5: masking leaves 0.5
+  assert 'its activation is not 0 at 0' in caplog.text
+  assert masks['after'].sum() == 2
+
+
+def test_a_follower_needs_no_step_of_its_own():
+  pruned = tfprune.prune(residual_model(), Magnitude('channel'), schedule=0.5)
+  for wrapper in collect_wrappers(pruned):      # a custom loop's view
+    wrapper.pruning_step.assign(1)
+  x = np.random.RandomState(0).rand(2, 8, 8, 3).astype(np.float32)
+  assert pruned(x, training=True).shape == (2, 3)
+
+
+def test_normalization_with_constants_is_left_alone():
+  inputs = keras.Input((6, 6, 3))
+  x = L.Conv2D(4, 3, padding='same', name='a')(inputs)
+  x = L.Normalization(mean=[0.] * 4, variance=[1.] * 4, name='norm')(x)
+  x = L.Conv2D(4, 3, padding='same', name='b')(x)
+  model = keras.Model(inputs, L.Dense(2, name='logits')(
+      L.GlobalAveragePooling2D()(x)))
+  pruned = tfprune.prune(model, Magnitude('channel'), schedule=0.5)
+  shrunk = tfprune.shrink(pruned)
+  x = np.random.RandomState(0).rand(2, 6, 6, 3).astype(np.float32)
+  np.testing.assert_allclose(shrunk.predict(x, verbose=0),
+                             tfprune.strip(pruned).predict(x, verbose=0),
+                             atol=1e-5)
+
+
+def test_explicit_selection_is_saved_even_when_it_is_the_default(tmp_path):
+  pruned = tfprune.prune(residual_model(), Magnitude('channel', scope='global'),
+                         schedule=0.5, selection=tfprune.ChannelSelection())
+  path = str(tmp_path / 'm.keras')
+  pruned.save(path)
+  with tfprune.custom_object_scope():
+    loaded = keras.models.load_model(path)
+  assert collect_wrappers(loaded)[0].method.selection.ranking == 'uniform'
+
+
+def test_an_older_accepts_hook_still_counts():
+  class DenseOnly(Magnitude):
+
+    def accepts(self, layer):
+      return isinstance(layer, L.Dense)
+
+  inputs = keras.Input((4,))
+  x = L.Dense(6, name='a')(inputs)
+  model = keras.Model(inputs, L.Dense(2, name='logits')(x))
+  pruned = tfprune.prune(model, DenseOnly('weight'), schedule=0.5)
+  assert [w.layer.name for w in collect_wrappers(pruned)] == ['a', 'logits']
+  pruned = tfprune.prune(residual_model(), DenseOnly('weight'), schedule=0.5)
+  assert [w.layer.name for w in collect_wrappers(pruned)] == ['logits']
+
+
+def test_round_to_keeps_all_rather_than_jump_to_a_lower_multiple():
+  def kept(size, sparsity, round_to):
+    return groups._kept_count(size, size * (1 - sparsity),  # pylint: disable=protected-access
+                              groups.ChannelSelection(round_to=round_to))
+  assert kept(10, 0.01, 4) == 10
+  assert kept(10, 0.5, 4) == 4
+
+
+def test_psp_learned_freeze_masks_the_followers_of_dead_groups():
+  pruned = tfprune.prune(residual_model(), PSP('filter', weight_decay=0,
+                                               freeze_step=5))
+  wrappers = collect_wrappers(pruned)
+  for w in wrappers:
+    alpha = np.ones(w.gates[0].shape, np.float32)
+    alpha[:2] = 1e-4 if w.layer.name in ('a', 'b', 'c', 'd') else 1.0
+    if w.layer.name == 'c':
+      alpha[1] = 1.0                    # group 1 stays alive through c
+    w.gates[0].assign(alpha)
+  wrappers[0].method.update_masks(wrappers, None, 5)
+  masks = _masks(pruned)
+  np.testing.assert_array_equal(masks['a_bn'][:3], [0, 1, 1])
+  np.testing.assert_array_equal(masks['b'][:3], [0, 0, 1])
+  np.testing.assert_array_equal(masks['d_bn'][:3], [0, 0, 1])
+
+
+def test_a_pruned_model_nested_in_another_trains_with_groups():
+  pruned = tfprune.prune(residual_model(), Magnitude('channel'),
+                         tfprune.schedules.get({
+                             'class_name': 'ConstantSparsity', 'config': {
+                                 'target_sparsity': 0.5, 'begin_step': 1,
+                                 'frequency': 1}}))
+  inputs = keras.Input((8, 8, 3))
+  outer = keras.Model(inputs, pruned(inputs))
+  outer.compile('sgd', keras.losses.SparseCategoricalCrossentropy(
+      from_logits=True))
+  x = np.random.RandomState(0).rand(4, 8, 8, 3).astype(np.float32)
+  outer.fit(x, np.array([0, 1, 2, 0]), epochs=1, verbose=0,
+            callbacks=[tfprune.PruningStep()])
+  masks = _masks(pruned)
+  np.testing.assert_array_equal(masks['a_bn'], masks['b'])
+  assert masks['a'].sum() == 4

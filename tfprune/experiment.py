@@ -185,8 +185,9 @@ def run(config, workdir: str, overwrite: bool = False,
     method = tfprune.methods.get(config.method, **config.method_kwargs)
     schedule = build_schedule(config.schedule, steps)
     selection = [s for s in config.layers.split(',') if s] or None
-    rule = (tfprune.ChannelSelection(**config.channel_selection.to_dict())
-            if method.prunes_channel_groups else None)
+    rule = tfprune.ChannelSelection(**config.channel_selection.to_dict())
+    if not method.prunes_channel_groups or rule == tfprune.ChannelSelection():
+      rule = None     # the method's own (e.g. Magnitude(scope='global'))
     pruned = tfprune.prune(model, method, schedule, layers=selection,
                            selection=rule)
     lr = (config.finetune_learning_rate if config.finetune_learning_rate > 0

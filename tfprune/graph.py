@@ -278,6 +278,8 @@ def _classify_scaling(layer, ins, out):
     if not (_scalar(layer.scale) and _scalar(layer.offset)):
       return OPAQUE, [], 'Rescaling with per-channel constants', False
   else:
+    if layer.get_config().get('mean') is not None:
+      return OPAQUE, [], 'Normalization with constant mean/variance', False
     rank = len(ins[0].shape) + 1
     axis = [a % rank for a in (layer.axis or ())]
     if axis != [rank - 1]:

@@ -33,15 +33,20 @@ broken by the group's L1 weight norm, then by position.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import tensorflow as tf
+import tf_keras as keras
 
 from tfprune import graph as graph_lib
 from tfprune import structures
 
 RANKINGS = ('uniform', 'global')
+logger = logging.getLogger('tfprune')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,10 +114,48 @@ class ChannelGroups:
     return np.bincount(self.coupled, minlength=len(self.sets))
 
 
+def _flat_holder(model, wrappers: Sequence):
+  """The flat functional model that calls ``wrappers``: ``model`` itself, a
+  model nested in it, or None (a subclassed model)."""
+  candidates = [model] + [l for l in model.layers
+                          if isinstance(l, keras.Model)]
+  for candidate in candidates:
+    try:
+      graph_lib.check_flat(candidate)
+    except TypeError:
+      continue
+    layers = {id(l) for l in candidate.layers}
+    if all(id(w) in layers for w in wrappers):
+      return candidate
+  return None
+
+
+def _zero_not_kept(layer) -> bool:
+  """True when a producer's activation maps a zero pre-activation to a
+  non-zero constant (sigmoid: 0.5): masking its channel leaves a constant."""
+  activation = getattr(graph_lib.unwrapped(layer), 'activation', None)
+  if activation is None:
+    return False
+  value = np.asarray(activation(tf.zeros([1], tf.float32)))
+  return bool(np.any(value != 0))
+
+
 def build(model, wrappers: Sequence) -> ChannelGroups:
   """The channel groups that ``wrappers`` (one ``prune`` call) can remove;
-  the BatchNormalization followers of their group are found in ``model``."""
-  g = graph_lib.build(model, warn=False)
+  the BatchNormalization followers of their group are found in ``model``.
+
+  A model the channel graph cannot read (subclassed) gets per-layer masks
+  for every wrapper, with a warning.
+  """
+  holder = _flat_holder(model, wrappers)
+  if holder is None:
+    warnings.warn(
+        f'tfprune: model {model.name!r} is not a flat functional model, so '
+        'coupled channels cannot be grouped; channel masks are chosen per '
+        'layer and shrink may not remove them.', UserWarning, stacklevel=3)
+    return ChannelGroups([], list(wrappers), np.zeros(0, np.int64),
+                         np.zeros(0, np.int64), [], 0)
+  g = graph_lib.build(holder, warn=False)
   ours = {id(w) for w in wrappers}
   group_name = wrappers[0].group if wrappers else None
   ours.update(id(node.layer) for node in g.nodes
@@ -120,25 +163,45 @@ def build(model, wrappers: Sequence) -> ChannelGroups:
               node.layer.group == group_name)
   members: List[_Member] = []
   producers_of: Dict[int, set] = {}
-  foreign = np.zeros(g.n_groups, bool)     # made by a layer not wrapped here
+  blocked = np.zeros(g.n_groups, bool)     # a masked channel would not be 0
+  blockers: Dict[str, str] = {}
   for node in g.nodes:
-    if node.kind not in (graph_lib.CONV, graph_lib.DEPTHWISE) and not (
-        node.kind == graph_lib.CHANNELWISE and id(node.layer) in ours):
+    is_bn = (node.kind == graph_lib.CHANNELWISE and
+             isinstance(node.role_layer, keras.layers.BatchNormalization))
+    if node.kind not in (graph_lib.CONV, graph_lib.DEPTHWISE) and not is_bn:
       continue
     out_groups = g.groups(node.outputs[0])
     mine = id(node.layer) in ours
-    if node.kind == graph_lib.CHANNELWISE:          # a follower
-      members.append(_Member(node.layer, out_groups, producer=False))
+    if is_bn:
+      if mine:                                      # a follower
+        members.append(_Member(node.layer, out_groups, producer=False))
+      else:
+        blocked[out_groups] = True
+        blockers[node.name] = 'a BatchNormalization that is not masked with it'
       continue
     if not mine:
-      foreign[out_groups] = True
+      blocked[out_groups] = True
+      blockers[node.name] = 'a producer not wrapped in this prune() call'
       continue
+    if _zero_not_kept(node.layer):
+      blocked[out_groups] = True
+      blockers[node.name] = 'its activation is not 0 at 0'
     members.append(_Member(node.layer, out_groups, producer=True))
     for group in np.unique(out_groups):
       producers_of.setdefault(int(group), set()).add(node.role_layer.name)
-  ok = ~g.pinned & ~foreign
+  ok = ~g.pinned & ~blocked
   prunable = np.array(sorted(gid for gid in producers_of if ok[gid]),
                       dtype=np.int64)
+  touched = np.zeros(g.n_groups, bool)
+  touched[list(producers_of)] = True
+  lost = touched & ~g.pinned & blocked
+  if lost.any():
+    nodes = {n.name: n for n in g.nodes}
+    names = [f'{n} ({why})' for n, why in blockers.items()
+             if lost[g.groups(nodes[n].outputs[0])].any()]
+    logger.info('tfprune: %d coupled channel group(s) cannot be pruned '
+                'because of %s%s', int(lost.sum()), '; '.join(names[:6]),
+                ' ...' if len(names) > 6 else '')
   # Wrappers the graph cannot group keep per-layer masks: a layer it does
   # not understand (a custom PrunableLayer, a shared layer), or one named
   # explicitly whose channels are all pinned (the logits).
@@ -200,16 +263,35 @@ def round_unit(size: int, round_to: int) -> int:
   return step
 
 
+def _floor(size: int, rule: ChannelSelection) -> int:
+  """The fewest channels a coupled set of ``size`` may keep."""
+  return min(max(rule.min_channels,
+                 int(math.ceil(size * (1 - rule.max_ratio) - 1e-9))), size)
+
+
 def _kept_count(size: int, target_kept: float, rule: ChannelSelection) -> int:
-  """Kept channels of one coupled set: rounded, floored, capped."""
+  """Kept channels of one coupled set: the allowed count (a multiple of its
+  rounding unit, or all of them) nearest to ``target_kept``, ties up, and
+  never under the floor."""
   step = round_unit(size, rule.round_to)
-  kept = int(math.floor(target_kept / step + 0.5)) * step
-  floor = max(rule.min_channels, int(math.ceil(size * (1 - rule.max_ratio)
-                                               - 1e-9)))
-  kept = max(kept, min(floor, size), step if size >= step else size)
-  if kept % step and kept < size:           # a floor broke the multiple
-    kept = min(int(math.ceil(kept / step)) * step, size)
-  return min(kept, size)
+  allowed = np.append(np.arange(step, size + 1, step), size)
+  allowed = allowed[allowed >= max(_floor(size, rule), 1)]
+  if allowed.size == 0:
+    return size
+  distance = np.abs(allowed - target_kept)
+  return int(allowed[distance <= distance.min() + 1e-9].max())
+
+
+def _rank_in_set(order: np.ndarray, coupled: np.ndarray) -> np.ndarray:
+  """For each position of ``order``: how many earlier positions hold a
+  group of the same coupled set."""
+  sets = coupled[order]
+  by_set = np.argsort(sets, kind='stable')
+  sorted_sets = sets[by_set]
+  rank = np.empty(order.size, np.int64)
+  rank[by_set] = np.arange(order.size) - np.searchsorted(sorted_sets,
+                                                          sorted_sets)
+  return rank
 
 
 def select(imp: np.ndarray, tie: np.ndarray, coupled: np.ndarray,
@@ -221,30 +303,19 @@ def select(imp: np.ndarray, tie: np.ndarray, coupled: np.ndarray,
   if n == 0 or sparsity <= 0:
     return remove
   order = np.lexsort((np.arange(n), tie, imp))     # least important first
+  rank = _rank_in_set(order, coupled)
   sizes = np.bincount(coupled, minlength=n_sets)
   if rule.ranking == 'uniform':
     targets = sizes * (1.0 - sparsity)
-  else:
-    budget = int(round(sparsity * n))
-    cap = np.array([size - min(max(rule.min_channels,
-                                   int(math.ceil(size * (1 - rule.max_ratio)
-                                                 - 1e-9))), size)
-                    for size in sizes])
-    taken = np.zeros(n_sets, np.int64)
-    for i in order:
-      if budget == 0:
-        break
-      c = coupled[i]
-      if taken[c] < cap[c]:
-        taken[c] += 1
-        budget -= 1
+  else:               # one ranking; each set gives at most size - floor
+    cap = np.array([size - _floor(int(size), rule) for size in sizes])
+    eligible = order[rank < cap[coupled[order]]]
+    taken = np.bincount(coupled[eligible[:int(round(sparsity * n))]],
+                        minlength=n_sets)
     targets = (sizes - taken).astype(np.float64)
-  for c in range(n_sets):
-    if sizes[c] == 0:
-      continue
-    kept = _kept_count(int(sizes[c]), float(targets[c]), rule)
-    in_set = order[coupled[order] == c]
-    remove[in_set[:sizes[c] - kept]] = True
+  drop = np.array([size - _kept_count(int(size), float(target), rule)
+                   if size else 0 for size, target in zip(sizes, targets)])
+  remove[order[rank < drop[coupled[order]]]] = True
   return remove
 
 
@@ -253,6 +324,7 @@ def update_masks(method, cg: ChannelGroups, sparsity: float,
   """Mask the least important groups in every member; returns the removed
   graph group ids."""
   imp, tie = importance(method, cg)
+  imp[~alive(cg)] = -np.inf     # pruned groups stay pruned (gradual schedules)
   remove = select(imp, tie, cg.coupled, len(cg.sets), sparsity, rule)
   assign(cg, remove)
   for wrapper in cg.independent:
@@ -272,12 +344,16 @@ def alive(cg: ChannelGroups) -> np.ndarray:
   return keep[cg.prunable]
 
 
-def assign(cg: ChannelGroups, remove: np.ndarray) -> None:
+def assign(cg: ChannelGroups, remove: np.ndarray,
+           followers_only: bool = False) -> None:
   """Mask the prunable groups where ``remove`` is True in every member
-  (producers and followers); all other groups are kept."""
+  (producers and followers; only followers with ``followers_only``); all
+  other groups are kept."""
   dead = np.zeros(cg.n_groups, bool)
   dead[cg.prunable[np.asarray(remove, bool)]] = True
   for member in cg.members:
+    if followers_only and member.producer:
+      continue
     wrapper = member.wrapper
     keep = (~dead[member.groups]).astype(np.float32)
     shape = wrapper.masks[0].shape

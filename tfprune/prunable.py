@@ -58,14 +58,16 @@ def _builtin(layer):
 
 
 def is_follower(layer) -> bool:
-  """A BatchNormalization on the last axis with a scale or a shift."""
+  """A BatchNormalization on the last axis with a scale (gamma = 0 is what
+  makes its output 0; without one a pruned channel stays the constant
+  ``-mean / sqrt(var)``)."""
   if not isinstance(layer, keras.layers.BatchNormalization):
     return False
   axis = list(layer.axis) if isinstance(layer.axis, (list, tuple)) else [
       layer.axis]
   rank = layer.input_spec.ndim if layer.input_spec is not None else None
   last = [-1] if rank is None else [-1, rank - 1]
-  return len(axis) == 1 and axis[0] in last and (layer.scale or layer.center)
+  return len(axis) == 1 and axis[0] in last and bool(layer.scale)
 
 
 def follower_weights(layer) -> List[PrunableWeight]:

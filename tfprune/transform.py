@@ -92,6 +92,11 @@ def _channel_defaults(model, names: List[str], can_wrap: Callable):
   kept, skipped = [], {}
   for name in names:
     node = nodes.get(name)
+    if node is not None and node.kind == graph_lib.OPAQUE:
+      skipped[name] = (f'the channel graph does not understand it '
+                       f'({node.reason}); name it in layers= to mask it per '
+                       'layer')
+      continue
     if node is None or node.kind not in (graph_lib.CONV, graph_lib.DEPTHWISE):
       kept.append(name)
       continue

@@ -165,10 +165,6 @@ class PruningWrapper(keras.layers.Wrapper):
     return {attr: np.asarray(value)
             for attr, value in self._substitutions().items()}
 
-  # Plain Python control flow only: skipping autograph's conversion of this
-  # call (and of the wrapped layer's, which runs as written) halves the time
-  # to build a model with hundreds of wrappers.
-  @tf.autograph.experimental.do_not_convert
   def call(self, inputs, training=None, **kwargs):
     if training is None:
       training = keras.backend.learning_phase()
@@ -176,8 +172,8 @@ class PruningWrapper(keras.layers.Wrapper):
       kwargs['training'] = training
     with _substituted(self.layer, self._substitutions()):
       outputs = self.layer.call(inputs, **kwargs)
-    if isinstance(training, bool) and not training:
-      return outputs
+    if (isinstance(training, bool) and not training) or self.follower:
+      return outputs          # a follower has no schedule of its own
     # One Assert op (no tf.cond: building a cond per wrapper made cloning a
     # 400-layer model several seconds slower): in training, the step counter
     # must have been set by the PruningStep callback.

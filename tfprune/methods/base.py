@@ -39,7 +39,7 @@ def get(name: str, **kwargs) -> 'PruningMethod':
 
 def serialize(method: 'PruningMethod') -> dict:
   out = {'class_name': type(method).__name__, 'config': method.get_config()}
-  if method.selection != groups_lib.ChannelSelection():
+  if method.prunes_channel_groups:
     out['selection'] = method.selection.get_config()
   return out
 
@@ -95,7 +95,9 @@ class PruningMethod(abc.ABC):
     out (and logs the reason); a refused layer named in ``layers=`` raises
     a ValueError with it, before any training.
     """
-    del layer
+    accepts = getattr(self, 'accepts', None)   # the older hook, if defined
+    if accepts is not None and not accepts(layer):
+      return f'{type(self).__name__}.accepts() returned False for it'
     return None
 
   def prepare(self, model, names: Sequence[str]):

@@ -41,7 +41,6 @@ ResNet block); elsewhere they are refused.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Dict, Optional, Sequence
 
 import numpy as np
@@ -49,6 +48,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfprune import graph, schedules, structures
+from tfprune import groups as groups_lib
 from tfprune.methods import base
 
 logger = logging.getLogger('tfprune')
@@ -230,6 +230,10 @@ class PSP(base.PruningMethod):
       for index in range(len(wrapper.prunable)):
         keep = np.abs(np.asarray(wrapper.gates[index])) >= self.epsilon
         wrapper.assign_mask(index, keep.astype(np.float32))
+    if self.channel_groups is not None:   # groups dead in every producer:
+      groups_lib.assign(self.channel_groups,   # their BatchNorms go too
+                        ~groups_lib.alive(self.channel_groups),
+                        followers_only=True)
     self.info = {'frozen_at': int(step), 'pruned': alpha_sparsity(wrappers,
                                                                   self.epsilon)}
     logger.info('PSP: masks frozen at step %d: %s', step, self.info['pruned'])
