@@ -165,6 +165,12 @@ def build(model, wrappers: Sequence) -> ChannelGroups:
   producers_of: Dict[int, set] = {}
   blocked = np.zeros(g.n_groups, bool)     # a masked channel would not be 0
   blockers: Dict[str, str] = {}
+  gated = np.zeros(g.n_groups, bool)       # multiplied with its partners
+  for node in g.nodes:
+    if node.kind == graph_lib.MERGE and (
+        isinstance(node.role_layer, keras.layers.Multiply) or
+        getattr(node.role_layer, 'symbol', '') == 'math.multiply'):
+      gated[g.groups(node.outputs[0])] = True
   for node in g.nodes:
     is_bn = (node.kind == graph_lib.CHANNELWISE and
              isinstance(node.role_layer, keras.layers.BatchNormalization))
@@ -183,9 +189,11 @@ def build(model, wrappers: Sequence) -> ChannelGroups:
       blocked[out_groups] = True
       blockers[node.name] = 'a producer not wrapped in this prune() call'
       continue
-    if _zero_not_kept(node.layer):
-      blocked[out_groups] = True
-      blockers[node.name] = 'its activation is not 0 at 0'
+    if _zero_not_kept(node.layer):   # sigmoid(0) = 0.5 unless a Multiply
+      stuck = out_groups[~gated[out_groups]]  # with a pruned partner zeroes
+      blocked[stuck] = True                   # it (squeeze-excite)
+      if stuck.size:
+        blockers[node.name] = 'its activation is not 0 at 0'
     members.append(_Member(node.layer, out_groups, producer=True))
     for group in np.unique(out_groups):
       producers_of.setdefault(int(group), set()).add(node.role_layer.name)
