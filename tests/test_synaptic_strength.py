@@ -341,3 +341,56 @@ def test_max_ratio_floor_keeps_every_layer_from_collapsing():
   assert masks[1].sum() == 16 and masks[0].all()
   with pytest.raises(ValueError, match='per-layer floors'):
     select_connections([strong, weak], sparsity=0.9, max_ratio=0.5)
+
+
+def floor_net():
+  """conv1 (4 -> 8, 32 connections, BN) -> conv2 (8 -> 8, 64, BN) -> Dense.
+
+  bn1's gamma is tiny, so conv1's strengths (|gamma| * ||K||) are far below
+  conv2's and a global ranking takes conv1's connections first.
+  """
+  inputs = keras.Input((8, 8, 4))
+  x = L.Conv2D(8, 3, padding='same', use_bias=False, name='conv1')(inputs)
+  x = L.BatchNormalization(name='bn1', gamma_initializer=keras.initializers
+                           .Constant(1e-3))(x)
+  x = L.ReLU()(x)
+  x = L.Conv2D(8, 3, use_bias=False, name='conv2')(x)
+  x = L.BatchNormalization(name='bn2')(x)
+  x = L.GlobalAveragePooling2D()(x)
+  return keras.Model(inputs, L.Dense(3, activation='softmax')(x))
+
+
+def test_max_ratio_floor_through_prune_and_fit_and_its_config():
+  keras.utils.set_random_seed(0)
+  model = floor_net()
+  # one-shot, no floor: conv1 keeps only its strongest connection of 32
+  kept = masks(tfprune.prune(model, SynapticStrength(l1=0), schedule=0.85))
+  assert [int(m.sum()) for m in kept] == [1, 13]
+  # one-shot with the floor: at most 90% of each layer pruned, same total
+  kept = masks(tfprune.prune(model, SynapticStrength(l1=0, max_ratio=0.9),
+                             schedule=0.85))
+  assert [int(m.sum()) for m in kept] == [4, 10]      # ceil(3.2), 14 - 4
+  # penalised training, pruned once at a Periodic point by target=
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(32, 8, 8, 4)).astype(np.float32)
+  y = (x[:, :4, :4, 0].sum((1, 2)) > 0).astype(np.int64)
+  method = SynapticStrength(l1=1e-3, target=0.85, max_ratio=0.9)
+  pruned = tfprune.prune(model, method,
+                         schedule=tfprune.schedules.Periodic(3, 3, 1))
+  compile_fit(pruned, x, y, epochs=2, lr=1e-3)    # 4 steps: pruned at step 3
+  wrappers = tfprune.wrapper.collect_wrappers(pruned)
+  assert method.is_frozen(wrappers)
+  kept = masks(pruned)
+  assert sum(int(m.sum()) for m in kept) == 96 - round(0.85 * 96)
+  for m in kept:
+    assert m.sum() / m.size >= 1 - 0.9
+  # saved in the config, restored by name; bad values refused
+  config = tfprune.methods.base.serialize(method)
+  assert config['config']['max_ratio'] == 0.9
+  assert tfprune.methods.base.deserialize(config).max_ratio == 0.9
+  assert pruned.get_layer('pruned_conv1').method.max_ratio == 0.9
+  for bad in (0.0, -0.1, 1.5):
+    with pytest.raises(ValueError, match='max_ratio must be in'):
+      SynapticStrength(target=0.5, max_ratio=bad)
+  with pytest.raises(ValueError, match='per-layer floors'):   # 0.9 > 1 - 0.15
+    tfprune.prune(model, SynapticStrength(l1=0, max_ratio=0.1), schedule=0.9)
