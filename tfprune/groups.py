@@ -136,7 +136,10 @@ def _zero_not_kept(layer) -> bool:
   activation = getattr(graph_lib.unwrapped(layer), 'activation', None)
   if activation is None:
     return False
-  value = np.asarray(activation(tf.zeros([1], tf.float32)))
+  try:
+    value = np.asarray(activation(tf.zeros([1, 1], tf.float32)))
+  except Exception:  # pylint: disable=broad-except
+    return True                    # unknown: not safe to call it zero
   return bool(np.any(value != 0))
 
 
