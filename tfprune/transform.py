@@ -207,11 +207,11 @@ def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = Non
           f'selection= chooses coupled channel groups; {method!r} does not '
           "prune output channels (use a 'channel' structure)")
     method.selection = selection
-  selected = _selector(layers, model, method)
+  user_selected = _selector(layers, model, method)
   ignored = _names(ignore, model)
   names = [layer.name for layer in model.layers
            if not isinstance(layer, (keras.layers.InputLayer, PruningWrapper))
-           and layer.name not in ignored and selected(layer)]
+           and layer.name not in ignored and user_selected(layer)]
   skipped: Dict[str, str] = {}
   if layers is None:
     for layer in model.layers:
@@ -249,19 +249,16 @@ def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = Non
           raise ValueError(f'layer {name!r} was named in layers= but '
                            f'{type(method).__name__} cannot prune it: {reason}')
   _log_skipped(model, method, skipped)
+  # By name: prepare() may rebuild the model with new layer objects.
   selected = lambda layer, chosen=frozenset(names): layer.name in chosen
-  already_wrapped_check = _selector(layers, model, method)
-  prepared = method.prepare(model, names)
-  if prepared is not model:   # new layer objects: select them by name
-    model, chosen = prepared, set(names)
-    selected = lambda layer: layer.name in chosen
+  model = method.prepare(model, names)
   group = group or _new_group_name(model, method)
   follower_names = frozenset(followers)
   pairs = []
 
   def clone(layer):
     if isinstance(layer, PruningWrapper):
-      if layers is not None and already_wrapped_check(layer):
+      if layers is not None and user_selected(layer):
         raise ValueError(f'layer {layer.layer.name!r} is already wrapped; '
                          'strip the model first to prune it again')
       new = PruningWrapper.from_config(layer.get_config())
