@@ -31,6 +31,16 @@ _NO_CALLBACK = (
 _FOLLOWER_STRUCTURE = structures.Channel()
 
 
+def _storage_dtype(variable) -> tf.DType:
+  """The dtype a variable is stored in (float32 under mixed precision).
+
+  ``AutoCastVariable.dtype`` is the *compute* dtype while a layer is being
+  called, which is when ``build`` runs: masks and gates made with it would
+  be float16 variables that float32 weights cannot be multiplied by.
+  """
+  return getattr(variable, 'true_dtype', variable.dtype)
+
+
 @contextlib.contextmanager
 def _substituted(layer, values: Dict[str, tf.Tensor]):
   """Temporarily point ``layer.<attr>`` at a tensor, bypassing tracking."""
@@ -96,7 +106,7 @@ class PruningWrapper(keras.layers.Wrapper):
       shape = self.structure.mask_shape(weight.variable.shape, weight.layout)
       self.masks.append(self.add_weight(
           f'{weight.attr}_mask', shape=shape, initializer='ones',
-          dtype=weight.variable.dtype, trainable=False,
+          dtype=_storage_dtype(weight.variable), trainable=False,
           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA))
       gate = None
       if gate_structure is not None:
@@ -107,7 +117,7 @@ class PruningWrapper(keras.layers.Wrapper):
                                              weight.layout),
             initializer=self.method.gate_initializer(),
             regularizer=self.method.gate_regularizer(),
-            dtype=weight.variable.dtype, trainable=True)
+            dtype=_storage_dtype(weight.variable), trainable=True)
       self.gates.append(gate)
     self.pruning_step = self.add_weight(
         'pruning_step', shape=[], initializer=keras.initializers.Constant(-1),
@@ -187,7 +197,7 @@ class PruningWrapper(keras.layers.Wrapper):
   def assign_mask(self, index: int, mask) -> None:
     """Write a new mask (and, for masking methods, zero the pruned weights)."""
     variable = self.masks[index]
-    mask = tf.cast(tf.reshape(mask, variable.shape), variable.dtype)
+    mask = tf.cast(tf.reshape(mask, variable.shape), _storage_dtype(variable))
     variable.assign(mask)
     if self.method.zero_pruned_weights:
       weight = self.prunable[index]
@@ -197,7 +207,8 @@ class PruningWrapper(keras.layers.Wrapper):
       factor = self.structure.bias_mask(mask, weight.layout)
       if (bias is not None and factor is not None and index == 0 and
           len(self.prunable) == 1):       # the mask only, never the gate
-        bias.assign(bias * tf.broadcast_to(tf.cast(factor, bias.dtype),
+        bias.assign(bias * tf.broadcast_to(tf.cast(factor,
+                                                   _storage_dtype(bias)),
                                            bias.shape))
 
   def compute_output_shape(self, input_shape):

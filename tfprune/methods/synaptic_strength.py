@@ -270,9 +270,13 @@ class SynapticStrength(base.PruningMethod):
 
   # --- re-parameterisation ---------------------------------------------------
   def weight_value(self, weight, layout):
-    norm = tf.sqrt(tf.reduce_sum(tf.square(weight), axis=layout.spatial,
+    # V / ||V|| in float32 at least: under mixed precision epsilon (1e-12)
+    # and the squares of small weights underflow in float16, and a pruned
+    # (all-zero) kernel would then give 0/0.
+    wide = tf.cast(weight, tf.float32) if weight.dtype.size < 4 else weight
+    norm = tf.sqrt(tf.reduce_sum(tf.square(wide), axis=layout.spatial,
                                  keepdims=True) + self.epsilon)
-    return weight / norm
+    return tf.cast(wide / norm, weight.dtype)
 
   def _norms(self, wrapper) -> np.ndarray:
     weight = wrapper.prunable[0]
