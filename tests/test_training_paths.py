@@ -90,3 +90,69 @@ def test_magnitude_trains_under_mixed_bfloat16(mixed_policy):
              callbacks=[tfprune.PruningStep()])
   masks = [np.asarray(w.masks[0]) for w in collect_wrappers(pruned)]
   assert [m.mean() for m in masks] == [0.5, 0.5, 0.5]
+
+
+class _Interrupt(keras.callbacks.Callback):
+  """Raises at a given global batch, as a killed job would stop there."""
+
+  def __init__(self, at_batch):
+    super().__init__()
+    self.at_batch, self.seen = at_batch, 0
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.seen += 1
+    if self.seen == self.at_batch:
+      raise RuntimeError('interrupted')
+
+
+@pytest.mark.parametrize('pruning_first', [True, False])
+def test_backup_and_restore_resumes_the_schedule_in_any_order(
+    tmp_path, pruning_first):
+  x, y = _data(n=64)
+  schedule = tfprune.schedules.PolynomialDecay(0.0, 0.8, begin_step=0,
+                                               end_step=24, frequency=4)
+
+  def fit(extra):
+    keras.utils.set_random_seed(0)
+    model = tfprune.prune(tfprune.models.small_cnn(filters=(8, 8), dense=16),
+                          Magnitude(), schedule)
+    model.compile('sgd', 'sparse_categorical_crossentropy')
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path), save_freq=4)
+    ordered = ([tfprune.PruningStep(), backup] if pruning_first else
+               [backup, tfprune.PruningStep()])
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0, shuffle=False,
+              callbacks=ordered + extra)
+    return model
+
+  with pytest.raises(RuntimeError, match='interrupted'):
+    fit([_Interrupt(12)])
+  model = fit([])
+  for wrapper in collect_wrappers(model):
+    assert int(wrapper.pruning_step.numpy()) == 24
+    sparsity = 1 - np.asarray(wrapper.masks[0]).mean()
+    assert abs(sparsity - 0.8) < 0.01, (wrapper.name, sparsity)
+
+
+def test_an_unbuilt_sequential_is_refused_with_the_fix_and_works_once_built():
+  def sequential():
+    return keras.Sequential([keras.layers.Dense(8, activation='relu'),
+                             keras.layers.Dense(3)])
+
+  with pytest.raises(ValueError, match=r'not built.*model\.build'):
+    tfprune.prune(sequential(), Magnitude(), 0.5)
+  model = sequential()
+  model.build((None, 5))
+  pruned = tfprune.prune(model, Magnitude(), np.float32(0.5))
+  pruned.compile('adam', keras.losses.SparseCategoricalCrossentropy(
+      from_logits=True))
+  x = np.random.RandomState(0).rand(32, 5).astype(np.float32)
+  pruned.fit(x, np.arange(32) % 3, epochs=1, verbose=0,
+             callbacks=[tfprune.PruningStep()])
+  assert [float(np.asarray(w.masks[0]).mean())
+          for w in collect_wrappers(pruned)] == [0.5, 0.5]
+
+
+def test_layers_entries_that_are_neither_names_nor_classes_are_refused():
+  with pytest.raises(TypeError, match=r'\[42\] is neither a name nor a class'):
+    tfprune.prune(tfprune.models.small_cnn(), Magnitude(), 0.5,
+                  layers=['conv1', 42])

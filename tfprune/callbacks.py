@@ -45,11 +45,13 @@ class PruningStep(keras.callbacks.Callback):
     self._groups: Dict[str, List] = {}
     self._tables: Dict[str, schedules.ScheduleTable] = {}
     self._assign = None
+    self._started = False
     self.step = 0
 
   def on_train_begin(self, logs=None):
     self._wrappers = [w for w in collect_wrappers(self.model, followers=True)
                       if w.built]
+    self._started = False
     if not self._wrappers:
       return
     per_execution = getattr(self.model, '_steps_per_execution', None)
@@ -58,6 +60,15 @@ class PruningStep(keras.callbacks.Callback):
           'tfprune.PruningStep counts batches and needs '
           'model.compile(..., steps_per_execution=1), got '
           f'{int(per_execution.numpy())}')
+
+  def _start(self) -> None:
+    """Reads the step and sets up schedules, just before the first batch.
+
+    Not in ``on_train_begin``: a callback listed after this one (Keras'
+    ``BackupAndRestore``) may restore the weights there, the step counter
+    among them, and the schedule must continue from the restored step.
+    """
+    self._started = True
     self.step = max(int(self._wrappers[0].pruning_step.numpy()), 0)
     self._assign = None
     self._assign_step(self.step)
@@ -84,6 +95,8 @@ class PruningStep(keras.callbacks.Callback):
   def on_train_batch_begin(self, batch, logs=None):
     if not self._wrappers:
       return
+    if not self._started:
+      self._start()
     self.step += 1
     self._assign_step(self.step)
     for name, table in self._tables.items():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import numbers
 from typing import Callable, Dict, Iterable, List, Optional, Union
 
 import numpy as np
@@ -37,6 +38,12 @@ def _check_model(model) -> None:
     if isinstance(layer, keras.Model):
       raise TypeError(f'model {model.name!r} nests the model {layer.name!r};'
                       ' flatten it into one functional model first.')
+  if not model.built or not model.inputs:
+    raise ValueError(
+        f'model {model.name!r} is not built, so its layers have no weights '
+        'to prune yet (a Sequential without an input shape). Fix: start it '
+        'with keras.Input(shape), or call model.build((None, *shape)), '
+        'before tfprune.prune.')
 
 
 def _selector(layers: LayerSelection, model, method) -> Callable:
@@ -48,6 +55,10 @@ def _selector(layers: LayerSelection, model, method) -> Callable:
   if callable(layers) and not isinstance(layers, type):
     return layers
   items = [layers] if isinstance(layers, (str, type)) else list(layers)
+  wrong = [i for i in items if not isinstance(i, (str, type))]
+  if wrong:
+    raise TypeError(f'layers= takes layer names, layer classes or one '
+                    f'callable; {wrong!r} is neither a name nor a class')
   names = {i for i in items if isinstance(i, str)}
   types = tuple(i for i in items if isinstance(i, type))
   known = {layer.name for layer in model.layers}
@@ -194,7 +205,7 @@ def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = Non
     raise TypeError('method must be a tfprune.methods object such as '
                     f"tfprune.methods.Magnitude('channel'), got {method!r}")
   one_shot = None
-  if isinstance(schedule, (int, float)) and not isinstance(schedule, bool):
+  if isinstance(schedule, numbers.Real) and not isinstance(schedule, bool):
     structures.check_sparsity(schedule, 'the sparsity given as schedule')
     one_shot, schedule = float(schedule), None
   schedule = schedules.get(schedule)
