@@ -156,3 +156,83 @@ def test_layers_entries_that_are_neither_names_nor_classes_are_refused():
   with pytest.raises(TypeError, match=r'\[42\] is neither a name nor a class'):
     tfprune.prune(tfprune.models.small_cnn(), Magnitude(), 0.5,
                   layers=['conv1', 42])
+
+
+@pytest.mark.parametrize('optimizer', ['adam', 'momentum'])
+def test_saved_weights_hold_exact_zeros_where_masks_are_zero(tmp_path,
+                                                             optimizer):
+  # Adam and momentum keep moving a zeroed weight unless their state at the
+  # pruned positions is cleared with the mask write (tfmot #206).
+  x, y = _data(n=128)
+  schedule = tfprune.schedules.PolynomialDecay(0.0, 0.75, begin_step=0,
+                                               end_step=12, frequency=3)
+  for structure in ('weight', 'channel'):
+    model = tfprune.prune(tfprune.models.small_cnn(filters=(8, 8), dense=16),
+                          Magnitude(structure), schedule,
+                          layers=['conv2', 'fc1'])
+    opt = (keras.optimizers.Adam(1e-2) if optimizer == 'adam' else
+           keras.optimizers.SGD(0.05, momentum=0.9))
+    model.compile(opt, 'sparse_categorical_crossentropy')
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0,
+              callbacks=[tfprune.PruningStep()])
+    path = str(tmp_path / f'{structure}.keras')
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    for wrapper in collect_wrappers(loaded):
+      for variable, keep in wrapper.masked_variables(0):
+        values = np.asarray(variable)[~np.asarray(keep)]
+        assert values.size > 0
+        assert (values == 0).all(), (structure, variable.name,
+                                     int((values != 0).sum()), values.size)
+
+
+class _Subclassed(keras.Model):
+  """Wrapped layers held as an attribute and in a list (tfmot #155/#965)."""
+
+  def __init__(self):
+    super().__init__(name='subclassed')
+    schedule = tfprune.schedules.PolynomialDecay(0.0, 0.5, 0, 4, frequency=2)
+    self.conv = tfprune.PruningWrapper(
+        keras.layers.Conv2D(8, 3, activation='relu', name='conv'),
+        Magnitude('channel'), schedule)
+    self.flat = keras.layers.Flatten(name='flat')
+    self.dense = [tfprune.PruningWrapper(
+        keras.layers.Dense(16, activation='relu', name='fc'), Magnitude(),
+        schedule)]
+    self.out = keras.layers.Dense(3, name='logits')
+
+  def call(self, x):
+    return self.out(self.dense[0](self.flat(self.conv(x))))
+
+
+def test_a_subclassed_model_with_wrapped_layers_converts_and_strips(tmp_path):
+  import tflite_export  # pylint: disable=g-import-not-at-top
+  x, y = np.random.RandomState(0).rand(32, 6, 6, 2).astype(np.float32), (
+      np.arange(32) % 3)
+  model = _Subclassed()
+  model(x[:1])
+  model.compile('adam', keras.losses.SparseCategoricalCrossentropy(
+      from_logits=True))
+  model.fit(x, y, batch_size=8, epochs=1, verbose=0,
+            callbacks=[tfprune.PruningStep()])
+  wrapped_out = model.predict(x, verbose=0)
+  rep = tfprune.report(model)
+  assert rep['layers'][0]['structure'] == 'channel'
+  # convert leaves the model as it is and folds the masks into the file
+  path = str(tmp_path / 'wrapped.tflite')
+  tflite_export.convert(model, path)
+  assert len(collect_wrappers(model)) == 2
+  result = tflite_export.check(path, rep)
+  assert result.ok, result
+  assert [l.file_sparsity for l in result.layers[:2]] == [0.5, 0.5]
+  # strip works in place, keeping layer order and outputs
+  stripped = tfprune.strip(model)
+  assert stripped is model and not collect_wrappers(model)
+  assert [l.name for l in model.layers] == ['conv', 'flat', 'fc', 'logits']
+  assert not any('mask' in v.name for v in model.weights)
+  np.testing.assert_allclose(model.predict(x, verbose=0), wrapped_out,
+                             atol=1e-6)
+  assert (np.asarray(model.conv.kernel) == 0).all(axis=(0, 1, 2)).sum() == 4
+  path = str(tmp_path / 'stripped.tflite')
+  tflite_export.convert(model, path)
+  assert tflite_export.check(path, tfprune.report(model)).ok

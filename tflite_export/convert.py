@@ -104,8 +104,9 @@ def convert(model, path: str, quantize: str = 'none',
   """Convert a Keras model to a .tflite file at ``path``.
 
   Args:
-    model: a tfprune-wrapped (stripped first), stripped or shrunk tf_keras
-      model.
+    model: a tfprune-wrapped (stripped first; subclassed ones converted
+      as they are, masks folded by the converter), stripped or shrunk
+      tf_keras model.
     path: where to write; the folder is created.
     quantize: 'none' (float32), 'dynamic' (int8 weights, float activations),
       'int8' (full integer, needs ``representative_data``; float input and
@@ -131,8 +132,12 @@ def convert(model, path: str, quantize: str = 'none',
   if quantize == 'int8' and representative_data is None:
     raise ValueError('quantize="int8" needs representative_data (a few '
                      'hundred training inputs) to calibrate activations')
-  if tfprune.wrapper.collect_wrappers(model):
+  if (tfprune.wrapper.collect_wrappers(model) and
+      not tfprune.transform.is_subclassed(model)):
     model = tfprune.strip(model)
+  # A subclassed model is converted wrapped (strip would change it in
+  # place): in inference its graph computes weight * mask [* gate], which
+  # the converter folds into one constant per weight.
   converter = tf.lite.TFLiteConverter.from_keras_model(model)
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
   optimizations = []

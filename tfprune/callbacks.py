@@ -10,7 +10,6 @@ to TensorBoard and/or a CSV file.
 
 from __future__ import annotations
 
-import collections
 import csv
 import os
 from typing import Dict, List, Optional
@@ -19,15 +18,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tfprune import schedules
-from tfprune.wrapper import collect_wrappers
-
-
-def _groups(wrappers) -> Dict[str, List]:
-  grouped = collections.OrderedDict()
-  for wrapper in wrappers:
-    grouped.setdefault(wrapper.group, []).append(wrapper)
-  return grouped
+from tfprune import optimizer_state, schedules
+from tfprune.wrapper import collect_wrappers, update_groups
 
 
 class PruningStep(keras.callbacks.Callback):
@@ -42,16 +34,21 @@ class PruningStep(keras.callbacks.Callback):
   def __init__(self):
     super().__init__()
     self._wrappers: List = []
-    self._groups: Dict[str, List] = {}
-    self._tables: Dict[str, schedules.ScheduleTable] = {}
+    self._groups: Dict[int, List] = {}
+    self._tables: Dict[int, schedules.ScheduleTable] = {}
     self._assign = None
     self._started = False
     self.step = 0
 
   def on_train_begin(self, logs=None):
-    self._wrappers = [w for w in collect_wrappers(self.model, followers=True)
-                      if w.built]
+    self._wrappers = collect_wrappers(self.model, followers=True)
     self._started = False
+    unbuilt = [w.name for w in self._wrappers if not w.built]
+    if unbuilt:
+      raise ValueError(
+          f'model {self.model.name!r} is not built, so PruningStep cannot '
+          f'set the step of its wrappers {unbuilt}. Fix: call the model once '
+          '(model(x[:1])) or model.build(input_shape) before model.fit.')
     if not self._wrappers:
       return
     per_execution = getattr(self.model, '_steps_per_execution', None)
@@ -72,7 +69,8 @@ class PruningStep(keras.callbacks.Callback):
     self.step = max(int(self._wrappers[0].pruning_step.numpy()), 0)
     self._assign = None
     self._assign_step(self.step)
-    self._groups = _groups(w for w in self._wrappers if not w.follower)
+    self._groups = dict(enumerate(update_groups(
+        [w for w in self._wrappers if not w.follower])))
     self._tables = {}
     for name, wrappers in self._groups.items():
       wrappers[0].method.attach(self.model, wrappers)
@@ -104,6 +102,20 @@ class PruningStep(keras.callbacks.Callback):
       if update:
         wrappers = self._groups[name]
         wrappers[0].method.update_masks(wrappers, sparsity, self.step)
+    self._reset_optimizer_state()
+
+  def _reset_optimizer_state(self) -> None:
+    """Zero the optimizer state (momentum, Adam moments) of weights that a
+    mask zeroed since the last batch, by this callback or another (the
+    ``Trimming`` callback, a method at epoch end). Their gradient is 0, so
+    with no state they stay exactly 0 and a saved model holds exact zeros
+    where its masks are 0."""
+    for wrapper in self._wrappers:
+      for index in sorted(wrapper.pending_state_reset):
+        for variable, keep in wrapper.masked_variables(index):
+          optimizer_state.reset_slots(self.model.optimizer, variable,
+                                      ~np.asarray(keep))
+      wrapper.pending_state_reset.clear()
 
   def on_epoch_end(self, epoch, logs=None):
     for wrappers in self._groups.values():

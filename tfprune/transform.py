@@ -24,13 +24,22 @@ LayerSelection = Union[None, str, type, Callable, Iterable]
 logger = logging.getLogger('tfprune')
 
 
-def _check_model(model) -> None:
+def is_subclassed(model) -> bool:
+  """A Model written as a class with ``call``, which cannot be cloned."""
+  return not (isinstance(model, keras.Sequential) or
+              getattr(model, '_is_graph_network', False))
+
+
+def _check_keras_model(model) -> None:
   if not isinstance(model, keras.Model):
     raise TypeError(f'expected a tf_keras Model, got {type(model).__name__}. '
                     'Build models with `import tf_keras as keras` (tf.keras is'
                     ' Keras 3 in TF 2.21 and is not supported by tfmot).')
-  if not (isinstance(model, keras.Sequential) or
-          getattr(model, '_is_graph_network', False)):
+
+
+def _check_model(model) -> None:
+  _check_keras_model(model)
+  if is_subclassed(model):
     raise TypeError(f'model {model.name!r} is a subclassed Model; tfprune '
                     'rebuilds Sequential and functional models only. Wrap its'
                     ' layers with tfprune.PruningWrapper yourself instead.')
@@ -311,7 +320,12 @@ def strip(model: keras.Model) -> keras.Model:
 
   Every wrapper becomes its inner layer (same name) whose weights equal the
   effective weights the wrapper computed with; other layers are copied.
+  A subclassed model cannot be rebuilt from its layers, so it is stripped
+  in place instead and returned (the caller's model changes).
   """
+  _check_keras_model(model)
+  if is_subclassed(model):
+    return _strip_in_place(model)
   _check_model(model)
   pairs = []
 
@@ -333,3 +347,58 @@ def strip(model: keras.Model) -> keras.Model:
     else:
       new.set_weights(old.get_weights())
   return new_model
+
+
+_KERAS_INTERNALS = ('_self_', '_obj_reference_counts', '_layers',
+                    '_compiled_trainable_state')
+
+
+def _wrapper_slots(layer) -> List[tuple]:
+  """``(container, key, wrapper)`` for each PruningWrapper held directly by
+  ``layer``: as an attribute, or an item of a list or dict attribute."""
+  slots = []
+  for name, value in list(vars(layer).items()):
+    if name.startswith(_KERAS_INTERNALS):
+      continue
+    if isinstance(value, PruningWrapper):
+      slots.append((layer, name, value))
+    elif isinstance(value, (list, dict)) or type(value).__name__ in (
+        'ListWrapper', 'DictWrapper', '_DictWrapper'):
+      keys = value.keys() if hasattr(value, 'keys') else range(len(value))
+      slots += [(value, k, value[k]) for k in list(keys)
+                if isinstance(value[k], PruningWrapper)]
+  return slots
+
+
+def _strip_in_place(model: keras.Model) -> keras.Model:
+  """Fold every wrapper's effective weights into its inner layer and put
+  that layer where the wrapper was (subclassed models only)."""
+  wrappers = collect_wrappers(model, followers=True)
+  owners = [l for l in model._flatten_layers(include_self=True)  # pylint: disable=protected-access
+            if not isinstance(l, PruningWrapper)]
+  slots = [slot for owner in owners for slot in _wrapper_slots(owner)]
+  found = {id(w) for _, _, w in slots}
+  hidden = [w.name for w in wrappers if id(w) not in found]
+  if hidden:           # refuse before anything changes
+    raise TypeError(
+        f'cannot strip model {model.name!r} in place: the wrappers {hidden} '
+        'are not held as an attribute (or in a list or dict attribute) of '
+        'the model or one of its layers. Keep each PruningWrapper as '
+        'self.<name> = tfprune.PruningWrapper(...).')
+  for wrapper in wrappers:
+    for attr, value in wrapper.effective_weights().items():
+      getattr(wrapper.layer, attr).assign(value)
+  for container, key, wrapper in slots:
+    if isinstance(container, keras.layers.Layer):
+      tracked = container._self_tracked_trackables  # pylint: disable=protected-access
+      at = next((i for i, l in enumerate(tracked) if l is wrapper), None)
+      setattr(container, key, wrapper.layer)   # re-makes the tracked list
+      tracked = container._self_tracked_trackables  # pylint: disable=protected-access
+      if at is not None and tracked[-1] is wrapper.layer:  # keep layer order
+        tracked.insert(at, tracked.pop())
+    else:
+      container[key] = wrapper.layer
+  model._reset_compile_cache()  # pylint: disable=protected-access
+  logger.info('tfprune.strip: %s is a subclassed model; stripped %d '
+              'wrappers in place', model.name, len(wrappers))
+  return model

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -90,6 +91,7 @@ class PruningWrapper(keras.layers.Wrapper):
     self.prunable: List[prunable.PrunableWeight] = []
     self.masks: List[tf.Variable] = []
     self.gates: List[Optional[tf.Variable]] = []
+    self.pending_state_reset: set = set()   # mask indices written lately
 
   @property
   def structure(self):
@@ -195,21 +197,33 @@ class PruningWrapper(keras.layers.Wrapper):
 
   # --- masks -----------------------------------------------------------------
   def assign_mask(self, index: int, mask) -> None:
-    """Write a new mask (and, for masking methods, zero the pruned weights)."""
+    """Write a new mask (and, for masking methods, zero the pruned weights).
+
+    The optimizer's momentum would move zeroed weights away from 0 again;
+    ``pending_state_reset`` tells ``PruningStep`` to clear that state.
+    """
     variable = self.masks[index]
     mask = tf.cast(tf.reshape(mask, variable.shape), _storage_dtype(variable))
     variable.assign(mask)
     if self.method.zero_pruned_weights:
-      weight = self.prunable[index]
-      weight.variable.assign(weight.variable * self.structure.expand(
-          mask, weight.variable.shape, weight.layout))
-      bias = prunable.bias_of(self.layer)
-      factor = self.structure.bias_mask(mask, weight.layout)
-      if (bias is not None and factor is not None and index == 0 and
-          len(self.prunable) == 1):       # the mask only, never the gate
-        bias.assign(bias * tf.broadcast_to(tf.cast(factor,
-                                                   _storage_dtype(bias)),
-                                           bias.shape))
+      for target, keep in self.masked_variables(index):
+        target.assign(target * tf.cast(keep, _storage_dtype(target)))
+      self.pending_state_reset.add(index)
+
+  def masked_variables(self, index: int) -> List[tuple]:
+    """``(variable, keep)`` for what mask ``index`` zeroes: its weight, and
+    the bias when the structure's units own one (``keep`` is boolean, at the
+    variable's shape)."""
+    mask = tf.convert_to_tensor(self.masks[index]) != 0
+    weight = self.prunable[index]
+    pairs = [(weight.variable, self.structure.expand(
+        mask, weight.variable.shape, weight.layout))]
+    bias = prunable.bias_of(self.layer)
+    factor = self.structure.bias_mask(mask, weight.layout)
+    if (bias is not None and factor is not None and index == 0 and
+        len(self.prunable) == 1):         # the mask only, never the gate
+      pairs.append((bias, tf.broadcast_to(factor, bias.shape)))
+    return pairs
 
   def compute_output_shape(self, input_shape):
     return self.layer.compute_output_shape(input_shape)
@@ -232,6 +246,24 @@ class PruningWrapper(keras.layers.Wrapper):
     layer = keras.layers.deserialize(config.pop('layer'),
                                      custom_objects=custom_objects)
     return cls(layer, **config)
+
+
+def update_groups(wrappers) -> List[List[PruningWrapper]]:
+  """Wrappers whose masks one method updates together, in model order.
+
+  One ``prune()`` call makes one group. Wrappers made by hand may share a
+  group name (the default one) but carry different methods or schedules;
+  those are updated apart, each by its own method.
+  """
+  grouped: Dict[tuple, List[PruningWrapper]] = {}
+  for wrapper in wrappers:
+    key = (wrapper.group,
+           json.dumps(methods_base.serialize(wrapper.method), sort_keys=True,
+                      default=repr),
+           json.dumps(schedules.serialize(wrapper.schedule), sort_keys=True,
+                      default=repr))
+    grouped.setdefault(key, []).append(wrapper)
+  return list(grouped.values())
 
 
 def collect_wrappers(model, followers: bool = False) -> List[PruningWrapper]:

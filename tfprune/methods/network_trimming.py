@@ -246,13 +246,12 @@ class Trimming(keras.callbacks.Callback):
     return float((pred.argmax(-1) == np.asarray(self.validation_y)).mean())
 
   def on_epoch_end(self, epoch, logs=None):
-    from tfprune.wrapper import collect_wrappers  # pylint: disable=g-import-not-at-top
+    from tfprune.wrapper import collect_wrappers, update_groups  # pylint: disable=g-import-not-at-top
     if self.stopped or not self._due(epoch + 1):
       return
-    groups = {}
-    for wrapper in collect_wrappers(self.model):
-      if isinstance(wrapper.method, NetworkTrimming):
-        groups.setdefault(wrapper.group, []).append(wrapper)
+    groups = dict(enumerate(update_groups(
+        [w for w in collect_wrappers(self.model)
+         if isinstance(w.method, NetworkTrimming)])))
     if not groups:
       raise ValueError('Trimming found no layer wrapped with '
                        'tfprune.methods.NetworkTrimming')
