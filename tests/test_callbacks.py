@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tf_keras as keras
 
 import tfprune
@@ -91,13 +92,32 @@ def test_schedule_table_matches_the_schedule():
       tfprune.schedules.ScheduleTable.of(schedule)
 
 
-def test_steps_per_execution_is_refused():
-  x, y = random_batch()
-  model = tfprune.prune(small_conv_model(), schedule=0.5)
+@pytest.mark.parametrize('per_execution', [1, 3, 4])
+def test_steps_per_execution_counts_batches(per_execution, monkeypatch):
+  # 8 batches per epoch, 3 epochs; updates due every 4 steps up to step 24.
+  x, y = random_batch(n=64)
+  schedule = tfprune.schedules.PolynomialDecay(0.0, 0.8, begin_step=0,
+                                               end_step=24, frequency=4)
+  model = tfprune.prune(small_conv_model(), tfprune.methods.Magnitude(),
+                        schedule)
+  method = tfprune.wrapper.collect_wrappers(model)[0].method
+  seen = []
+  update = type(method).update_masks
+  monkeypatch.setattr(type(method), 'update_masks',
+                      lambda self, w, sparsity, step: (
+                          seen.append((step, round(sparsity, 4))),
+                          update(self, w, sparsity, step)))
   model.compile('sgd', keras.losses.SparseCategoricalCrossentropy(
-      from_logits=True), steps_per_execution=2)
-  with pytest.raises(ValueError, match='steps_per_execution=1'):
-    model.fit(x, y, batch_size=4, verbose=0, callbacks=[tfprune.PruningStep()])
+      from_logits=True), steps_per_execution=per_execution)
+  model.fit(x, y, batch_size=8, epochs=3, verbose=0, shuffle=False,
+            callbacks=[tfprune.PruningStep()])
+  steps = [step for step, _ in seen]
+  assert steps == [4, 8, 12, 16, 20, 24]      # every update, at its step,
+  sparsities = [sparsity for _, sparsity in seen]
+  assert sparsities == sorted(sparsities) and sparsities[-1] == 0.8
+  for wrapper in tfprune.wrapper.collect_wrappers(model):
+    assert int(wrapper.pruning_step.numpy()) == 24
+    assert abs(1 - np.asarray(wrapper.masks[0]).mean() - 0.8) < 0.03
 
 
 def test_periodic_schedule_says_when_only():
@@ -113,3 +133,48 @@ def test_periodic_schedule_says_when_only():
   # a method that needs a target says so
   with pytest.raises(ValueError, match='gives none'):
     tfprune.methods.Magnitude().update_masks([], table(5)[1], 5)
+
+
+def test_a_custom_training_loop_gets_the_masks_fit_gets():
+  x, y = random_batch(n=48)
+  schedule = tfprune.schedules.PolynomialDecay(0.0, 0.75, begin_step=0,
+                                               end_step=12, frequency=2)
+  loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+  def pruned():
+    keras.utils.set_random_seed(3)
+    return tfprune.prune(small_conv_model(), tfprune.methods.Magnitude(),
+                         schedule)
+
+  by_fit = pruned()
+  by_fit.compile(keras.optimizers.SGD(0.1), loss_fn)
+  by_fit.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False,
+             callbacks=[tfprune.PruningStep()])
+
+  model, optimizer = pruned(), keras.optimizers.SGD(0.1)
+
+  @tf.function
+  def train_step(xb, yb):
+    with tf.GradientTape() as tape:
+      loss = loss_fn(yb, model(xb, training=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+
+  step = tfprune.PruningStep(optimizer)
+  step.set_model(model)
+  step.on_train_begin()
+  for epoch in range(2):
+    for start in range(0, 48, 8):
+      step.on_train_batch_begin(start // 8)
+      train_step(x[start:start + 8], y[start:start + 8])
+    step.on_epoch_end(epoch)
+  step.on_train_end()
+
+  for ours, theirs in zip(tfprune.wrapper.collect_wrappers(model),
+                          tfprune.wrapper.collect_wrappers(by_fit)):
+    assert int(ours.pruning_step.numpy()) == 12
+    np.testing.assert_array_equal(np.asarray(ours.masks[0]),
+                                  np.asarray(theirs.masks[0]))
+    assert np.asarray(ours.masks[0]).mean() == pytest.approx(0.25, abs=0.05)
+  np.testing.assert_allclose(model.predict(x, verbose=0),
+                             by_fit.predict(x, verbose=0), atol=1e-4)

@@ -236,3 +236,21 @@ def test_a_subclassed_model_with_wrapped_layers_converts_and_strips(tmp_path):
   path = str(tmp_path / 'stripped.tflite')
   tflite_export.convert(model, path)
   assert tflite_export.check(path, tfprune.report(model)).ok
+
+
+@pytest.mark.parametrize('name', sorted(_METHODS))
+def test_every_method_trains_with_jit_compile(name):
+  method, schedule, layers, extra = _METHODS[name]()
+  x, y = _data()
+  pruned = tfprune.prune(tfprune.models.small_cnn(filters=(8, 8), dense=16),
+                         method, schedule, layers=layers)
+  pruned.compile(keras.optimizers.Adam(1e-2),
+                 'sparse_categorical_crossentropy', jit_compile=True)
+  history = pruned.fit(x, y, batch_size=16, epochs=2, verbose=0,
+                       callbacks=[tfprune.PruningStep()] + extra(x))
+  assert np.isfinite(history.history['loss']).all()
+  wrappers = collect_wrappers(pruned)
+  assert all(int(w.pruning_step.numpy()) == 8 for w in wrappers)
+  if name != 'psp_filter':
+    assert sum(int((np.asarray(m) == 0).sum())
+               for w in wrappers for m in w.masks) > 0

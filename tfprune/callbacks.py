@@ -1,10 +1,10 @@
 """Callbacks that drive pruning from ``model.fit``.
 
 ``PruningStep`` has tfmot ``UpdatePruningStep`` semantics: each wrapper's
-``pruning_step`` starts at -1, is set to 0 when training first begins (kept
-when a saved model resumes), and is 1 during the first training batch. Before
-every batch it asks each group's schedule whether to update, and if so has the
-group's method write new masks. ``SparsityLogger`` records per-layer sparsity
+``pruning_step`` starts at -1, is kept when a saved model resumes, and is 1
+during the first training batch. Before every batch it asks each group's
+schedule whether to update, and if so has the group's method write new
+masks. ``SparsityLogger`` records per-layer sparsity
 to TensorBoard and/or a CSV file.
 """
 
@@ -26,18 +26,43 @@ class PruningStep(keras.callbacks.Callback):
   """Counts training steps and applies each schedule's mask updates.
 
   Required by ``model.fit`` on a model with PruningWrappers: training
-  without it stops with an error that says so. Needs
-  ``compile(steps_per_execution=1)`` (the default): Keras calls batch hooks
-  once per execution, so the step would not count batches.
+  without it stops with an error that says so (except under
+  ``jit_compile=True``, where XLA drops that check).
+
+  The step is the number of optimizer iterations since training began, plus
+  the step a resumed model had saved, so it counts batches also with
+  ``compile(steps_per_execution=k)``. Keras then calls batch hooks once per
+  ``k`` batches: a mask update due at a step inside an execution is written
+  before the execution's first batch (up to ``k - 1`` steps early), with the
+  sparsity of the last update due in it.
+
+  Custom training loops call the hooks by hand (see the README)::
+
+      step = tfprune.PruningStep(optimizer)
+      step.set_model(model)
+      step.on_train_begin()
+      for epoch in range(epochs):
+        for x, y in dataset:
+          step.on_train_batch_begin(0)
+          train_step(x, y)             # model(x, training=True), tape, apply
+        step.on_epoch_end(epoch)
+      step.on_train_end()
+
+  Args:
+    optimizer: the optimizer whose iterations count steps; default the
+      model's (``model.fit``). Where neither moves, each
+      ``on_train_batch_begin`` call counts one step.
   """
 
-  def __init__(self):
+  def __init__(self, optimizer=None):
     super().__init__()
+    self._optimizer = optimizer
     self._wrappers: List = []
     self._groups: Dict[int, List] = {}
     self._tables: Dict[int, schedules.ScheduleTable] = {}
     self._assign = None
     self._started = False
+    self._base = self._iterations0 = self._calls = 0
     self.step = 0
 
   def on_train_begin(self, logs=None):
@@ -49,26 +74,21 @@ class PruningStep(keras.callbacks.Callback):
           f'model {self.model.name!r} is not built, so PruningStep cannot '
           f'set the step of its wrappers {unbuilt}. Fix: call the model once '
           '(model(x[:1])) or model.build(input_shape) before model.fit.')
-    if not self._wrappers:
-      return
-    per_execution = getattr(self.model, '_steps_per_execution', None)
-    if per_execution is not None and int(per_execution.numpy()) != 1:
-      raise ValueError(
-          'tfprune.PruningStep counts batches and needs '
-          'model.compile(..., steps_per_execution=1), got '
-          f'{int(per_execution.numpy())}')
 
   def _start(self) -> None:
     """Reads the step and sets up schedules, just before the first batch.
 
     Not in ``on_train_begin``: a callback listed after this one (Keras'
     ``BackupAndRestore``) may restore the weights there, the step counter
-    among them, and the schedule must continue from the restored step.
+    and the optimizer's iterations among them, and the schedule must
+    continue from the restored step.
     """
     self._started = True
-    self.step = max(int(self._wrappers[0].pruning_step.numpy()), 0)
+    self._base = max(int(self._wrappers[0].pruning_step.numpy()), 0)
+    self._iterations0 = self._iterations() or 0
+    self._calls = 0
+    self.step = self._base
     self._assign = None
-    self._assign_step(self.step)
     self._groups = dict(enumerate(update_groups(
         [w for w in self._wrappers if not w.follower])))
     self._tables = {}
@@ -78,6 +98,24 @@ class PruningStep(keras.callbacks.Callback):
         self._tables[name] = schedules.ScheduleTable.of(wrappers[0].schedule)
         self._tables[name](self.step + 1)  # build the table before batch 1
       wrappers[0].method.on_train_begin(wrappers, self.model)
+
+  def _iterations(self) -> Optional[int]:
+    optimizer = (self._optimizer if self._optimizer is not None else
+                 getattr(self.model, 'optimizer', None))
+    iterations = getattr(optimizer, 'iterations', None)
+    return None if iterations is None else int(iterations.numpy())
+
+  def _steps_done(self) -> int:
+    """Batches trained since ``_start``: the optimizer's iterations, or the
+    batch-begin calls where those do not move (a custom loop that steps
+    another optimizer than the one given)."""
+    iterations = self._iterations()
+    moved = 0 if iterations is None else iterations - self._iterations0
+    return max(moved, self._calls)
+
+  def _per_execution(self) -> int:
+    per_execution = getattr(self.model, '_steps_per_execution', None)
+    return 1 if per_execution is None else max(int(per_execution.numpy()), 1)
 
   def _assign_step(self, step: int) -> None:
     if self._assign is None:
@@ -95,14 +133,27 @@ class PruningStep(keras.callbacks.Callback):
       return
     if not self._started:
       self._start()
-    self.step += 1
-    self._assign_step(self.step)
+    first = self._base + self._steps_done() + 1
+    self._calls += 1
+    last = first + self._per_execution() - 1
+    self.step = first
+    self._assign_step(first)
     for name, table in self._tables.items():
-      update, sparsity = table(self.step)
-      if update:
+      due = None
+      for step in range(first, last + 1):
+        update, sparsity = table(step)
+        if update:
+          due = (step, sparsity)
+      if due is not None:
         wrappers = self._groups[name]
-        wrappers[0].method.update_masks(wrappers, sparsity, self.step)
+        wrappers[0].method.update_masks(wrappers, due[1], due[0])
     self._reset_optimizer_state()
+
+  def _record_steps_done(self) -> None:
+    """After ``k`` batches of one execution the counter says ``k`` more."""
+    if self._started:
+      self.step = self._base + self._steps_done()
+      self._assign_step(self.step)
 
   def _reset_optimizer_state(self) -> None:
     """Zero the optimizer state (momentum, Adam moments) of weights that a
@@ -110,16 +161,21 @@ class PruningStep(keras.callbacks.Callback):
     ``Trimming`` callback, a method at epoch end). Their gradient is 0, so
     with no state they stay exactly 0 and a saved model holds exact zeros
     where its masks are 0."""
+    optimizer = (self._optimizer if self._optimizer is not None else
+                 getattr(self.model, 'optimizer', None))
     for wrapper in self._wrappers:
       for index in sorted(wrapper.pending_state_reset):
         for variable, keep in wrapper.masked_variables(index):
-          optimizer_state.reset_slots(self.model.optimizer, variable,
-                                      ~np.asarray(keep))
+          optimizer_state.reset_slots(optimizer, variable, ~np.asarray(keep))
       wrapper.pending_state_reset.clear()
 
   def on_epoch_end(self, epoch, logs=None):
+    self._record_steps_done()
     for wrappers in self._groups.values():
       wrappers[0].method.on_epoch_end(wrappers, epoch, self.model)
+
+  def on_train_end(self, logs=None):
+    self._record_steps_done()
 
 
 def layer_sparsity(wrapper) -> Dict[str, float]:
