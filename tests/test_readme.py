@@ -11,7 +11,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_usage_example_runs(tmp_path, monkeypatch, capsys):
   with open(os.path.join(ROOT, 'README.md')) as f:
     blocks = re.findall(r'```python\n(.*?)```', f.read(), re.S)
-  assert len(blocks) == 3
+  assert len(blocks) == 4
   code = blocks[0].replace('epochs=10', 'epochs=10, verbose=0')
   monkeypatch.chdir(tmp_path)
   namespace = {}
@@ -43,3 +43,10 @@ def test_usage_example_runs(tmp_path, monkeypatch, capsys):
   pruned = namespace['pruned']
   params = namespace['tfprune'].report(pruned)['totals']['params']
   assert kept_params(pruned) == round(0.1 * params)
+  # Training modes: a custom loop drives the schedule like fit
+  exec(compile(blocks[3], 'README.md', 'exec'), namespace)  # pylint: disable=exec-used
+  model = namespace['model']
+  assert int(namespace['step'].step) == 135
+  for wrapper in tfprune.wrapper.collect_wrappers(model):
+    assert float(wrapper.masks[0].numpy().mean()) == 0.5
+    assert int(wrapper.pruning_step.numpy()) == 135
