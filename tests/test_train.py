@@ -127,6 +127,33 @@ def test_command_line_refuses_a_workdir_in_use(tmp_path):
   assert sorted(os.listdir(tmp_path)) == ['run.lock']   # the holder's
 
 
+_MISSPELT_KEY = """from tfprune.config import default_config
+def get_config():
+  c = default_config()
+  c.schedul.kind = 'constant'
+  return c
+"""
+
+
+@pytest.mark.parametrize('content,expected', [
+    ('x = 1\n', 'defines no get_config(); a config file defines get_config() '
+     'returning tfprune.config.default_config() with changes, as '
+     'configs/quickstart.py does'),
+    (_MISSPELT_KEY, 'line 4: \'schedul\'; Did you mean "schedule" instead of '
+     '"schedul"?'),
+    (None, 'does not exist or is not a file; pass e.g. '
+     '--config=configs/quickstart.py'),
+], ids=['no_get_config', 'misspelt_key', 'missing'])
+def test_command_line_config_file_errors(tmp_path, content, expected):
+  config = tmp_path / 'my_config.py'
+  if content is not None:
+    config.write_text(content)
+  line = _error_line(_train(f'--config={config}',
+                            f'--workdir={tmp_path}/run'))
+  assert line == f'tfprune.train: error: config file {config} {expected}'
+  assert sorted(os.listdir(tmp_path)) == (['my_config.py'] if content else [])
+
+
 def test_run_checks_its_export_and_fails_on_lost_sparsity(tmp_path,
                                                           monkeypatch):
   import tflite_export  # pylint: disable=g-import-not-at-top
