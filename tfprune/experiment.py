@@ -73,8 +73,10 @@ def load_data(config, data_dir: Optional[str]):
   """Train/validation/test arrays for the config (resized as configured)."""
   from tfprune import data  # pylint: disable=g-import-not-at-top
   data_dir = data_dir or config.data_dir or None
-  x_train, y_train = data.load(config.dataset, 'train', data_dir, verbose=True)
-  x_test, y_test = data.load(config.dataset, 'test', data_dir)
+  # One call site for both splits, so a warning from data.load shows once.
+  (x_train, y_train), (x_test, y_test) = (
+      data.load(config.dataset, split, data_dir, verbose=split == 'train')
+      for split in ('train', 'test'))
   size, channels = config.image_size or None, config.channels or None
   x_train = data.resize_images(x_train, size, channels)
   x_test = data.resize_images(x_test, size, channels)
