@@ -4,7 +4,11 @@ The devices must be configured before TensorFlow initialises its runtime,
 so this runs at import time, before any test module touches TensorFlow.
 """
 
+import contextlib
 import os
+import subprocess
+import sys
+import textwrap
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
@@ -51,3 +55,29 @@ def kept_params(model):
     area = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
     removed += int((np.asarray(wrapper.masks[0]) == 0).sum()) * area
   return tfprune.report(model)['totals']['params'] - removed
+
+
+# Another process holding <workdir>.lock as a tfprune run does.
+_LOCK_HOLDER = textwrap.dedent('''
+    import fcntl, os, sys, time
+    fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, b'pid %d, started 2000-01-01 00:00:00' % os.getpid())
+    print('locked', flush=True)
+    time.sleep(120)
+''')
+
+
+@contextlib.contextmanager
+def lock_held_by_another_process(workdir):
+  """Yield a live process (no TensorFlow, starts fast) holding the lock."""
+  proc = subprocess.Popen(
+      [sys.executable, '-c', _LOCK_HOLDER, workdir + '.lock'],
+      stdout=subprocess.PIPE, text=True)
+  try:
+    assert proc.stdout.readline() == 'locked\n'
+    yield proc
+  finally:
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()

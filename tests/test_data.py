@@ -3,6 +3,7 @@
 import gzip
 import os
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -25,6 +26,17 @@ def test_embedded_digits_needs_no_files():
   assert set(y) == set(range(10))
   again, _ = data.load('digits', 'train')
   np.testing.assert_array_equal(x, again)
+
+
+def test_data_dir_is_ignored_for_digits_with_a_warning(tmp_path):
+  with pytest.warns(UserWarning, match=r"data_dir '.*' is ignored: the digits "
+                    'dataset is embedded and needs no files; data_dir is read '
+                    'for mnist, fashion_mnist'):
+    x, _ = data.load('digits', 'test', data_dir=str(tmp_path))
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')
+    plain, _ = data.load('digits', 'test')
+  np.testing.assert_array_equal(x, plain)
 
 
 def test_idx_gz_files_in_a_named_subfolder(tmp_path):

@@ -13,6 +13,7 @@ from tfprune import config as config_lib
 from tfprune import experiment
 
 from conftest import kept_params
+from conftest import lock_held_by_another_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -89,21 +90,68 @@ def test_failed_run_leaves_no_partial_workdir(tmp_path):
                                                             '.partial')
 
 
+def _train(*flags):
+  """Run the command line; returns the finished process."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+  return subprocess.run([sys.executable, '-m', 'tfprune.train', *flags],
+                        capture_output=True, text=True, env=env, cwd=ROOT)
+
+
+def _error_line(proc):
+  """The one error line of a refused run (exit 2, no traceback)."""
+  assert proc.returncode == 2 and 'Traceback' not in proc.stderr, proc.stderr
+  lines = [l for l in proc.stderr.splitlines() if 'tfprune.train:' in l]
+  assert len(lines) == 1 and lines[0].startswith('tfprune.train: error: ')
+  return lines[0]
+
+
 def test_command_line_errors_are_plain(tmp_path):
   (tmp_path / 'run').mkdir()
   (tmp_path / 'run' / 'x').write_text('')
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
-  base = [sys.executable, '-m', 'tfprune.train',
-          f'--config={ROOT}/configs/quickstart.py']
-  proc = subprocess.run(base + [f'--workdir={tmp_path}/run'],
-                        capture_output=True, text=True, env=env, cwd=ROOT)
-  assert proc.returncode == 2
-  assert 'exists and is not empty; pass --overwrite' in proc.stderr
-  proc = subprocess.run(base + [f'--workdir={tmp_path}/new',
-                                '--config.epochz=1'],
-                        capture_output=True, text=True, env=env, cwd=ROOT)
-  assert proc.returncode == 2
-  assert 'unknown config key' in proc.stderr and 'epochs' in proc.stderr
+  quickstart = f'--config={ROOT}/configs/quickstart.py'
+  line = _error_line(_train(quickstart, f'--workdir={tmp_path}/run'))
+  assert 'exists and is not empty; pass --overwrite' in line
+  line = _error_line(_train(quickstart, f'--workdir={tmp_path}/new',
+                            '--config.epochz=1'))
+  assert 'unknown config key' in line and 'epochs' in line
+
+
+def test_command_line_refuses_a_workdir_in_use(tmp_path):
+  workdir = str(tmp_path / 'run')
+  with lock_held_by_another_process(workdir) as holder:
+    line = _error_line(_train(f'--config={ROOT}/configs/quickstart.py',
+                              f'--workdir={workdir}', '--overwrite'))
+  assert (f'workdir {workdir} is in use by another tfprune run (pid '
+          f'{holder.pid}, started 2000-01-01 00:00:00;') in line
+  assert line.endswith('wait for it to finish or choose another --workdir')
+  assert sorted(os.listdir(tmp_path)) == ['run.lock']   # the holder's
+
+
+_MISSPELT_KEY = """from tfprune.config import default_config
+def get_config():
+  c = default_config()
+  c.schedul.kind = 'constant'
+  return c
+"""
+
+
+@pytest.mark.parametrize('content,expected', [
+    ('x = 1\n', 'defines no get_config(); a config file defines get_config() '
+     'returning tfprune.config.default_config() with changes, as '
+     'configs/quickstart.py does'),
+    (_MISSPELT_KEY, 'line 4: \'schedul\'; Did you mean "schedule" instead of '
+     '"schedul"?'),
+    (None, 'does not exist or is not a file; pass e.g. '
+     '--config=configs/quickstart.py'),
+], ids=['no_get_config', 'misspelt_key', 'missing'])
+def test_command_line_config_file_errors(tmp_path, content, expected):
+  config = tmp_path / 'my_config.py'
+  if content is not None:
+    config.write_text(content)
+  line = _error_line(_train(f'--config={config}',
+                            f'--workdir={tmp_path}/run'))
+  assert line == f'tfprune.train: error: config file {config} {expected}'
+  assert sorted(os.listdir(tmp_path)) == (['my_config.py'] if content else [])
 
 
 def test_run_checks_its_export_and_fails_on_lost_sparsity(tmp_path,

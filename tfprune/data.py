@@ -10,7 +10,8 @@ float32 NHWC in [0, 1], labels as int64. Sources, in order:
 3. otherwise a ``DatasetNotFoundError`` naming both ways to provide it.
 
 ``digits`` is the embedded default: scikit-learn's bundled 8x8 digits (1,797
-images), split 80/20 with a fixed seed; it never needs the network. A
+images), split 80/20 with a fixed seed; it never needs the network (a
+``data_dir`` given for it is ignored, with a warning). A
 requested dataset is never silently replaced by another.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+import warnings
 from typing import Optional, Tuple
 
 import numpy as np
@@ -145,6 +147,11 @@ def load(name: str, split: str = 'train', data_dir: Optional[str] = None,
   if split not in SPLITS:
     raise ValueError(f'unknown split {split!r}; choose one of {SPLITS}')
   if name == 'digits':
+    if data_dir is not None:
+      warnings.warn(
+          f'data_dir {data_dir!r} is ignored: the digits dataset is embedded '
+          f'and needs no files; data_dir is read for {", ".join(NAMES[1:])}',
+          stacklevel=2)
     return _digits(split)
   found, source = None, None
   if data_dir is not None:

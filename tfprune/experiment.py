@@ -8,8 +8,9 @@ export (``config.shrink``), also ``shrunk.keras`` and ``plan.json`` (what
 ``tfprune.shrink`` removed; the TFLite check uses it). The run is built in
 ``<workdir>.partial`` and renamed at the end, so a failed run never leaves a
 half-written workdir; an existing workdir is replaced only with
-``overwrite=True`` and only if an earlier run made it. The command line is
-``tfprune.train``.
+``overwrite=True`` and only if an earlier run made it; a second run on a
+workdir in use is refused (``tfprune.workdir`` has the rules). The command
+line is ``tfprune.train``.
 """
 
 from __future__ import annotations
@@ -17,48 +18,20 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 from typing import Dict, Optional
 
 import numpy as np
 
-MARKER = '.tfprune_run'
+from tfprune import workdir as workdir_lib
 
-
-class WorkdirExistsError(FileExistsError):
-  """The workdir exists and --overwrite was not given."""
+# Kept here for callers that used them before tfprune.workdir existed.
+MARKER = workdir_lib.MARKER
+WorkdirExistsError = workdir_lib.WorkdirExistsError
 
 
 class CheckFailedError(RuntimeError):
   """The exported .tflite file lost sparsity the Keras model had."""
-
-
-def _start_workdir(workdir: str, overwrite: bool) -> str:
-  workdir = os.path.abspath(workdir)
-  if os.path.exists(workdir) and os.listdir(workdir):
-    if not overwrite:
-      raise WorkdirExistsError(
-          f'workdir {workdir} exists and is not empty; pass --overwrite to '
-          'replace it, or choose another --workdir')
-    if not os.path.exists(os.path.join(workdir, MARKER)):
-      raise WorkdirExistsError(
-          f'workdir {workdir} was not made by tfprune.train (no {MARKER} '
-          'file), so --overwrite will not delete it; choose another --workdir')
-  partial = workdir + '.partial'
-  if os.path.exists(partial):
-    shutil.rmtree(partial)
-  os.makedirs(partial)
-  with open(os.path.join(partial, MARKER), 'w') as f:
-    f.write('made by tfprune.train\n')
-  return partial
-
-
-def _finish_workdir(partial: str, workdir: str) -> None:
-  workdir = os.path.abspath(workdir)
-  if os.path.exists(workdir):
-    shutil.rmtree(workdir)
-  os.replace(partial, workdir)
 
 
 def _optimizer(config, learning_rate: float):
@@ -100,8 +73,10 @@ def load_data(config, data_dir: Optional[str]):
   """Train/validation/test arrays for the config (resized as configured)."""
   from tfprune import data  # pylint: disable=g-import-not-at-top
   data_dir = data_dir or config.data_dir or None
-  x_train, y_train = data.load(config.dataset, 'train', data_dir, verbose=True)
-  x_test, y_test = data.load(config.dataset, 'test', data_dir)
+  # One call site for both splits, so a warning from data.load shows once.
+  (x_train, y_train), (x_test, y_test) = (
+      data.load(config.dataset, split, data_dir, verbose=split == 'train')
+      for split in ('train', 'test'))
   size, channels = config.image_size or None, config.channels or None
   x_train = data.resize_images(x_train, size, channels)
   x_test = data.resize_images(x_test, size, channels)
@@ -159,8 +134,7 @@ def run(config, workdir: str, overwrite: bool = False,
     raise ValueError("schedule.kind='periodic' with begin_step=-1 starts at "
                      'the final epochs, but final_epochs is 0: set '
                      'final_epochs or a begin_step >= 0')
-  partial = _start_workdir(workdir, overwrite)
-  try:
+  with workdir_lib.building(workdir, overwrite) as partial:
     started = time.time()
     keras.utils.set_random_seed(config.seed)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = load_data(
@@ -259,14 +233,10 @@ def run(config, workdir: str, overwrite: bool = False,
       raise CheckFailedError(
           'the exported model.tflite does not keep the trained sparsity: '
           + '; '.join(checked.failures))
-  except BaseException:
-    shutil.rmtree(partial, ignore_errors=True)
-    raise
-  _finish_workdir(partial, workdir)
   print(rep.table())
   print()
   print(checked.table())
   print(json.dumps(metrics, indent=2))
-  print(f'wrote {os.path.abspath(workdir)}: model.keras, stripped.keras, '
+  print(f'wrote {os.path.realpath(workdir)}: model.keras, stripped.keras, '
         'model.tflite, report.json, report.md')
   return metrics
