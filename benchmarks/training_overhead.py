@@ -1,0 +1,276 @@
+"""Per-step training cost of tfprune's wrappers vs the plain model and tfmot.
+
+Every variant of one model trains the same random data (batch 64, Adam,
+callbacks included) in one process; the variants take turns for several
+rounds, so the ratios compare numbers measured side by side. A measurement
+is the wall time from the first batch to the end of one ``fit`` call divided
+by its steps; masks update once per measurement (the schedule's frequency
+is the measurement length), so every variant pays the same number of mask
+updates. The table gives the median over rounds.
+
+    python -m benchmarks.training_overhead
+    python -m benchmarks.training_overhead --models=lenet5 --rounds=3
+
+Modes: ``graph`` (the default ``fit``), ``jit`` (``jit_compile=True``),
+``bf16`` (``mixed_bfloat16``, which this CPU runs natively when it has
+AVX512_BF16; ``mixed_float16`` is emulated on CPUs and not timed here), and
+``eager`` (``run_eagerly=True``, LeNet-5 only).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List, Optional
+
+from absl import app
+from absl import flags
+
+_MODELS = flags.DEFINE_list(
+    'models', ['lenet5', 'lenet300', 'vgg16', 'mobilenetv2'],
+    'Models to time (lenet5, lenet300, vgg16, mobilenetv2).')
+_ROUNDS = flags.DEFINE_integer('rounds', 5, 'Interleaved rounds.')
+_SMOKE = flags.DEFINE_bool('smoke', False, 'LeNet-300-100, graph mode, 2 '
+                           'rounds of 5 steps; RESULTS.md is not written.')
+
+MASK_TARGET, GATE_TARGET = 1.02, 1.10
+BATCH = 64
+
+
+def _model_specs(keras, tfprune) -> Dict[str, dict]:
+  """name -> builder, input shape, steps per measurement, modes."""
+  return {
+      'lenet5': dict(title='LeNet-5 (28x28x1)', build=tfprune.models.lenet5,
+                     shape=(28, 28, 1), steps=100,
+                     modes=('graph', 'jit', 'bf16', 'eager')),
+      'lenet300': dict(title='LeNet-300-100 (784)',
+                       build=tfprune.models.lenet_300_100, shape=(28, 28, 1),
+                       steps=100, modes=('graph', 'jit', 'bf16')),
+      'vgg16': dict(title='VGG-16 width 0.5 (32x32x3, BN)',
+                    build=lambda: tfprune.models.vgg16(width=0.5),
+                    shape=(32, 32, 3), steps=20,
+                    modes=('graph', 'jit', 'bf16')),
+      'mobilenetv2': dict(
+          title='MobileNetV2 alpha 0.35 (96x96x3)',
+          build=lambda: keras.applications.MobileNetV2(
+              input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=10),
+          shape=(96, 96, 3), steps=10, modes=('graph', 'jit', 'bf16')),
+  }
+
+
+def _variants(keras, tfmot, tfprune, steps: int) -> Dict[str, tuple]:
+  """name -> (kind, wrap(model) -> model, callbacks() -> list)."""
+  end = 10 ** 6
+
+  def ours():
+    return tfprune.schedules.PolynomialDecay(0.0, 0.5, 0, end,
+                                             frequency=steps)
+
+  def tfprune_variant(method: Callable, layers=None):
+    return lambda m: tfprune.prune(m, method(), ours(), layers=layers)
+
+  conv = keras.layers.Conv2D
+  return {
+      'plain': ('-', lambda m: m, list),
+      'tfmot prune_low_magnitude': (
+          'mask', lambda m: tfmot.sparsity.keras.prune_low_magnitude(
+              m, pruning_schedule=tfmot.sparsity.keras.PolynomialDecay(
+                  0.0, 0.5, 0, end, frequency=steps)),
+          lambda: [tfmot.sparsity.keras.UpdatePruningStep()]),
+      'Magnitude weight': ('mask', tfprune_variant(
+          lambda: tfprune.methods.Magnitude()),
+                           lambda: [tfprune.PruningStep()]),
+      'Magnitude channel': ('mask', tfprune_variant(
+          lambda: tfprune.methods.Magnitude('channel')),
+                            lambda: [tfprune.PruningStep()]),
+      'PSP filter': ('gate', lambda m: tfprune.prune(
+          m, tfprune.methods.PSP('filter'), None),
+                     lambda: [tfprune.PruningStep()]),
+      'SynapticStrength': ('gate', tfprune_variant(
+          lambda: tfprune.methods.SynapticStrength(), layers=conv),
+                           lambda: [tfprune.PruningStep()]),
+  }
+
+
+class _Timer:
+  """Seconds per step from the first batch to the end of ``fit``."""
+
+  def __init__(self, keras):
+    timer = self
+
+    class Callback(keras.callbacks.Callback):
+
+      def on_train_batch_begin(self, batch, logs=None):
+        if timer.start is None:
+          timer.start = time.perf_counter()
+
+      def on_train_end(self, logs=None):
+        timer.end = time.perf_counter()
+
+    self.callback = Callback()
+    self.start = self.end = None
+
+  def seconds(self, steps: int) -> float:
+    return (self.end - self.start) / steps
+
+
+def _build(keras, spec, mode: str, wrap):
+  """A compiled variant in ``mode``, or the error that stopped it."""
+  policy = 'mixed_bfloat16' if mode == 'bf16' else 'float32'
+  keras.mixed_precision.set_global_policy(policy)
+  try:
+    keras.utils.set_random_seed(0)
+    model = wrap(spec['build']())
+    model.compile(keras.optimizers.Adam(1e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=False),
+                  jit_compile=(mode == 'jit'), run_eagerly=(mode == 'eager'))
+    return model, None
+  except Exception as e:  # pylint: disable=broad-except
+    return None, f'{type(e).__name__}: {str(e).splitlines()[0][:80]}'
+  finally:
+    keras.mixed_precision.set_global_policy('float32')
+
+
+def _measure(keras, model, callbacks, data, steps: int) -> float:
+  timer = _Timer(keras)
+  model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0,
+            callbacks=[timer.callback] + callbacks)
+  return timer.seconds(steps)
+
+
+def time_model(spec, variants, modes, rounds: int, steps: int,
+               keras, tf, np) -> Dict[tuple, dict]:
+  """(variant, mode) -> {'ms': median ms/step, 'kind', 'error'}."""
+  rng = np.random.RandomState(0)
+  x = rng.rand(BATCH * 8, *spec['shape']).astype(np.float32)
+  y = rng.randint(0, 10, len(x)).astype(np.int32)
+  data = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH).cache(
+      ).repeat().prefetch(2)
+  runs, out = {}, {}
+  for mode in modes:
+    for name, (kind, wrap, callbacks) in variants.items():
+      model, error = _build(keras, spec, mode, wrap)
+      out[(name, mode)] = {'kind': kind, 'error': error, 'times': []}
+      if model is None:
+        continue
+      cbs = callbacks()
+      try:
+        _measure(keras, model, cbs, data, steps)          # warm-up, trace
+      except Exception as e:  # pylint: disable=broad-except
+        out[(name, mode)]['error'] = (
+            f'{type(e).__name__}: {str(e).splitlines()[0][:80]}')
+        continue
+      runs[(name, mode)] = (model, cbs)
+  for _ in range(rounds):
+    for key, (model, cbs) in runs.items():
+      out[key]['times'].append(_measure(keras, model, cbs, data, steps))
+  for entry in out.values():
+    entry['ms'] = (1e3 * statistics.median(entry['times'])
+                   if entry['times'] else None)
+  return out
+
+
+def _table(title: str, steps: int, modes, variants, out) -> List[str]:
+  lines = [f'### {title}', '',
+           f'{steps} steps per measurement (one mask update in each).', '',
+           '| variant | ' + ' | '.join(
+               f'{m} ms/step | {m} / plain | {m} / tfmot' for m in modes) +
+           ' |', '|---|' + '---|' * (3 * len(modes))]
+  for name in variants:
+    cells = []
+    for mode in modes:
+      entry = out[(name, mode)]
+      if entry['ms'] is None:
+        cells += [f'fails ({entry["error"]})', '-', '-']
+        continue
+      plain = out[('plain', mode)]['ms']
+      tfmot = out[('tfmot prune_low_magnitude', mode)]['ms']
+      cells += [f'{entry["ms"]:.2f}',
+                f'{entry["ms"] / plain:.3f}' if plain else '-',
+                f'{entry["ms"] / tfmot:.3f}' if tfmot else '-']
+    lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+  return lines + ['']
+
+
+def _verdicts(results) -> List[str]:
+  """Which targets this run met: mask methods <= 1.02x plain and <= tfmot,
+  gated <= 1.10x plain."""
+  met, missed = [], []
+  for title, modes, out in results:
+    for (name, mode), entry in out.items():
+      plain = out[('plain', mode)]['ms']
+      if entry['kind'] == '-' or entry['ms'] is None or not plain or (
+          name.startswith('tfmot')):
+        continue
+      ratio = entry['ms'] / plain
+      tfmot = out[('tfmot prune_low_magnitude', mode)]['ms']
+      ok = ratio <= (MASK_TARGET if entry['kind'] == 'mask' else GATE_TARGET)
+      if entry['kind'] == 'mask' and tfmot:
+        ok = ok and entry['ms'] <= tfmot * 1.005   # equal within noise
+      (met if ok else missed).append(f'{title} / {name} / {mode} {ratio:.3f}')
+  return ['### Reading it', '',
+          f'- Targets: mask methods <= {MASK_TARGET}x plain and not above '
+          f'tfmot; gated methods (PSP, Synaptic Strength) <= {GATE_TARGET}x.',
+          f'- Met ({len(met)}): ' + ('; '.join(met) or 'none') + '.',
+          f'- Missed ({len(missed)}): ' + ('; '.join(missed) or 'none') + '.']
+
+
+def main(argv):
+  del argv
+  import os  # pylint: disable=g-import-not-at-top
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow_model_optimization as tfmot  # pylint: disable=g-import-not-at-top
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+  import tfprune  # pylint: disable=g-import-not-at-top
+  from benchmarks import results as results_lib  # pylint: disable=g-import-not-at-top
+  import logging  # pylint: disable=g-import-not-at-top
+  logging.getLogger('tfprune').setLevel(logging.WARNING)
+  specs = _model_specs(keras, tfprune)
+  unknown = sorted(set(_MODELS.value) - set(specs))
+  if unknown:
+    raise app.UsageError(f'unknown --models {unknown}; known: {sorted(specs)}')
+  rounds = 2 if _SMOKE.value else _ROUNDS.value
+  names = ['lenet300'] if _SMOKE.value else _MODELS.value
+  results = []
+  for name in names:
+    spec = specs[name]
+    steps = 5 if _SMOKE.value else spec['steps']
+    modes = ('graph',) if _SMOKE.value else spec['modes']
+    variants = _variants(keras, tfmot, tfprune, steps)
+    if name.startswith('lenet300'):
+      variants.pop('SynapticStrength')   # no Conv2D to give strengths to
+    start = time.time()
+    out = time_model(spec, variants, modes, rounds, steps, keras, tf, np)
+    print(f'{spec["title"]}: {time.time() - start:.0f} s', flush=True)
+    results.append((spec['title'], modes, out))
+    for line in _table(spec['title'], steps, modes, variants, out):
+      print(line, flush=True)
+  command = 'python -m benchmarks.training_overhead ' + ' '.join(sys.argv[1:])
+  lines = ['## Training overhead: ms/step of wrapped models vs plain and '
+           'tfmot', '', results_lib.stamp(command.strip()), '',
+           f'Batch {BATCH}, Adam, random data, callbacks included, '
+           f'{rounds} interleaved rounds per model in one process (median). '
+           'Mask methods: tfmot `prune_low_magnitude`, tfprune Magnitude '
+           '(weight, channel); gated: PSP filter (learned alphas), '
+           'Synaptic Strength (Conv2D layers; none in LeNet-300-100). '
+           '"/ plain" and "/ tfmot" are ratios to the plain model and to '
+           'tfmot in the same mode and run.', '']
+  for (title, modes, out), name in zip(results, names):
+    spec = specs[name]
+    variants = [v for v, m in out if m == modes[0]]
+    steps = 5 if _SMOKE.value else spec['steps']
+    lines += _table(title, steps, modes, variants, out)
+  lines += _verdicts(results)
+  text = '\n'.join(lines)
+  if _SMOKE.value:
+    print('smoke run: RESULTS.md not written')
+    return
+  results_lib.write_section('training_overhead', text)
+  print(text)
+
+
+if __name__ == '__main__':
+  app.run(main)
