@@ -1,8 +1,8 @@
 """Callbacks that drive pruning from ``model.fit``.
 
 ``PruningStep`` has tfmot ``UpdatePruningStep`` semantics: each wrapper's
-``pruning_step`` starts at -1, is kept when a saved model resumes, and is 1
-during the first training batch. Before every batch it asks each group's
+``pruning_step`` starts at -1, is set to 0 when training first begins (kept
+when a saved model resumes), and is 1 during the first training batch. Before every batch it asks each group's
 schedule whether to update, and if so has the group's method write new
 masks. ``SparsityLogger`` records per-layer sparsity
 to TensorBoard and/or a CSV file.
@@ -29,12 +29,15 @@ class PruningStep(keras.callbacks.Callback):
   without it stops with an error that says so (except under
   ``jit_compile=True``, where XLA drops that check).
 
-  The step is the number of optimizer iterations since training began, plus
-  the step a resumed model had saved, so it counts batches also with
-  ``compile(steps_per_execution=k)``. Keras then calls batch hooks once per
-  ``k`` batches: a mask update due at a step inside an execution is written
-  before the execution's first batch (up to ``k - 1`` steps early), with the
-  sparsity of the last update due in it.
+  Each wrapper advances its ``pruning_step`` in the graph of every training
+  step (as tfmot 0.8 does), so the count is exact with
+  ``compile(steps_per_execution=k)``, XLA and custom loops, and per batch
+  this callback only reads one step and looks up the schedules (no TF op,
+  no ``tf.function`` call; the count is kept in Python from the batch
+  indices and re-read from the graph once per epoch). Keras calls batch hooks once per ``k`` batches:
+  a mask update due at a step inside an execution is written before the
+  execution's first batch (up to ``k - 1`` steps early), with the sparsity
+  of the last update due in it.
 
   Custom training loops call the hooks by hand (see the README)::
 
@@ -49,9 +52,9 @@ class PruningStep(keras.callbacks.Callback):
       step.on_train_end()
 
   Args:
-    optimizer: the optimizer whose iterations count steps; default the
-      model's (``model.fit``). Where neither moves, each
-      ``on_train_batch_begin`` call counts one step.
+    optimizer: the optimizer whose state at pruned positions is cleared
+      when masks change; default the model's (``model.fit``). Give it in a
+      custom loop.
   """
 
   def __init__(self, optimizer=None):
@@ -60,9 +63,9 @@ class PruningStep(keras.callbacks.Callback):
     self._wrappers: List = []
     self._groups: Dict[int, List] = {}
     self._tables: Dict[int, schedules.ScheduleTable] = {}
-    self._assign = None
     self._started = False
-    self._base = self._iterations0 = self._calls = 0
+    self._per_execution = 1
+    self._done, self._open = 0, None
     self.step = 0
 
   def on_train_begin(self, logs=None):
@@ -76,19 +79,20 @@ class PruningStep(keras.callbacks.Callback):
           '(model(x[:1])) or model.build(input_shape) before model.fit.')
 
   def _start(self) -> None:
-    """Reads the step and sets up schedules, just before the first batch.
+    """Sets up schedules just before the first batch.
 
     Not in ``on_train_begin``: a callback listed after this one (Keras'
-    ``BackupAndRestore``) may restore the weights there, the step counter
-    and the optimizer's iterations among them, and the schedule must
-    continue from the restored step.
+    ``BackupAndRestore``) may restore the weights there, the step counters
+    among them, and the schedule must continue from the restored step.
     """
     self._started = True
-    self._base = max(int(self._wrappers[0].pruning_step.numpy()), 0)
-    self._iterations0 = self._iterations() or 0
-    self._calls = 0
-    self.step = self._base
-    self._assign = None
+    if int(self._counter().numpy()) < 0:       # never trained: start at 0
+      for wrapper in self._wrappers:
+        wrapper.pruning_step.assign(0)
+    self._sync()
+    per_execution = getattr(self.model, '_steps_per_execution', None)
+    self._per_execution = (1 if per_execution is None else
+                           max(int(per_execution.numpy()), 1))
     self._groups = dict(enumerate(update_groups(
         [w for w in self._wrappers if not w.follower])))
     self._tables = {}
@@ -99,48 +103,30 @@ class PruningStep(keras.callbacks.Callback):
         self._tables[name](self.step + 1)  # build the table before batch 1
       wrappers[0].method.on_train_begin(wrappers, self.model)
 
-  def _iterations(self) -> Optional[int]:
-    optimizer = (self._optimizer if self._optimizer is not None else
-                 getattr(self.model, 'optimizer', None))
-    iterations = getattr(optimizer, 'iterations', None)
-    return None if iterations is None else int(iterations.numpy())
+  def _sync(self) -> None:
+    """Read the steps done from the graph's counter (once per epoch; per
+    batch the count is kept in Python from the batch indices)."""
+    self._done = self.step = int(self._counter().numpy())
+    self._open = None
 
-  def _steps_done(self) -> int:
-    """Batches trained since ``_start``: the optimizer's iterations, or the
-    batch-begin calls where those do not move (a custom loop that steps
-    another optimizer than the one given)."""
-    iterations = self._iterations()
-    moved = 0 if iterations is None else iterations - self._iterations0
-    return max(moved, self._calls)
-
-  def _per_execution(self) -> int:
-    per_execution = getattr(self.model, '_steps_per_execution', None)
-    return 1 if per_execution is None else max(int(per_execution.numpy()), 1)
-
-  def _assign_step(self, step: int) -> None:
-    if self._assign is None:
-      variables = [w.pruning_step for w in self._wrappers]
-
-      def assign(value):
-        for variable in variables:
-          variable.assign(value)
-
-      self._assign = tf.function(assign, autograph=False)  # one dispatch
-    self._assign(tf.constant(step, tf.int64))
+  def _counter(self) -> tf.Variable:
+    """The step variable read to know the step (each wrapper advances its
+    own in the graph; the first scored one stands for all)."""
+    return next(w for w in self._wrappers if not w.follower).pruning_step
 
   def on_train_batch_begin(self, batch, logs=None):
     if not self._wrappers:
       return
     if not self._started:
       self._start()
-    first = self._base + self._steps_done() + 1
-    self._calls += 1
-    last = first + self._per_execution() - 1
+    elif self._open is not None:       # no batch end came (a custom loop)
+      self._done += 1
+    first = self._done + 1
+    self._open = batch
     self.step = first
-    self._assign_step(first)
     for name, table in self._tables.items():
       due = None
-      for step in range(first, last + 1):
+      for step in range(first, first + self._per_execution):
         update, sparsity = table(step)
         if update:
           due = (step, sparsity)
@@ -149,11 +135,11 @@ class PruningStep(keras.callbacks.Callback):
         wrappers[0].method.update_masks(wrappers, due[1], due[0])
     self._reset_optimizer_state()
 
-  def _record_steps_done(self) -> None:
-    """After ``k`` batches of one execution the counter says ``k`` more."""
-    if self._started:
-      self.step = self._base + self._steps_done()
-      self._assign_step(self.step)
+  def on_train_batch_end(self, batch, logs=None):
+    """Keras passes the last batch index of the execution that ended."""
+    if self._open is not None:
+      self._done += max(int(batch) - int(self._open), 0) + 1
+      self._open = None
 
   def _reset_optimizer_state(self) -> None:
     """Zero the optimizer state (momentum, Adam moments) of weights that a
@@ -170,12 +156,14 @@ class PruningStep(keras.callbacks.Callback):
       wrapper.pending_state_reset.clear()
 
   def on_epoch_end(self, epoch, logs=None):
-    self._record_steps_done()
+    if self._started:
+      self._sync()
     for wrappers in self._groups.values():
       wrappers[0].method.on_epoch_end(wrappers, epoch, self.model)
 
   def on_train_end(self, logs=None):
-    self._record_steps_done()
+    if self._started:
+      self._sync()
 
 
 def layer_sparsity(wrapper) -> Dict[str, float]:

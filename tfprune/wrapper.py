@@ -186,12 +186,18 @@ class PruningWrapper(keras.layers.Wrapper):
       outputs = self.layer.call(inputs, **kwargs)
     if (isinstance(training, bool) and not training) or self.follower:
       return outputs          # a follower has no schedule of its own
-    # One Assert op (no tf.cond: building a cond per wrapper made cloning a
-    # 400-layer model several seconds slower): in training, the step counter
-    # must have been set by the PruningStep callback.
-    ok = self.pruning_step >= np.int64(1)
-    if not isinstance(training, bool):
-      ok = tf.logical_or(ok, tf.logical_not(tf.cast(training, tf.bool)))
+    # In training the step advances here, in the graph (as in tfmot 0.8), so
+    # PruningStep runs no TF op per batch; it sets -1 (never trained) to 0,
+    # which this check needs. No tf.cond (a cond per wrapper made cloning a
+    # 400-layer model several seconds slower): a symbolic ``training`` adds
+    # 0 or 1.
+    if isinstance(training, bool):
+      step = self.pruning_step.assign_add(np.int64(1))
+      ok = step >= np.int64(1)
+    else:
+      training = tf.cast(training, tf.bool)
+      step = self.pruning_step.assign_add(tf.cast(training, tf.int64))
+      ok = tf.logical_or(step >= np.int64(1), tf.logical_not(training))
     with tf.control_dependencies([tf.debugging.Assert(ok, [_NO_CALLBACK])]):
       return tf.nest.map_structure(tf.identity, outputs)
 
