@@ -51,3 +51,18 @@ def kept_params(model):
     area = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
     removed += int((np.asarray(wrapper.masks[0]) == 0).sum()) * area
   return tfprune.report(model)['totals']['params'] - removed
+
+
+def rewrite_tflite(path, out, edit):
+  """Write ``path`` to ``out`` with ``edit(model, schema)`` applied to its
+  flatbuffer object tree (``schema``: ai_edge_litert's schema module)."""
+  import flatbuffers  # pylint: disable=g-import-not-at-top
+  from ai_edge_litert import schema_py_generated as fb  # pylint: disable=g-import-not-at-top
+  with open(path, 'rb') as f:
+    model = fb.ModelT.InitFromPackedBuf(bytearray(f.read()), 0)
+  edit(model, fb)
+  builder = flatbuffers.Builder(0)
+  builder.Finish(model.Pack(builder), file_identifier=b'TFL3')
+  with open(out, 'wb') as f:
+    f.write(bytes(builder.Output()))
+  return str(out)

@@ -23,6 +23,7 @@ what is refused:
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import warnings
 from typing import Callable, Dict, Iterable, List, Optional, Union
@@ -159,7 +160,10 @@ def convert(model, path: str, quantize: str = 'none',
   try:
     with os.fdopen(fd, 'wb') as f:
       f.write(data)
-    info = reader.inspect(probe)
+    # The converter's own output: the structure is checked, the size is
+    # the caller's business.
+    info = reader.inspect(probe, reader.Limits(tensor_bytes=sys.maxsize,
+                                               total_bytes=sys.maxsize))
   finally:
     os.unlink(probe)
   if sparse_encoding:
