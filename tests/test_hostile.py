@@ -1,10 +1,15 @@
-"""Hostile .tflite files: refused by inspect before anything runs.
+"""Hostile .tflite files: refused by inspect or contained by the runtime child.
 
 The two reported files are rebuilt here from a small converted model: a
 RESHAPE whose shape input is -1 (LiteRT dereferences it: SIGSEGV) and a
 tensor shape set to [1, 5505052, 28, 1] (gigabytes allocated before any
 error).
 """
+
+import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -13,8 +18,10 @@ import tflite_export
 import tfprune
 from conftest import rewrite_tflite
 from conftest import small_conv_model
+from tflite_export import guard
 from tflite_export import validation
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HUGE = [1, 5505052, 28, 1]
 
 
@@ -61,6 +68,14 @@ def set_field(getter, attribute, value):
     del fb
     setattr(getter(model), attribute, value)
   return edit
+
+
+def child_peak_bytes():
+  """Peak resident memory of the runtime child, while it is alive."""
+  pid = guard._CHILD._proc.pid  # pylint: disable=protected-access
+  with open(f'/proc/{pid}/status') as f:
+    line = [l for l in f if l.startswith('VmHWM:')][0]
+  return int(line.split()[1]) * 1024
 
 
 def test_reshape_without_its_shape_is_refused_by_inspect(model_file, tmp_path):
@@ -119,3 +134,110 @@ def test_tensor_size_limits(model_file, tmp_path):
                      r'tensors.*--max-total-mib'):
     tflite_export.inspect(path, validation.Limits(tensor_bytes=2 << 30,
                                                   total_bytes=1 << 30))
+
+
+@pytest.mark.parametrize('tensor,signature', [
+    (7, None),            # an activation, its signature left as it was
+    (0, None),            # the input
+    (0, [-1] + HUGE[1:]),  # the input, signature edited to match
+])
+def test_reported_huge_shape_is_refused_quickly(model_file, tmp_path, tensor,
+                                                signature):
+  path = rewrite_tflite(model_file[0], tmp_path / 'big.tflite',
+                 reshaped(tensor, HUGE, signature))
+  start = time.perf_counter()
+  if signature is None:
+    with pytest.raises(tflite_export.InvalidModelError,
+                       match=r'shape \[1, 5505052, 28, 1\] but shape '
+                       'signature'):
+      tflite_export.check(path, model_file[1])
+  else:   # inspect accepts it (616 MB < 1 GiB); LiteRT refuses 1 channel
+    result = tflite_export.check(path, model_file[1])
+    assert not result.ok and 'does not load' in result.failures[-1]
+    with pytest.raises(tflite_export.RuntimeRefusedError):
+      tflite_export.bench([path], threads=(1,), rounds=1)
+    assert child_peak_bytes() < 1 << 30
+  assert time.perf_counter() - start < 10
+
+
+def test_command_lines_on_the_reshape_file_exit_2(model_file, tmp_path):
+  """Both commands used to die with SIGSEGV on this file."""
+  path = rewrite_tflite(model_file[0], tmp_path / 'r.tflite',
+                        reshape_without_shape)
+  code = ('import importlib\n'
+          'check = importlib.import_module("tflite_export.check")\n'
+          'bench = importlib.import_module("tflite_export.bench")\n'
+          f'print(check.main([{path!r}, "--expect", {model_file[1]!r}]),\n'
+          f'      bench.main([{path!r}, "--rounds", "1"]))\n')
+  proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                        text=True, cwd=ROOT, timeout=120,
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.split() == ['2', '2']
+  errors = [l for l in proc.stderr.splitlines()
+            if l.startswith('tflite_export.')]
+  assert len(errors) == 2 and all('(RESHAPE) has input 1 absent' in l
+                                  for l in errors)
+  assert 'Traceback' not in proc.stderr
+
+
+def test_a_runtime_crash_is_an_error_not_a_dead_process(model_file, tmp_path,
+                                                        monkeypatch):
+  """A fault inspect misses still only ends the runtime child."""
+  path = rewrite_tflite(model_file[0], tmp_path / 'r.tflite',
+                        reshape_without_shape)
+  optional = validation._OPTIONAL_INPUTS  # pylint: disable=protected-access
+  monkeypatch.setitem(optional, 'RESHAPE', frozenset({1}))
+  crashed = r'crashed on this file: signal 11 \(SIGSEGV\)'
+  with pytest.raises(tflite_export.RuntimeCrashError, match=crashed):
+    tflite_export.check(path, model_file[1])
+  with pytest.raises(tflite_export.RuntimeCrashError, match=crashed):
+    tflite_export.bench([path], threads=(1,), rounds=1)
+  with pytest.raises(tflite_export.RuntimeCrashError, match=crashed):
+    tflite_export.predict(path, np.zeros((2, 6, 6, 2), np.float32))
+  # the next call gets a new child
+  assert tflite_export.predict(model_file[0], np.zeros(
+      (2, 6, 6, 2), np.float32)).shape == (2, 3)
+
+
+def test_the_runtime_child_has_a_memory_ceiling(model_file, tmp_path):
+  """Declared sizes pass inspect, what the runtime derives from them not."""
+  path = rewrite_tflite(model_file[0], tmp_path / 'big.tflite',
+                 reshaped(0, [1, 5505052, 6, 2], [-1, 5505052, 6, 2]))
+  limits = tflite_export.Limits(runtime_bytes=256 << 20)
+  result = tflite_export.check(path, model_file[1], limits=limits)
+  assert 'does not load under ai_edge_litert' in result.failures[-1]
+  with pytest.raises((tflite_export.ModelTooLargeError,
+                      tflite_export.RuntimeRefusedError)):
+    tflite_export.bench([path], threads=(1,), rounds=1, limits=limits)
+  assert child_peak_bytes() < 512 << 20
+  with pytest.raises(tflite_export.ModelTooLargeError,
+                     match=r'needed more than its 16 MiB memory ceiling.*'
+                     r'--max-runtime-mib'):   # 23 MB of inputs
+    tflite_export.predict(model_file[0], np.zeros((40000, 6, 6, 2)),
+                          limits=tflite_export.Limits(runtime_bytes=16 << 20))
+
+
+def test_a_step_over_the_time_limit_is_stopped(model_file, tmp_path):
+  path = rewrite_tflite(model_file[0], tmp_path / 'slow.tflite',
+                 reshaped(0, [1, 100000, 6, 2], [-1, 100000, 6, 2]))
+  limits = tflite_export.Limits(seconds=0.1)
+  start = time.perf_counter()
+  with pytest.raises(tflite_export.RuntimeCrashError,
+                     match=r'did not finish one step within 0.1 s.*'
+                     r'Limits\(seconds=...\)'):
+    tflite_export.bench([path], threads=(1,), rounds=1, block_seconds=5,
+                        limits=limits)
+  assert time.perf_counter() - start < 10
+
+
+def test_operator_without_outputs_is_read_and_refused_by_the_runtime(
+    model_file, tmp_path):
+  """The fuzzed file on which inspect raised TypeError."""
+  path = rewrite_tflite(model_file[0], tmp_path / 'bad.tflite', set_field(
+      lambda m: m.subgraphs[0].operators[3], 'outputs', None))
+  info = tflite_export.inspect(path)
+  assert info.operators[3].outputs == [] and info.operators[3].label == (
+      'operator 3')
+  result = tflite_export.check(path, model_file[1])
+  assert 'does not load under ai_edge_litert' in result.failures[-1]

@@ -8,6 +8,8 @@ from tflite_export.convert import ConversionError
 from tflite_export.convert import QUANTIZE_MODES
 from tflite_export.convert import convert
 from tflite_export.convert import op_names
+from tflite_export.guard import RuntimeCrashError
+from tflite_export.guard import RuntimeRefusedError
 from tflite_export.reader import InvalidModelError
 from tflite_export.reader import ModelInfo
 from tflite_export.reader import inspect
@@ -20,4 +22,5 @@ from tflite_export.validation import ModelTooLargeError
 __all__ = ['convert', 'inspect', 'validate', 'check', 'bench', 'predict',
            'evaluate', 'op_names', 'CheckResult', 'ModelInfo', 'Limits',
            'ConversionError', 'InvalidModelError', 'ModelTooLargeError',
-           'ReportMismatchError', 'QUANTIZE_MODES']
+           'RuntimeCrashError', 'RuntimeRefusedError', 'ReportMismatchError',
+           'QUANTIZE_MODES']

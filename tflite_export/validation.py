@@ -20,8 +20,8 @@ before anything is decoded, allocated or run:
     a real axis;
   * no tensor and no model exceeds the byte ``Limits``.
 
-The checks do not infer shapes: activation sizes the runtime derives from
-a small declared input are not bounded here.
+The checks are a first line of defence; the runtime still runs in a child
+process (``tflite_export.guard``) with its own memory and time ceilings.
 """
 
 from __future__ import annotations
