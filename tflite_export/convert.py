@@ -29,7 +29,6 @@ import warnings
 from typing import Callable, Dict, Iterable, List, Optional, Union
 
 import numpy as np
-import tensorflow as tf
 
 QUANTIZE_MODES = ('none', 'dynamic', 'int8', 'float16')
 
@@ -118,6 +117,8 @@ def convert(model, path: str, quantize: str = 'none',
   Returns:
     ``{'path', 'size', 'ops', 'densify'}``.
   """
+  # TensorFlow only here: inspect, check and bench start without it.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tfprune  # pylint: disable=g-import-not-at-top
   from tflite_export import reader  # pylint: disable=g-import-not-at-top
   if quantize not in QUANTIZE_MODES:
