@@ -3,10 +3,15 @@
 The two reported files are rebuilt here from a small converted model: a
 RESHAPE whose shape input is -1 (LiteRT dereferences it: SIGSEGV) and a
 tensor shape set to [1, 5505052, 28, 1] (gigabytes allocated before any
-error).
+error). A seeded fuzz test runs a few hundred mutants of the same model
+through inspect, check and bench.
 """
 
+import collections
 import os
+import random
+import resource
+import struct
 import subprocess
 import sys
 import time
@@ -241,3 +246,81 @@ def test_operator_without_outputs_is_read_and_refused_by_the_runtime(
       'operator 3')
   result = tflite_export.check(path, model_file[1])
   assert 'does not load under ai_edge_litert' in result.failures[-1]
+
+
+def mutants(data, seed=0, count=450):
+  """(kind, bytes): seeded byte flips, int32 overwrites and truncations."""
+  rng = random.Random(seed)
+  for k in range(count):
+    kind = ('flip', 'int32', 'truncate')[k % 3]
+    mutant = bytearray(data)
+    if kind == 'flip':
+      for _ in range(rng.randint(1, 8)):
+        mutant[rng.randrange(len(mutant))] ^= 1 << rng.randrange(8)
+    elif kind == 'int32':   # any offset: fields, offsets, lengths, values
+      struct.pack_into('<i', mutant, rng.randrange(len(mutant) - 4), rng.choice(
+          [-1, 0, 1, 2**31 - 1, -2**31, rng.randrange(-4096, 1 << 20)]))
+    else:
+      del mutant[rng.randrange(len(mutant)):]
+    yield kind, bytes(mutant)
+
+
+CLEAN_ERRORS = (tflite_export.InvalidModelError,
+                tflite_export.ReportMismatchError,
+                tflite_export.RuntimeRefusedError)
+
+
+def outcome(name, call):
+  """The error type (or 'ok'); anything else, or a slow call, fails."""
+  start = time.perf_counter()
+  try:
+    call()
+    result = 'ok'
+  except CLEAN_ERRORS as e:
+    assert '\n' not in str(e), f'{name}: not one line: {e}'
+    result = type(e).__name__
+  except Exception as e:  # pylint: disable=broad-except
+    pytest.fail(f'{name}: {type(e).__name__}: {e}')
+  assert time.perf_counter() - start < 20, name
+  return result
+
+
+def test_fuzzed_files_end_in_a_result_or_one_clean_error(model_file,
+                                                         tmp_path):
+  """inspect on every mutant; check and bench on the ones inspect accepts."""
+  source, report = model_file
+  with open(source, 'rb') as f:
+    data = f.read()
+  files = []
+  for i, (kind, mutant) in enumerate(mutants(data)):
+    files.append(str(tmp_path / f'{i}_{kind}.tflite'))
+    with open(files[-1], 'wb') as f:
+      f.write(mutant)
+  crafted = [('reshape', reshape_without_shape), ('huge7', reshaped(7, HUGE)),
+             ('huge0', reshaped(0, HUGE, [-1] + HUGE[1:]))]
+  files += [rewrite_tflite(source, tmp_path / f'{name}.tflite', edit)
+            for name, edit in crafted]
+  limits = tflite_export.Limits(runtime_bytes=1 << 30, seconds=10)
+  parent_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  runs = {'check': lambda p: tflite_export.check(p, report, limits=limits),
+          'bench': lambda p: tflite_export.bench(
+              [p], threads=(1,), rounds=1, block_seconds=0.002, warmup=1,
+              limits=limits)}
+  seen = collections.Counter()
+  accepted = []
+  for path in files:
+    result = outcome(f'inspect {path}',
+                     lambda: tflite_export.inspect(path, limits))  # pylint: disable=cell-var-from-loop
+    seen['inspect ' + result] += 1
+    if result == 'ok':
+      accepted.append(path)
+  for path in accepted[:60] + files[-1:]:   # + the crafted input shape
+    for what, run in runs.items():
+      seen[f'{what} ' + outcome(f'{what} {path}', lambda: run(path))] += 1  # pylint: disable=cell-var-from-loop
+    if guard._CHILD._proc is not None:  # pylint: disable=protected-access
+      assert child_peak_bytes() < 2 << 30, path
+  grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - parent_peak
+  assert grown * 1024 < 2 << 30
+  print(sorted(seen.items()))
+  assert seen['inspect ok'] >= 60 and seen['inspect InvalidModelError'] >= 200
+  assert seen['check ok'] and seen['bench ok']
