@@ -81,3 +81,18 @@ def lock_held_by_another_process(workdir):
     proc.kill()
     proc.wait()
     proc.stdout.close()
+
+
+def rewrite_tflite(path, out, edit):
+  """Write ``path`` to ``out`` with ``edit(model, schema)`` applied to its
+  flatbuffer object tree (``schema``: ai_edge_litert's schema module)."""
+  import flatbuffers  # pylint: disable=g-import-not-at-top
+  from ai_edge_litert import schema_py_generated as fb  # pylint: disable=g-import-not-at-top
+  with open(path, 'rb') as f:
+    model = fb.ModelT.InitFromPackedBuf(bytearray(f.read()), 0)
+  edit(model, fb)
+  builder = flatbuffers.Builder(0)
+  builder.Finish(model.Pack(builder), file_identifier=b'TFL3')
+  with open(out, 'wb') as f:
+    f.write(bytes(builder.Output()))
+  return str(out)

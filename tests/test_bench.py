@@ -2,6 +2,7 @@
 
 import importlib
 import os
+import re
 
 import pytest
 import tf_keras as keras
@@ -51,3 +52,26 @@ def test_errors(tmp_path, capsys):
   path = _tflite(tmp_path, 'm.tflite', 4)
   assert bench_module.main([path, '--threads', '1', '--rounds', '1']) == 0
   assert '| m.tflite | 1 |' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--rounds', '0'], 'rounds must be at least 1, got 0'),
+    (['--threads', '0'], r'threads must be counts >= 1, got \[0\]'),
+])
+def test_settings_that_measure_nothing_are_refused(tmp_path, capsys, argv,
+                                                   message):
+  path = _tflite(tmp_path, 'm.tflite', 4)
+  assert bench_module.main([path] + argv) == 2
+  err = capsys.readouterr().err
+  assert re.search(message, err) and err.count('\n') == 1, err
+  for limit in ('0', 'nan', 'inf', 'x'):
+    with pytest.raises(SystemExit) as exit_:
+      bench_module.main([path, '--max-seconds', limit])
+    assert exit_.value.code == 2
+    assert (f'argument --max-seconds: must be a positive number, got {limit}'
+            in capsys.readouterr().err)
+
+
+def test_a_directory_is_refused(tmp_path, capsys):
+  assert bench_module.main([str(tmp_path)]) == 2
+  assert 'is a directory, not a .tflite file' in capsys.readouterr().err

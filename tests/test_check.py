@@ -212,3 +212,84 @@ def test_shrunk_file_against_the_report_before_shrinking(tmp_path, capsys):
   plan_path.write_text('{"conv": [1, 2]}')
   assert check_module.main([path, '--expect', str(report_path), '--plan',
                             str(plan_path)]) == 2
+
+
+@pytest.fixture(scope='module')
+def converted(tmp_path_factory):
+  """(file, report dict) of a kernel-pruned model."""
+  pruned = tfprune.prune(_model(False), tfprune.methods.Magnitude('kernel'),
+                         schedule=0.5, layers=['conv'])
+  path = str(tmp_path_factory.mktemp('converted') / 'm.tflite')
+  _convert(pruned, path)
+  return path, json.loads(json.dumps(tfprune.report(pruned)))
+
+
+def _edit_conv(report, **fields):
+  report = json.loads(json.dumps(report))
+  entry = report['layers'][[e['name'] for e in report['layers']].index('conv')]
+  for key, value in fields.items():
+    (entry['weights'][0] if key in ('shape', 'zeros') else entry)[key] = value
+  return report
+
+
+@pytest.mark.parametrize('edit,message', [
+    (lambda r: {'layers': {'conv': 1}}, r'"layers" must be a list'),
+    (lambda r: dict(r, layers=['conv']), r'report layer 0: is a str'),
+    (lambda r: _edit_conv(r, name=7), r'"name" must be a string'),
+    (lambda r: _edit_conv(r, zeros='!!not base64'),
+     r"layer \d+ \('conv'\): weights\[0\].zeros is not base64"),
+    (lambda r: _edit_conv(r, shape=[3, 3, 4, 100000000]),
+     r'zeros holds 288 bits, shape \[3, 3, 4, 100000000\] has 3600000000'),
+    (lambda r: _edit_conv(r, shape=[3, 'x', 4, 8]),
+     r'shape must be 4 positive integers for a Conv2D'),
+    (lambda r: _edit_conv(r, structure='hexagon'),
+     r"structure 'hexagon': unknown structure"),
+    (lambda r: _edit_conv(r, structure='block(5,1)'),
+     r"structure 'block\(5,1\)': block\(5,1\) does not divide"),
+])
+def test_malformed_report_is_one_clear_error(converted, tmp_path, capsys,
+                                             edit, message):
+  path, report = converted
+  bad = edit(report)
+  with pytest.raises(tflite_export.ReportMismatchError, match=message):
+    tflite_export.check(path, bad)
+  report_path = tmp_path / 'report.json'
+  report_path.write_text(json.dumps(bad))
+  assert check_module.main([path, '--expect', str(report_path)]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith('tflite_export.check: error: ') and err.count('\n') == 1
+
+
+def test_unreadable_inputs_are_one_clear_error(converted, tmp_path, capsys):
+  path, report = converted
+  report_path = tmp_path / 'report.json'
+  report_path.write_text(json.dumps(report))
+  folder = tmp_path / 'folder.tflite'
+  folder.mkdir()
+  cases = [
+      ([str(folder), '--expect', str(report_path)],
+       'folder.tflite is a directory, not a .tflite file'),
+      ([path, '--expect', str(tmp_path)], 'is a directory, not a report JSON'),
+      ([path, '--expect', str(tmp_path / 'none.json')],
+       'no such report file'),
+      ([path, '--expect', str(report_path), '--plan', str(tmp_path)],
+       'is a directory, not a shrink plan JSON'),
+  ]
+  for argv, message in cases:
+    assert check_module.main(argv) == 2, argv
+    err = capsys.readouterr().err
+    assert message in err and err.count('\n') == 1, err
+  (tmp_path / 'deep.json').write_text('[' * 100000 + ']' * 100000)
+  with pytest.raises(tflite_export.ReportMismatchError, match='not a JSON'):
+    tflite_export.check(path, str(tmp_path / 'deep.json'))
+
+
+def test_plan_that_does_not_fit_the_report(converted):
+  path, report = converted
+  fc1 = {'kept_inputs': list(range(128)), 'kept': [0, 1, 99]}
+  with pytest.raises(tflite_export.ReportMismatchError,
+                     match=r"keeps output 99 of layer 'fc1', which has 16"):
+    tflite_export.check(path, report, plan={'fc1': fc1})
+  with pytest.raises(tflite_export.ReportMismatchError,
+                     match='lists of distinct non-negative integers'):
+    tflite_export.check(path, report, plan={'fc1': dict(fc1, kept=[1, 1])})

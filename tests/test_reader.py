@@ -9,6 +9,7 @@ import tf_keras as keras
 
 import tflite_export
 import tfprune
+from conftest import rewrite_tflite
 
 
 def _model():
@@ -93,3 +94,44 @@ def test_truncated_file(tmp_path, keep):
   with pytest.raises(tflite_export.InvalidModelError,
                      match='truncated or corrupt'):
     tflite_export.inspect(path)
+
+
+def _sparse_fc_file(tmp_path, edit):
+  """A 1x4-blocked sparse FC file, with ``edit(sparsity)`` applied."""
+  model = tfprune.strip(tfprune.prune(
+      _model(), tfprune.methods.Magnitude('block(4,1)'), schedule=0.75,
+      layers=['fc']))
+  path = _convert(model, tmp_path / 'm.tflite', sparse_encoding=True)
+
+  def apply(flat, schema):
+    del schema
+    sparse = [t for t in flat.subgraphs[0].tensors if t.sparsity is not None]
+    edit(sparse[0].sparsity)
+  return rewrite_tflite(path, tmp_path / 'bad.tflite', apply)
+
+
+def _scale_dense_size(sparsity):
+  sparsity.dimMetadata[0].denseSize *= 100000
+
+
+def _index_out_of_range(sparsity):
+  indices = sparsity.dimMetadata[1].arrayIndices
+  indices.values = np.asarray(indices.values).copy()
+  indices.values[-1] = 200
+
+
+@pytest.mark.parametrize('edit,message', [
+    (_scale_dense_size, 'metadata gives dimension 0 size 1600000, its shape '
+     'says 16'),
+    (_index_out_of_range, 'CSR segments or indices do not fit its shape'),
+])
+def test_sparse_metadata_that_does_not_fit_the_shape(tmp_path, edit, message):
+  """Decoding sizes arrays by the metadata: it must describe the tensor."""
+  with pytest.raises(tflite_export.InvalidModelError, match=message):
+    tflite_export.inspect(_sparse_fc_file(tmp_path, edit))
+
+
+def test_a_directory_is_not_a_model(tmp_path):
+  with pytest.raises(tflite_export.InvalidModelError,
+                     match='is a directory, not a .tflite file'):
+    tflite_export.inspect(str(tmp_path))

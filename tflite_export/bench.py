@@ -1,10 +1,12 @@
 """Latency and size of .tflite files, compared inside one process run.
 
 Every (model, threads) pair gets its own ai_edge_litert Interpreter (default
-delegate, i.e. XNNPACK on), built up front. Rounds run in shuffled order so
-drift on a shared machine hits all models alike; each ``invoke()`` is timed
-alone. Only ratios measured in the same run are meant to be compared
-(absolute times move between runs, ../shared/TFLITE.md section 5).
+delegate, i.e. XNNPACK on), built up front in the runtime child process
+(``tflite_export.guard``), where all the timing happens. Rounds run in
+shuffled order so drift on a shared machine hits all models alike; each
+``invoke()`` is timed alone. Only ratios measured in the same run are meant
+to be compared (absolute times move between runs, ../shared/TFLITE.md
+section 5).
 
     python -m tflite_export.bench dense.tflite pruned.tflite --threads 1 2
 """
@@ -13,82 +15,70 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
-import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-
-def _interpreter(path: str, threads: int):
-  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
-  interpreter = Interpreter(model_path=path, num_threads=threads)
-  interpreter.allocate_tensors()
-  rng = np.random.RandomState(0)
-  for detail in interpreter.get_input_details():
-    shape = [d if d > 0 else 1 for d in detail['shape']]
-    if np.issubdtype(detail['dtype'], np.floating):
-      value = rng.rand(*shape).astype(detail['dtype'])
-    else:
-      value = rng.randint(-20, 20, shape).astype(detail['dtype'])
-    interpreter.set_tensor(detail['index'], value)
-  return interpreter
+from tflite_export import guard
+from tflite_export import reader
+from tflite_export.validation import Limits
 
 
-def _time_block(interpreter, count: int) -> List[float]:
-  times = []
-  for _ in range(count):
-    start = time.perf_counter_ns()
-    interpreter.invoke()
-    times.append((time.perf_counter_ns() - start) / 1e3)
-  return times
+def _check_arguments(paths, threads, rounds, block_seconds, warmup) -> None:
+  """Refuse settings that would measure nothing or fail deep in the run."""
+  if not paths:
+    raise ValueError('bench needs at least one .tflite file')
+  if not threads or any(int(t) < 1 for t in threads):
+    raise ValueError(f'threads must be counts >= 1, got {list(threads)}')
+  if int(rounds) < 1:
+    raise ValueError(f'rounds must be at least 1, got {rounds}')
+  if not block_seconds > 0:
+    raise ValueError(f'block_seconds must be positive, got {block_seconds}')
+  if int(warmup) < 0:
+    raise ValueError(f'warmup must be 0 or more, got {warmup}')
 
 
 def bench(paths: Sequence[str], threads: Sequence[int] = (1, 2),
           rounds: int = 7, block_seconds: float = 0.2,
           warmup: int = 20, reference: Optional[str] = None,
-          seed: int = 0) -> Dict:
+          seed: int = 0, limits: Optional[Limits] = None) -> Dict:
   """Median latency (microseconds) per model and thread count.
 
   Returns ``{'results': [{path, threads, size, median_us, p10_us, p90_us,
   runs, ratio}], 'loadavg': ...}``; ``ratio`` is the reference model's
   median over this model's at the same thread count (>1 means faster), the
   reference being ``reference`` or the first path.
+
+  Every file is validated first (``reader.validate``) and loaded alone, so
+  a file the runtime refuses or crashes on is named; the measurement runs
+  in the runtime child process (``tflite_export.guard``) under ``limits``.
   """
-  paths = [str(p) for p in paths]
-  if not paths:
-    raise ValueError('bench needs at least one .tflite file')
-  for path in paths:
-    if not os.path.exists(path):
-      raise FileNotFoundError(f'no such .tflite file: {path}')
-  reference = reference or paths[0]
+  paths = list(dict.fromkeys(str(p) for p in paths))
+  _check_arguments(paths, threads, rounds, block_seconds, warmup)
+  reference = str(reference or paths[0])
   if reference not in paths:
     paths = [reference] + paths
-  runners = {(p, t): _interpreter(p, t) for p in paths for t in threads}
-  counts = {}
-  for key, interpreter in runners.items():
-    _time_block(interpreter, warmup)
-    per_call = np.median(_time_block(interpreter, 10)) / 1e6
-    counts[key] = int(max(20, min(20000, block_seconds / max(per_call,
-                                                             1e-7))))
-  samples = {key: [] for key in runners}
-  order = list(runners)
-  rng = random.Random(seed)
-  for _ in range(rounds):
-    rng.shuffle(order)
-    for key in order:
-      samples[key] += _time_block(runners[key], counts[key])
+  threads = list(dict.fromkeys(int(t) for t in threads))
+  models = [reader.validate(p, limits) for p in paths]
+  for path, data in zip(paths, models):
+    guard.load(data, path, limits)
+  keys = [(m, t) for m in range(len(paths)) for t in threads]
+  what = paths[0] if len(paths) == 1 else 'one of ' + ', '.join(paths)
+  samples = guard.bench(models, keys, what, int(rounds),
+                        block_seconds, int(warmup), seed, limits)
   load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else None
+  medians = {key: float(np.median(values))
+             for key, values in zip(keys, samples)}
   results = []
-  for (path, t), values in samples.items():
-    median = float(np.median(values))
-    base = float(np.median(samples[(reference, t)]))
-    results.append({'path': path, 'threads': t,
-                    'size': os.path.getsize(path), 'median_us': median,
+  for (m, t), values in zip(keys, samples):
+    median = medians[(m, t)]
+    results.append({'path': paths[m], 'threads': t,
+                    'size': len(models[m]), 'median_us': median,
                     'p10_us': float(np.percentile(values, 10)),
                     'p90_us': float(np.percentile(values, 90)),
-                    'runs': len(values), 'ratio': base / median})
+                    'runs': len(values),
+                    'ratio': medians[(paths.index(reference), t)] / median})
   return {'results': results, 'reference': reference, 'loadavg': load}
 
 
@@ -113,11 +103,13 @@ def main(argv=None) -> int:
   parser.add_argument('--reference', default=None,
                       help='model the ratios are relative to (default: the'
                       ' first)')
+  Limits.add_arguments(parser)
   args = parser.parse_args(argv)
   try:
     result = bench(args.models, args.threads, args.rounds,
-                   reference=args.reference)
-  except (FileNotFoundError, ValueError, RuntimeError) as e:
+                   reference=args.reference,
+                   limits=Limits.from_arguments(args))
+  except (OSError, ValueError, RuntimeError) as e:
     print(f'tflite_export.bench: error: {e}', file=sys.stderr)
     return 2
   print(format_table(result))

@@ -24,8 +24,9 @@ tensor names) and otherwise by order, operator kind and weight shape. Also
 checked: built-in ops only, no leftover wrapper state (variable or
 CALL_ONCE ops), static input shape, no sparse tensor fed straight into
 DEQUANTIZE (the fp16 NaN bug), and that the file loads and allocates under
-ai_edge_litert's default (XNNPACK) delegate. DENSIFY ops and size are
-reported.
+ai_edge_litert's default (XNNPACK) delegate, in the runtime child process
+(``tflite_export.guard``). DENSIFY ops and size are reported. The report
+and the plan are validated first (``report_file``).
 
     python -m tflite_export.check model.tflite --expect report.json
 """
@@ -34,21 +35,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from typing import Dict, List, Optional, Union
 
 import numpy as np
 
+from tflite_export import guard
 from tflite_export import reader
+from tflite_export import report_file
+from tflite_export.report_file import ReportMismatchError
+from tflite_export.report_file import load_plan
+from tflite_export.report_file import load_report
+from tflite_export.validation import Limits
 
-_OP_OF = {'Dense': 'FULLY_CONNECTED', 'Conv2D': 'CONV_2D',
-          'DepthwiseConv2D': 'DEPTHWISE_CONV_2D'}
+_OP_OF = report_file.OP_OF
 FLOAT_TOLERANCE, QUANTIZED_TOLERANCE = 0.0, 0.05
-
-
-class ReportMismatchError(ValueError):
-  """The report does not describe the converted model."""
 
 
 @dataclasses.dataclass
@@ -251,7 +252,7 @@ def _compare(entry: Dict, op: reader.Operator, tolerance: Optional[float],
                     float(file_zero.mean()), problems, details)
 
 
-def _deployment(info: reader.ModelInfo, path: str):
+def _deployment(info: reader.ModelInfo, path: str, limits: Optional[Limits]):
   facts = {'file bytes': info.size,
            'operators': ', '.join(sorted(set(info.op_names))),
            'DENSIFY ops (weights expanded at load time)':
@@ -269,72 +270,32 @@ def _deployment(info: reader.ModelInfo, path: str):
   for name in info.sparse_into_dequantize():
     problems.append(f'{name}: sparse tensor fed straight into DEQUANTIZE '
                     '(computes NaN)')
-  try:
-    from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
-    Interpreter(model_path=path).allocate_tensors()
+  try:   # in the runtime child: a crash raises RuntimeCrashError
+    guard.load(info.data, path, limits)
     facts['loads with XNNPACK'] = 'yes'
-  except Exception as e:  # the runtime raises RuntimeError/ValueError
+  except guard.RuntimeRefusedError as e:
     facts['loads with XNNPACK'] = 'no'
-    problems.append(f'does not load under ai_edge_litert: {e}')
+    problems.append(f'does not load under ai_edge_litert: {e.reason}')
   return facts, problems
 
 
-def load_report(expected: Union[str, Dict]) -> Dict:
-  if isinstance(expected, dict):
-    report = expected
-  else:
-    try:
-      with open(expected) as f:
-        report = json.load(f)
-    except json.JSONDecodeError as e:
-      raise ReportMismatchError(f'{expected} is not a JSON report: {e}') from e
-  if not isinstance(report, dict) or 'layers' not in report:
-    raise ReportMismatchError('expected a tfprune.report() dict (with '
-                              '"layers") or its JSON file')
-  return report
-
-
-def load_plan(plan) -> Dict[str, tuple]:
-  """``{layer: (kept_inputs, kept_outputs)}`` from a shrink Plan, its
-  ``as_dict()`` or a JSON file of it."""
-  if plan is None:
-    return {}
-  if hasattr(plan, 'as_dict'):
-    plan = plan.as_dict()
-  elif not isinstance(plan, dict):
-    try:
-      with open(plan) as f:
-        plan = json.load(f)
-    except json.JSONDecodeError as e:
-      raise ReportMismatchError(f'{plan} is not a JSON shrink plan: {e}') from e
-  try:
-    return {name: (entry['kept_inputs'], entry['kept'])
-            for name, entry in plan.items()}
-  except (KeyError, TypeError, AttributeError) as e:
-    raise ReportMismatchError('a shrink plan maps layer names to {"kept", '
-                              '"kept_inputs", ...}: write it with '
-                              'json.dump(plan.as_dict(), f)') from e
-
-
 def check(path: str, expected: Union[str, Dict],
-          tolerance: Optional[float] = None, plan=None) -> CheckResult:
+          tolerance: Optional[float] = None, plan=None,
+          limits: Optional[Limits] = None) -> CheckResult:
   """Compare a .tflite file with the report of the Keras model it came from.
 
   ``plan``: the ``tfprune.surgery.Plan`` (or its ``as_dict()``/JSON file)
   when the file holds the shrunk model and ``expected`` reports the model
-  before shrinking.
+  before shrinking. ``limits``: the ceilings for reading and loading the
+  file (``validation.Limits``).
   """
-  report = load_report(expected)
+  layers = report_file.prunable_layers(load_report(expected))
   kept = load_plan(plan)
-  info = reader.inspect(path)
-  layers = [e for e in report['layers']
-            if e['type'] in _OP_OF and e.get('weights')]
-  missing_patterns = [e['name'] for e in layers
-                      if 'zeros' not in e['weights'][0]]
-  if missing_patterns:
-    raise ReportMismatchError(f'report layers {missing_patterns} carry no '
-                              'zero pattern; make it with tfprune.report()')
-  facts, problems = _deployment(info, path)
+  for entry in layers:
+    if entry['name'] in kept:
+      report_file.check_kept(entry, kept[entry['name']])
+  info = reader.inspect(path, limits)
+  facts, problems = _deployment(info, path, limits)
   try:
     shapes = {e['name']: _exported_shape(e, kept.get(e['name']))
               for e in layers}
@@ -364,11 +325,12 @@ def main(argv=None) -> int:
   parser.add_argument('--tolerance', type=float, default=None,
                       help='allowed fraction of extra zero weights (default '
                       '0 for float, 0.05 for quantized weights)')
+  Limits.add_arguments(parser)
   args = parser.parse_args(argv)
   try:
-    result = check(args.model, args.expect, args.tolerance, args.plan)
-  except (FileNotFoundError, reader.InvalidModelError,
-          ReportMismatchError) as e:
+    result = check(args.model, args.expect, args.tolerance, args.plan,
+                   Limits.from_arguments(args))
+  except (OSError, reader.InvalidModelError, ReportMismatchError) as e:
     print(f'tflite_export.check: error: {e}', file=sys.stderr)
     return 2
   print(result.table())

@@ -23,12 +23,12 @@ what is refused:
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import warnings
 from typing import Callable, Dict, Iterable, List, Optional, Union
 
 import numpy as np
-import tensorflow as tf
 
 QUANTIZE_MODES = ('none', 'dynamic', 'int8', 'float16')
 
@@ -118,6 +118,8 @@ def convert(model, path: str, quantize: str = 'none',
   Returns:
     ``{'path', 'size', 'ops', 'densify'}``.
   """
+  # TensorFlow only here: inspect, check and bench start without it.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tfprune  # pylint: disable=g-import-not-at-top
   from tflite_export import reader  # pylint: disable=g-import-not-at-top
   if quantize not in QUANTIZE_MODES:
@@ -164,7 +166,10 @@ def convert(model, path: str, quantize: str = 'none',
   try:
     with os.fdopen(fd, 'wb') as f:
       f.write(data)
-    info = reader.inspect(probe)
+    # The converter's own output: the structure is checked, the size is
+    # the caller's business.
+    info = reader.inspect(probe, reader.Limits(tensor_bytes=sys.maxsize,
+                                               total_bytes=sys.maxsize))
   finally:
     os.unlink(probe)
   if sparse_encoding:

@@ -6,15 +6,23 @@ tensors (``EXPERIMENTAL_SPARSITY``: traversal order, block map, DENSE/CSR
 dimension metadata) are decoded to dense arrays; quantized weights are given
 both as stored integers and dequantized. A weight that reaches its operator
 through DENSIFY or DEQUANTIZE is followed back to the stored constant.
+
+The file is validated (``tflite_export.validation``) before anything is
+decoded, so a corrupt or hostile file ends in ``InvalidModelError`` rather
+than in an unbounded allocation or a stray exception.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+
+from tflite_export import validation
+from tflite_export.validation import InvalidModelError
+from tflite_export.validation import Limits
 
 WEIGHT_OPS = ('CONV_2D', 'DEPTHWISE_CONV_2D', 'FULLY_CONNECTED',
               'TRANSPOSE_CONV')
@@ -24,10 +32,6 @@ _NUMPY_TYPES = {'FLOAT32': np.float32, 'FLOAT16': np.float16,
                 'INT32': np.int32, 'UINT8': np.uint8, 'INT64': np.int64,
                 'INT16': np.int16, 'INT8': np.int8, 'FLOAT64': np.float64,
                 'BOOL': np.bool_}
-
-
-class InvalidModelError(ValueError):
-  """The file is not a readable TFLite model."""
 
 
 @dataclasses.dataclass
@@ -61,6 +65,11 @@ class Operator:
   weight: Optional[Weight] = None
   bias: Optional[Weight] = None
 
+  @property
+  def label(self) -> str:
+    """Its first output's name (a corrupt file may give it no output)."""
+    return (self.output_names or [f'operator {self.index}'])[0]
+
 
 @dataclasses.dataclass
 class ModelInfo:
@@ -70,6 +79,7 @@ class ModelInfo:
   tensor_names: List[str]
   input_signatures: List[List[int]]
   custom_ops: List[str]
+  data: bytes = dataclasses.field(default=b'', repr=False)  # the validated file
 
   @property
   def op_names(self) -> List[str]:
@@ -84,7 +94,7 @@ class ModelInfo:
   def densify_into(self, consumer: str) -> List[str]:
     """Outputs of ``consumer`` ops whose weight comes from a DENSIFY."""
     producers = self._producers()
-    return [op.output_names[0] for op in self.operators
+    return [op.label for op in self.operators
             if op.name == consumer and any(
                 producers.get(t) is not None and
                 producers[t].name == 'DENSIFY' for t in op.inputs)]
@@ -93,16 +103,13 @@ class ModelInfo:
     """DEQUANTIZE ops reading a stored sparse tensor (the fp16 NaN bug)."""
     sparse = {w.tensor for op in self.operators for w in (op.weight, op.bias)
               if w is not None and w.sparse}
-    return [op.output_names[0] for op in self.operators
-            if op.name == 'DEQUANTIZE' and op.inputs[0] in sparse]
+    return [op.label for op in self.operators
+            if op.name == 'DEQUANTIZE' and op.inputs[:1] and
+            op.inputs[0] in sparse]
 
 
 def _enum_names(enum) -> Dict[int, str]:
   return {v: k for k, v in vars(enum).items() if not k.startswith('_')}
-
-
-def _vector(union) -> np.ndarray:
-  return np.asarray(union.values, np.int64)
 
 
 def decode_sparse(values: np.ndarray, shape, sparsity, dense_format: int):
@@ -114,13 +121,14 @@ def decode_sparse(values: np.ndarray, shape, sparsity, dense_format: int):
   position p the children ``segments[p]:segments[p+1]`` with coordinates
   ``indices[k]``. Blocked dimensions are put back as outer*block + inner.
   """
+  if validation.sparse_value_count(shape, sparsity, dense_format) > len(values):
+    raise InvalidModelError('sparse tensor has fewer values than its '
+                            'metadata addresses (truncated or corrupt)')
   rank = len(shape)
   order = [int(d) for d in sparsity.traversalOrder]
   block_map = [int(d) for d in (sparsity.blockMap if sparsity.blockMap
                                 is not None else [])]
   metas = sparsity.dimMetadata
-  if len(order) != len(metas) or len(order) != rank + len(block_map):
-    raise InvalidModelError('sparse tensor metadata is inconsistent')
   pos = np.zeros(1, np.int64)
   coords: List[np.ndarray] = []
   for meta in metas:
@@ -130,8 +138,8 @@ def decode_sparse(values: np.ndarray, shape, sparsity, dense_format: int):
       coords.append(np.tile(np.arange(n), len(pos)))
       pos = (pos[:, None] * n + np.arange(n)).reshape(-1)
     else:
-      segments, indices = _vector(meta.arraySegments), _vector(
-          meta.arrayIndices)
+      segments = validation.vector(meta.arraySegments)
+      indices = validation.vector(meta.arrayIndices)
       starts, counts = segments[pos], segments[pos + 1] - segments[pos]
       total = int(counts.sum())
       child = (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -139,9 +147,6 @@ def decode_sparse(values: np.ndarray, shape, sparsity, dense_format: int):
       coords = [np.repeat(c, counts) for c in coords]
       coords.append(indices[child])
       pos = child
-  if len(pos) and pos.max() >= len(values):
-    raise InvalidModelError('sparse tensor has fewer values than its '
-                            'metadata addresses (truncated or corrupt)')
   expanded = [None] * len(order)
   for k, dim in enumerate(order):
     expanded[dim] = coords[k]
@@ -167,6 +172,9 @@ def _dequantize(values: np.ndarray, quant, shape) -> np.ndarray:
 
 
 def _read(path: str) -> bytes:
+  if os.path.isdir(path):
+    raise InvalidModelError(f'{path} is a directory, not a .tflite file: '
+                            'pass the path of the model file itself')
   if not os.path.exists(path):
     raise FileNotFoundError(f'no such .tflite file: {path}')
   with open(path, 'rb') as f:
@@ -179,35 +187,68 @@ def _read(path: str) -> bytes:
   return data
 
 
-def inspect(path: str) -> ModelInfo:
-  """Parse a .tflite file into operators with decoded weights."""
+def _corrupt(path: str, error: Exception) -> InvalidModelError:
+  """A parse or decode failure of a corrupt file, as one clear error."""
+  return InvalidModelError(f'{path} is truncated or corrupt: '
+                           f'{type(error).__name__}: {error}')
+
+
+def _load(path: str, limits: Optional[Limits]) -> Tuple[bytes, object]:
+  """The file's bytes and parsed model, refused unless safe to decode."""
   from ai_edge_litert import schema_py_generated as fb  # pylint: disable=g-import-not-at-top
   data = _read(path)
-  try:
+  try:   # flatbuffers raises struct, index, type and unicode errors
     model = fb.ModelT.InitFromPackedBuf(bytearray(data), 0)
-    graph = model.subgraphs[0]
-    tensors = graph.tensors
-    op_names = _enum_names(fb.BuiltinOperator)
-    type_names = _enum_names(fb.TensorType)
-  except Exception as e:  # flatbuffers raises struct/index/unicode errors
-    raise InvalidModelError(f'{path} is truncated or corrupt: the flatbuffer '
-                            f'cannot be parsed ({type(e).__name__})') from e
+    validation.validate_model(model, fb, path, len(data), limits)
+  except InvalidModelError:
+    raise
+  except Exception as e:
+    raise _corrupt(path, e) from e
+  return data, model
+
+
+def validate(path: str, limits: Optional[Limits] = None) -> bytes:
+  """The bytes of a .tflite file that passed validation: what may be run.
+
+  Raises InvalidModelError (ModelTooLargeError over ``limits``) for a file
+  that is corrupt, hostile or too large.
+  """
+  return _load(path, limits)[0]
+
+
+def inspect(path: str, limits: Optional[Limits] = None) -> ModelInfo:
+  """Validate a .tflite file, then parse it into operators with weights."""
+  data, model = _load(path, limits)
+  try:
+    return _describe(path, data, model)
+  except InvalidModelError:
+    raise
+  except Exception as e:
+    raise _corrupt(path, e) from e
+
+
+def _describe(path: str, data: bytes, model) -> ModelInfo:
+  from ai_edge_litert import schema_py_generated as fb  # pylint: disable=g-import-not-at-top
+  graph = model.subgraphs[0]
+  tensors = graph.tensors or []
+  op_names = _enum_names(fb.BuiltinOperator)
+  type_names = _enum_names(fb.TensorType)
+  ints = validation.int_list
 
   def op_name(op) -> str:
-    code = model.operatorCodes[op.opcodeIndex]
-    if code.customCode:
-      return code.customCode.decode()
-    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-    return op_names.get(builtin, str(builtin))
+    return validation.operator_name(model, op, op_names)
 
   producers = {}
   for op in graph.operators or []:
-    for out in op.outputs:
-      producers[int(out)] = op
+    for out in ints(op.outputs):
+      producers[out] = op
 
   def constant(index: int) -> Optional[Weight]:
-    via = []
+    via, seen = [], set()
     while True:
+      if index < 0 or index in seen:   # absent, or a DEQUANTIZE loop
+        return None
+      seen.add(index)
       tensor = tensors[index]
       buffer = model.buffers[tensor.buffer]
       if buffer.data is not None or (buffer.size or 0) > 0:
@@ -216,7 +257,7 @@ def inspect(path: str) -> ModelInfo:
       if producer is None or op_name(producer) not in _PASS_THROUGH:
         return None
       via.append(op_name(producer))
-      index = int(producer.inputs[0])
+      index = ints(producer.inputs)[0]
     dtype = type_names.get(tensor.type, str(tensor.type))
     if dtype not in _NUMPY_TYPES:
       raise InvalidModelError(f'tensor {index} has unsupported type {dtype}')
@@ -225,18 +266,11 @@ def inspect(path: str) -> ModelInfo:
     else:   # models over 2 GB keep buffers outside the flatbuffer
       raw = np.frombuffer(data, np.uint8, count=buffer.size,
                           offset=buffer.offset)
-    itemsize = np.dtype(_NUMPY_TYPES[dtype]).itemsize
-    if raw.size % itemsize:
-      raise InvalidModelError(f'tensor {index} buffer is truncated')
-    values = raw.view(_NUMPY_TYPES[dtype])
-    shape = [int(d) for d in tensor.shape]
+    values = raw.view(_NUMPY_TYPES[dtype])   # sizes checked by validation
+    shape = ints(tensor.shape)
     if tensor.sparsity is not None:
       values = decode_sparse(values, shape, tensor.sparsity,
                              fb.DimensionType.DENSE)
-    elif values.size != int(np.prod(shape)):
-      raise InvalidModelError(
-          f'tensor {index} ({tensor.name.decode()}) holds {values.size} '
-          f'values for shape {shape}: the file is truncated or corrupt')
     else:
       values = values.reshape(shape)
     quant = tensor.quantization
@@ -247,32 +281,27 @@ def inspect(path: str) -> ModelInfo:
     block_map = ([int(d) for d in tensor.sparsity.blockMap]
                  if tensor.sparsity is not None and
                  tensor.sparsity.blockMap is not None else [])
-    return Weight(index, tensor.name.decode(), shape, dtype, values, dense,
-                  tensor.sparsity is not None, block_map, quantized, via[::-1])
+    return Weight(index, validation.tensor_name(tensor), shape, dtype, values,
+                  dense, tensor.sparsity is not None, block_map, quantized,
+                  via[::-1])
 
   operators = []
-  try:
-    for i, op in enumerate(graph.operators or []):
-      name = op_name(op)
-      inputs = [int(t) for t in op.inputs]
-      outputs = [int(t) for t in op.outputs]
-      entry = Operator(i, name, inputs, outputs,
-                       [tensors[t].name.decode() for t in outputs])
-      if name in WEIGHT_OPS:
-        w, b = (3, 2) if name == 'TRANSPOSE_CONV' else (1, 2)
-        entry.weight = constant(inputs[w]) if len(inputs) > w else None
-        if len(inputs) > b and inputs[b] >= 0:
-          entry.bias = constant(inputs[b])
-      operators.append(entry)
-    signatures = [[int(d) for d in (tensors[t].shapeSignature
-                                    if tensors[t].shapeSignature is not None
-                                    else tensors[t].shape)]
-                  for t in graph.inputs]
-    names = [t.name.decode() for t in tensors]
-  except InvalidModelError:
-    raise
-  except Exception as e:
-    raise InvalidModelError(f'{path} is truncated or corrupt: '
-                            f'{type(e).__name__}: {e}') from e
-  custom = sorted({op.name for op in operators if op.name not in op_names.values()})
-  return ModelInfo(path, len(data), operators, names, signatures, custom)
+  for i, op in enumerate(graph.operators or []):
+    name = op_name(op)
+    inputs, outputs = ints(op.inputs), ints(op.outputs)
+    entry = Operator(i, name, inputs, outputs,
+                     [validation.tensor_name(tensors[t]) for t in outputs])
+    if name in WEIGHT_OPS:
+      w, b = (3, 2) if name == 'TRANSPOSE_CONV' else (1, 2)
+      entry.weight = constant(inputs[w]) if len(inputs) > w else None
+      if len(inputs) > b:
+        entry.bias = constant(inputs[b])
+    operators.append(entry)
+  signatures = [ints(tensors[t].shapeSignature
+                     if tensors[t].shapeSignature is not None
+                     else tensors[t].shape)
+                for t in ints(graph.inputs)]
+  names = [validation.tensor_name(t) for t in tensors]
+  custom = sorted({op.name for op in operators
+                   if op.name not in op_names.values()})
+  return ModelInfo(path, len(data), operators, names, signatures, custom, data)

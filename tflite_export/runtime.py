@@ -1,28 +1,31 @@
-"""Run a .tflite file with ai_edge_litert's Interpreter (XNNPACK on)."""
+"""Run a .tflite file with ai_edge_litert's Interpreter (XNNPACK on).
+
+The file is validated first and run in the runtime child process
+(``tflite_export.guard``), so a corrupt file raises instead of ending the
+caller's process.
+"""
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
+
+from tflite_export import guard
+from tflite_export import reader
+from tflite_export.validation import Limits
 
 
 def predict(path: str, x: np.ndarray, batch_size: int = 256,
-            num_threads: int = 2) -> np.ndarray:
+            num_threads: int = 2,
+            limits: Optional[Limits] = None) -> np.ndarray:
   """Outputs of the model's single output for every row of ``x``."""
-  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
-  interpreter = Interpreter(model_path=path, num_threads=num_threads)
-  inp = interpreter.get_input_details()[0]
-  out = interpreter.get_output_details()[0]
-  results, size = [], None
-  for start in range(0, len(x), batch_size):
-    chunk = np.asarray(x[start:start + batch_size], inp['dtype'])
-    if chunk.shape[0] != size:
-      interpreter.resize_tensor_input(inp['index'], chunk.shape)
-      interpreter.allocate_tensors()
-      size = chunk.shape[0]
-    interpreter.set_tensor(inp['index'], chunk)
-    interpreter.invoke()
-    results.append(interpreter.get_tensor(out['index']).copy())
-  return np.concatenate(results)
+  if int(batch_size) < 1 or int(num_threads) < 1:
+    raise ValueError(f'batch_size and num_threads must be >= 1, got '
+                     f'{batch_size} and {num_threads}')
+  data = reader.validate(path, limits)
+  return guard.predict(data, np.asarray(x), int(batch_size), int(num_threads),
+                       path, limits)
 
 
 def evaluate(path: str, x: np.ndarray, y: np.ndarray, **kwargs) -> float:
