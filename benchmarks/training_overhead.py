@@ -139,9 +139,19 @@ def _measure(keras, model, callbacks, data, steps: int) -> float:
   return timer.seconds(steps)
 
 
-def time_model(spec, variants, modes, rounds: int, steps: int,
+EAGER_STEPS = 20     # run_eagerly is ~10x slower per step
+
+
+def steps_for(spec, mode: str, smoke: bool) -> int:
+  return 5 if smoke else EAGER_STEPS if mode == 'eager' else spec['steps']
+
+
+def time_model(spec, make_variants, modes, rounds: int, smoke: bool,
                keras, tf, np) -> Dict[tuple, dict]:
-  """(variant, mode) -> {'ms': median ms/step, 'kind', 'error'}."""
+  """(variant, mode) -> {'ms': median ms/step, 'kind', 'error', 'steps'}.
+
+  ``make_variants(steps)`` gives the variants whose masks update every
+  ``steps`` steps (once per measurement)."""
   rng = np.random.RandomState(0)
   x = rng.rand(BATCH * 8, *spec['shape']).astype(np.float32)
   y = rng.randint(0, 10, len(x)).astype(np.int32)
@@ -149,9 +159,11 @@ def time_model(spec, variants, modes, rounds: int, steps: int,
       ).repeat().prefetch(2)
   runs, out = {}, {}
   for mode in modes:
-    for name, (kind, wrap, callbacks) in variants.items():
+    steps = steps_for(spec, mode, smoke)
+    for name, (kind, wrap, callbacks) in make_variants(steps).items():
       model, error = _build(keras, spec, mode, wrap)
-      out[(name, mode)] = {'kind': kind, 'error': error, 'times': []}
+      out[(name, mode)] = {'kind': kind, 'error': error, 'times': [],
+                           'steps': steps}
       if model is None:
         continue
       cbs = callbacks()
@@ -164,16 +176,18 @@ def time_model(spec, variants, modes, rounds: int, steps: int,
       runs[(name, mode)] = (model, cbs)
   for _ in range(rounds):
     for key, (model, cbs) in runs.items():
-      out[key]['times'].append(_measure(keras, model, cbs, data, steps))
+      out[key]['times'].append(_measure(keras, model, cbs, data,
+                                        out[key]['steps']))
   for entry in out.values():
     entry['ms'] = (1e3 * statistics.median(entry['times'])
                    if entry['times'] else None)
   return out
 
 
-def _table(title: str, steps: int, modes, variants, out) -> List[str]:
+def _table(title: str, modes, variants, out) -> List[str]:
+  steps = ', '.join(f'{m} {out[("plain", m)]["steps"]}' for m in modes)
   lines = [f'### {title}', '',
-           f'{steps} steps per measurement (one mask update in each).', '',
+           f'Steps per measurement (one mask update in each): {steps}.', '',
            '| variant | ' + ' | '.join(
                f'{m} ms/step | {m} / plain | {m} / tfmot' for m in modes) +
            ' |', '|---|' + '---|' * (3 * len(modes))]
@@ -237,16 +251,21 @@ def main(argv):
   results = []
   for name in names:
     spec = specs[name]
-    steps = 5 if _SMOKE.value else spec['steps']
     modes = ('graph',) if _SMOKE.value else spec['modes']
-    variants = _variants(keras, tfmot, tfprune, steps)
-    if name.startswith('lenet300'):
-      variants.pop('SynapticStrength')   # no Conv2D to give strengths to
+
+    def make_variants(steps, name=name):
+      variants = _variants(keras, tfmot, tfprune, steps)
+      if name == 'lenet300':
+        variants.pop('SynapticStrength')   # no Conv2D to give strengths to
+      return variants
+
     start = time.time()
-    out = time_model(spec, variants, modes, rounds, steps, keras, tf, np)
+    out = time_model(spec, make_variants, modes, rounds, _SMOKE.value,
+                     keras, tf, np)
     print(f'{spec["title"]}: {time.time() - start:.0f} s', flush=True)
     results.append((spec['title'], modes, out))
-    for line in _table(spec['title'], steps, modes, variants, out):
+    variants = [v for v, m in out if m == modes[0]]
+    for line in _table(spec['title'], modes, variants, out):
       print(line, flush=True)
   command = 'python -m benchmarks.training_overhead ' + ' '.join(sys.argv[1:])
   lines = ['## Training overhead: ms/step of wrapped models vs plain and '
@@ -258,11 +277,9 @@ def main(argv):
            'Synaptic Strength (Conv2D layers; none in LeNet-300-100). '
            '"/ plain" and "/ tfmot" are ratios to the plain model and to '
            'tfmot in the same mode and run.', '']
-  for (title, modes, out), name in zip(results, names):
-    spec = specs[name]
+  for title, modes, out in results:
     variants = [v for v, m in out if m == modes[0]]
-    steps = 5 if _SMOKE.value else spec['steps']
-    lines += _table(title, steps, modes, variants, out)
+    lines += _table(title, modes, variants, out)
   lines += _verdicts(results)
   text = '\n'.join(lines)
   if _SMOKE.value:
