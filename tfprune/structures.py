@@ -83,14 +83,25 @@ def _reduce(values: tf.Tensor, axes: Sequence[int], reduction: str) -> tf.Tensor
   raise ValueError(f'unknown reduction {reduction!r}; use one of {_REDUCTIONS}')
 
 
+def _kth_largest(values: np.ndarray, k: int):
+  """The k-th largest value, by selection among the positive values when
+  there are at least k: pruned weights score exactly 0, and ``np.partition``
+  is slow on many equal values (16 ms vs 3 ms on a 235K-weight layer with
+  40% of it pruned)."""
+  positive = values[values > 0]
+  if positive.size >= k:
+    values = positive
+  return np.partition(values, values.size - k)[values.size - k]
+
+
 def keep_top(scores, sparsity: float) -> tf.Tensor:
   """Mask keeping the highest scores, with tfmot's rule.
 
   ``k = max(round(n * (1 - sparsity)), 1)`` units are kept: every score
   ``>=`` the k-th largest (ties at the threshold are all kept), exactly as
   tfmot's ``pruning_impl.Pruning._update_mask`` decides. Eagerly, the k-th
-  largest value comes from ``np.partition`` (linear time) instead of a full
-  sort, which is 10-20x faster on a 400K-weight layer.
+  largest value comes from a linear-time selection instead of a full sort,
+  which is 10-20x faster on a 400K-weight layer.
   """
   check_sparsity(sparsity)
   scores = tf.convert_to_tensor(scores)
@@ -100,8 +111,7 @@ def keep_top(scores, sparsity: float) -> tf.Tensor:
                                   (1.0 - tf.cast(sparsity, tf.float32))), 1),
               tf.int32)
   if tf.executing_eagerly():   # O(n) selection instead of a full sort
-    k, n = int(k), int(size)
-    threshold = np.partition(flat.numpy(), n - k)[n - k]
+    threshold = _kth_largest(flat.numpy(), int(k))
   else:
     values, _ = tf.math.top_k(flat, k=size)
     threshold = tf.gather(values, k - 1)
