@@ -135,3 +135,21 @@ def test_a_directory_is_not_a_model(tmp_path):
   with pytest.raises(tflite_export.InvalidModelError,
                      match='is a directory, not a .tflite file'):
     tflite_export.inspect(str(tmp_path))
+
+
+def test_transpose_conv_weights_and_bias_are_read_from_their_inputs(tmp_path):
+  # TRANSPOSE_CONV's inputs are [output_shape, weights, input, bias].
+  import tflite_export  # pylint: disable=g-import-not-at-top
+  inputs = keras.Input((4, 4, 3))
+  layer = keras.layers.Conv2DTranspose(5, 3, name='up')
+  model = keras.Model(inputs, layer(inputs))
+  layer.set_weights([np.arange(3 * 3 * 5 * 3, dtype=np.float32).reshape(
+      3, 3, 5, 3), np.arange(5, dtype=np.float32) + 100])
+  path = str(tmp_path / 'up.tflite')
+  tflite_export.convert(model, path)
+  op = next(o for o in tflite_export.inspect(path).operators
+            if o.name == 'TRANSPOSE_CONV')
+  assert list(op.weight.shape) == [5, 3, 3, 3]    # OHWI
+  np.testing.assert_array_equal(op.weight.values, np.transpose(
+      layer.get_weights()[0], (2, 0, 1, 3)))
+  np.testing.assert_array_equal(op.bias.values, np.arange(5) + 100)

@@ -292,7 +292,7 @@ def _describe(path: str, data: bytes, model) -> ModelInfo:
     entry = Operator(i, name, inputs, outputs,
                      [validation.tensor_name(tensors[t]) for t in outputs])
     if name in WEIGHT_OPS:
-      w, b = (3, 2) if name == 'TRANSPOSE_CONV' else (1, 2)
+      w, b = (1, 3) if name == 'TRANSPOSE_CONV' else (1, 2)  # [shape, w, x, b]
       entry.weight = constant(inputs[w]) if len(inputs) > w else None
       if len(inputs) > b:
         entry.bias = constant(inputs[b])
