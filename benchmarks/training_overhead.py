@@ -19,6 +19,7 @@ AVX512_BF16; ``mixed_float16`` is emulated on CPUs and not timed here), and
 
 from __future__ import annotations
 
+import logging
 import statistics
 import sys
 import time
@@ -230,6 +231,31 @@ def _verdicts(results) -> List[str]:
           f'- Missed ({len(missed)}): ' + ('; '.join(missed) or 'none') + '.']
 
 
+def _section(results, rounds: int, names: List[str]) -> str:
+  from benchmarks import results as results_lib  # pylint: disable=g-import-not-at-top
+  command = 'python -m benchmarks.training_overhead ' + ' '.join(sys.argv[1:])
+  missing = names[len(results):]
+  lines = ['## Training overhead: ms/step of wrapped models vs plain and '
+           'tfmot', '', results_lib.stamp(command.strip()), '',
+           f'Batch {BATCH}, Adam, random data, callbacks included, '
+           f'{rounds} interleaved rounds per model in one process (median). '
+           'Mask methods: tfmot `prune_low_magnitude`, tfprune Magnitude '
+           '(weight, channel); gated: PSP filter (learned alphas), '
+           'Synaptic Strength (Conv2D layers; none in LeNet-300-100). '
+           '"/ plain" and "/ tfmot" are ratios to the plain model and to '
+           'tfmot in the same mode and run. Masks update once per '
+           'measurement: every 100 steps for the LeNets, but every 20 (VGG) '
+           'and 10 (MobileNetV2) steps for the large models, 5-10x more '
+           'often than a typical schedule, so their ratios include more '
+           'mask-update cost than training would.', '']
+  if missing:
+    lines += [f'Not measured yet in this run: {", ".join(missing)}.', '']
+  for title, modes, out in results:
+    variants = [v for v, m in out if m == modes[0]]
+    lines += _table(title, modes, variants, out)
+  return '\n'.join(lines + _verdicts(results))
+
+
 def main(argv):
   del argv
   import os  # pylint: disable=g-import-not-at-top
@@ -240,7 +266,6 @@ def main(argv):
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
   import tfprune  # pylint: disable=g-import-not-at-top
   from benchmarks import results as results_lib  # pylint: disable=g-import-not-at-top
-  import logging  # pylint: disable=g-import-not-at-top
   logging.getLogger('tfprune').setLevel(logging.WARNING)
   specs = _model_specs(keras, tfprune)
   unknown = sorted(set(_MODELS.value) - set(specs))
@@ -267,26 +292,14 @@ def main(argv):
     variants = [v for v, m in out if m == modes[0]]
     for line in _table(spec['title'], modes, variants, out):
       print(line, flush=True)
-  command = 'python -m benchmarks.training_overhead ' + ' '.join(sys.argv[1:])
-  lines = ['## Training overhead: ms/step of wrapped models vs plain and '
-           'tfmot', '', results_lib.stamp(command.strip()), '',
-           f'Batch {BATCH}, Adam, random data, callbacks included, '
-           f'{rounds} interleaved rounds per model in one process (median). '
-           'Mask methods: tfmot `prune_low_magnitude`, tfprune Magnitude '
-           '(weight, channel); gated: PSP filter (learned alphas), '
-           'Synaptic Strength (Conv2D layers; none in LeNet-300-100). '
-           '"/ plain" and "/ tfmot" are ratios to the plain model and to '
-           'tfmot in the same mode and run.', '']
-  for title, modes, out in results:
-    variants = [v for v, m in out if m == modes[0]]
-    lines += _table(title, modes, variants, out)
-  lines += _verdicts(results)
-  text = '\n'.join(lines)
+    # Written after every model: a long run that stops keeps what it measured
+    # (the section then says which models are missing).
+    text = _section(results, rounds, names)
+    if not _SMOKE.value:
+      results_lib.write_section('training_overhead', text)
+  print(text)
   if _SMOKE.value:
     print('smoke run: RESULTS.md not written')
-    return
-  results_lib.write_section('training_overhead', text)
-  print(text)
 
 
 if __name__ == '__main__':
