@@ -10,6 +10,7 @@ import tf_keras as keras
 
 import tfprune
 from tfprune import groups
+from tfprune.graph import ShrinkWarning
 from tfprune.methods import PSP, Magnitude
 from tfprune.wrapper import collect_wrappers
 
@@ -102,9 +103,20 @@ def conv1d_model():
   return keras.Model(inputs, L.Dense(3, name='logits')(x))
 
 
+def permute_model(dims=(2, 1, 3)):
+  """A Permute between two convs (Permute((2, 1, 3)) swaps height and width:
+  the channel axis stays last)."""
+  inputs = keras.Input((8, 6, 3))
+  x = _conv_bn(inputs, 8, 'a')
+  x = L.Permute(dims, name='permute')(x)
+  x = _conv_bn(x, 6, 'b')
+  x = L.Flatten(name='flat')(x)
+  return _randomise_bn(keras.Model(inputs, L.Dense(3, name='logits')(x)))
+
+
 MODELS = {'residual': residual_model, 'concat': concat_model,
           'separable': separable_model, 'se_hard_swish': se_model,
-          'conv1d': conv1d_model}
+          'conv1d': conv1d_model, 'permute': permute_model}
 
 
 def _masks(pruned):
@@ -147,6 +159,18 @@ def test_masks_equal_in_groups_and_shrink_removes_exactly_them(name):
       np.float32)
   np.testing.assert_allclose(shrunk.predict(x, verbose=0),
                              stripped.predict(x, verbose=0), atol=1e-5)
+
+
+def test_a_permute_that_moves_the_channel_axis_pins_its_channels(caplog):
+  with caplog.at_level(logging.INFO, logger='tfprune'):
+    pruned = tfprune.prune(permute_model((1, 3, 2)), Magnitude('channel'),
+                           schedule=0.5)
+  names = [w.layer.name for w in collect_wrappers(pruned)]
+  assert 'a' not in names and 'b' in names   # a's channels become widths
+  assert "a (its channels are pinned by 'permute' (Permute: a Permute that " \
+      'moves the channel axis))' in caplog.text
+  with pytest.warns(ShrinkWarning, match="'permute' .*moves the channel"):
+    tfprune.shrink(tfprune.strip(pruned))
 
 
 def test_residual_partners_share_masks_and_bn_followers_are_masked():

@@ -21,7 +21,8 @@ Layers play one of these roles (:data:`KINDS`):
   (BatchNormalization, elementwise activations, dropout, pooling, padding,
   cropping, upsampling, global pooling, Rescaling/Normalization, a Reshape
   that keeps the channel axis last and whole, e.g. the squeeze-excite
-  ``Reshape((1, 1, C))``, and TF op layers such as ``x + 3`` or
+  ``Reshape((1, 1, C))``, a Permute of the other axes (``Permute((2, 1,
+  3))``: the channel axis stays last), and TF op layers such as ``x + 3`` or
   ``x * (1 / 6)`` with a scalar constant: the hard-swish pattern).
 * ``merge``: Add, Subtract, Multiply, Average, Maximum, Minimum (and an
   elementwise TF op of two tensors); channel ``c`` of every input and of the
@@ -31,7 +32,9 @@ Layers play one of these roles (:data:`KINDS`):
   output channel ``offset_k + c`` (on another axis it acts like a merge).
 * ``flatten``: Flatten, or a Reshape to one axis, of channels-last data:
   flat index ``j`` belongs to channel ``j % C``.
-* ``opaque``: anything else (Lambda, custom layers, shared layers, ...). Its
+* ``opaque``: anything else (Lambda, custom layers, shared layers, a Permute
+  that moves the channel axis: its channels become positions, which a later
+  layer reads as one tensor axis, not as channels). Its
   input and output channels are *pinned*, and one warning names every such
   layer.
 
@@ -189,6 +192,13 @@ class ChannelGraph:
   @property
   def opaque(self) -> List[Node]:
     return [n for n in self.nodes if n.kind == OPAQUE]
+
+  def opaque_touching(self, groups: np.ndarray) -> List[Node]:
+    """The opaque nodes that read or make a channel of ``groups``."""
+    wanted = np.zeros(self.n_groups, bool)
+    wanted[groups] = True
+    return [n for n in self.opaque if any(
+        wanted[self.groups(k)].any() for k in n.inputs + n.outputs)]
 
   def consumers(self, key: TensorKey) -> List[Tuple[Node, int]]:
     """Every (node, input position) that reads a tensor."""
@@ -375,6 +385,12 @@ def _classify(layer, ins: Sequence[TensorInfo], outs: Sequence[TensorInfo],
     c = out.channels
     return MERGE, [(k, _arange(c), _arange(c)) for k in range(len(ins))], \
         '', False
+
+  if kind_type is L.Permute:
+    if len(ins) != 1 or tuple(layer.dims)[-1] != len(layer.dims):
+      return OPAQUE, [], 'a Permute that moves the channel axis', False
+    c = out.channels
+    return CHANNELWISE, [(0, _arange(c), _arange(c))], '', False
 
   if kind_type in (L.Flatten, L.Reshape):
     if len(ins) != 1:

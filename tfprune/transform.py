@@ -126,8 +126,9 @@ def _channel_defaults(model, names: List[str], can_wrap: Callable):
     elif logits[g.groups(out)].any() or node.pin_outputs:
       skipped[name] = 'its channels are the model outputs (logits)'
     else:
-      skipped[name] = ('its channels are pinned by a layer the channel graph '
-                       'does not understand')
+      skipped[name] = 'its channels are pinned by ' + ', '.join(
+          f'{n.name!r} ({type(n.role_layer).__name__}: {n.reason})'
+          for n in g.opaque_touching(g.groups(out))[:3])
   producers = [n for n in g.nodes
                if n.kind in (graph_lib.CONV, graph_lib.DEPTHWISE)]
   live = np.zeros(g.n_groups, bool)
