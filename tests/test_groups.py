@@ -460,7 +460,7 @@ def test_round_to_keeps_all_rather_than_jump_to_a_lower_multiple():
   assert kept(10, 0.5, 4) == 4
 
 
-def test_psp_learned_freeze_masks_the_followers_of_dead_groups():
+def test_psp_learned_freeze_decides_per_group_by_the_mean_alpha():
   pruned = tfprune.prune(residual_model(), PSP('filter', weight_decay=0,
                                                freeze_step=5))
   wrappers = collect_wrappers(pruned)
@@ -472,9 +472,16 @@ def test_psp_learned_freeze_masks_the_followers_of_dead_groups():
     w.gates[0].assign(alpha)
   wrappers[0].method.update_masks(wrappers, None, 5)
   masks = _masks(pruned)
-  np.testing.assert_array_equal(masks['a_bn'][:3], [0, 1, 1])
-  np.testing.assert_array_equal(masks['b'][:3], [0, 0, 1])
+  for name in ('a', 'b', 'c', 'a_bn', 'b_bn', 'c_bn'):  # channel 1: mean
+    np.testing.assert_array_equal(masks[name][:3], [0, 1, 1])  # 0.33: kept
+  np.testing.assert_array_equal(masks['d'][:3], [0, 0, 1])
   np.testing.assert_array_equal(masks['d_bn'][:3], [0, 0, 1])
+  cg = _cg(pruned)
+  assert groups.achieved_sparsity(cg) == pytest.approx(3 / 14)
+  stripped = tfprune.strip(pruned)
+  _, plan = tfprune.shrink(stripped, return_plan=True)
+  assert plan.layers['a'].removed.tolist() == [0]
+  assert plan.layers['d'].removed.tolist() == [0, 1]
 
 
 def test_a_pruned_model_nested_in_another_trains_with_groups():

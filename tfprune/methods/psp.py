@@ -103,7 +103,15 @@ class PSP(base.PruningMethod):
     begin_step: first training step (tfmot counting, 1 = first batch) at
       which the threshold applies (learned mode).
     freeze_step: step at which the masks are fixed; -1 = never (the
-      threshold keeps applying, structures can always come back).
+      threshold keeps applying, structures can always come back). With
+      'filter', filters coupled across layers (a residual stage, a
+      depthwise conv and its producer) are one channel group: it is frozen
+      out when the mean |alpha| over its producers is below epsilon, in
+      every member at once, and kept whole otherwise, so the frozen masks
+      are exactly what ``shrink`` removes. Before the freeze the threshold
+      acts per layer, so the freeze can revive a member's filter (its small
+      alpha then scales it) or cut one whose own alpha was large; the
+      fine-tuning after it absorbs that.
   """
 
   zero_pruned_weights = True
@@ -226,17 +234,28 @@ class PSP(base.PruningMethod):
           wrapper.assign_mask(index, mask)
         return None
       return super().update_masks(wrappers, sparsity, step)
-    for wrapper in wrappers:                                    # freeze
+    self._freeze(wrappers)
+    self.info = {'frozen_at': int(step),
+                 'pruned': alpha_sparsity(wrappers, epsilon=0.0)}
+    logger.info('PSP: masks frozen at step %d: %s', step, self.info['pruned'])
+
+  def _freeze(self, wrappers: Sequence) -> None:
+    """Learned mode's freeze: a structure is masked where its |alpha| is
+    below epsilon; a channel group (filters coupled across layers, with
+    their BatchNorm followers) where the mean |alpha| over its producers
+    is, in every member at once."""
+    cg = self.channel_groups
+    grouped = set() if cg is None else {id(m.wrapper) for m in cg.members}
+    for wrapper in wrappers:
+      if id(wrapper) in grouped:
+        continue
       for index in range(len(wrapper.prunable)):
         keep = np.abs(np.asarray(wrapper.gates[index])) >= self.epsilon
         wrapper.assign_mask(index, keep.astype(np.float32))
-    if self.channel_groups is not None:   # groups dead in every producer:
-      groups_lib.assign(self.channel_groups,   # their BatchNorms go too
-                        ~groups_lib.alive(self.channel_groups),
-                        followers_only=True)
-    self.info = {'frozen_at': int(step), 'pruned': alpha_sparsity(wrappers,
-                                                                  self.epsilon)}
-    logger.info('PSP: masks frozen at step %d: %s', step, self.info['pruned'])
+    if cg is not None and cg.members:
+      alpha = groups_lib.group_mean(
+          cg, lambda w: np.abs(np.asarray(w.gates[0])))
+      groups_lib.assign(cg, alpha < self.epsilon)
 
   def report_info(self) -> Optional[dict]:
     return dict(self.info)
