@@ -110,7 +110,7 @@ def _shrunk_sparsity(cg, plan) -> float:
   dead = np.zeros(cg.n_groups, bool)
   alive = np.zeros(cg.n_groups, bool)
   for member in cg.members:
-    if member.producer:
+    if member.scored:
       gone = np.zeros(member.groups.size, bool)
       gone[plan.layers[member.wrapper.layer.name].removed] = True
       np.logical_or.at(alive, member.groups, ~gone)

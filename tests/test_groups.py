@@ -500,3 +500,70 @@ def test_a_pruned_model_nested_in_another_trains_with_groups():
   masks = _masks(pruned)
   np.testing.assert_array_equal(masks['a_bn'], masks['b'])
   assert masks['a'].sum() == 4
+
+
+def _removed_groups(stripped, plan):
+  """Graph group ids of every channel shrink removes."""
+  g = tfprune.graph.build(stripped, warn=False)
+  removed = set()
+  for node in g.nodes:
+    if node.name in plan.layers:
+      gone = plan.layers[node.name].removed
+      removed.update(g.groups(node.outputs[0])[gone].tolist())
+  return removed
+
+
+@pytest.mark.parametrize('name', sorted(MODELS))
+def test_input_channel_groups_are_exactly_what_shrink_removes(name):
+  keras.utils.set_random_seed(2)
+  model = MODELS[name]()
+  pruned = tfprune.prune(model, Magnitude('input_channel'), schedule=0.5)
+  cg = _cg(pruned)
+  assert cg.n_prunable > 0 and not cg.independent
+  names = {w.layer.name for w in collect_wrappers(pruned)}
+  assert 'a' not in names and 'logits' in names  # a reads the model input
+  assert groups.achieved_sparsity(cg) == pytest.approx(0.5, abs=0.1)
+  for member in cg.members:       # a group is masked in all its readers
+    mask = np.asarray(member.wrapper.masks[0]).reshape(-1)
+    dead = set(member.groups[mask == 0].tolist())
+    assert not dead & set(member.groups[mask != 0].tolist())
+  masked = set(cg.prunable[~groups.alive(cg)].tolist())
+  stripped = tfprune.strip(pruned)
+  shrunk, plan = tfprune.shrink(stripped, return_plan=True)
+  assert _removed_groups(stripped, plan) == masked
+  x = np.random.RandomState(0).rand(4, *model.input_shape[1:]).astype(
+      np.float32)
+  np.testing.assert_allclose(shrunk.predict(x, verbose=0),
+                             stripped.predict(x, verbose=0), atol=1e-5)
+
+
+def test_psp_input_channel_target_and_freeze_work_on_reader_groups():
+  schedule = tfprune.schedules.get({
+      'class_name': 'ConstantSparsity', 'config': {
+          'target_sparsity': 0.5, 'begin_step': 1, 'frequency': 1}})
+  pruned = tfprune.prune(residual_model(), PSP('input_channel'), schedule)
+  pruned.compile(keras.optimizers.SGD(0.01, momentum=0.9),
+                 keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  x = np.random.RandomState(0).rand(8, 8, 8, 3).astype(np.float32)
+  pruned.fit(x, np.arange(8) % 3, batch_size=4, epochs=1, verbose=0,
+             callbacks=[tfprune.PruningStep()])
+  cg = _cg(pruned)
+  assert [len(s) for s in cg.sets] == [3, 1]     # (b, c, d) and (logits,)
+  assert groups.achieved_sparsity(cg) == pytest.approx(7 / 14)
+  masks = _masks(pruned)
+  for name in ('b', 'c', 'd'):
+    np.testing.assert_array_equal(masks[name], masks['b'])
+  # Learned mode: a reader group goes when the mean |alpha| of its readers
+  # is below epsilon.
+  learned = tfprune.prune(residual_model(), PSP('input_channel',
+                                                freeze_step=5))
+  wrappers = collect_wrappers(learned)
+  for w in wrappers:
+    alpha = np.ones(w.gates[0].shape, np.float32).reshape(-1)
+    alpha[0] = 1e-4
+    alpha[1] = 1e-4 if w.layer.name != 'd' else 1.0
+    w.gates[0].assign(alpha.reshape(w.gates[0].shape))
+  wrappers[0].method.update_masks(wrappers, None, 5)
+  masks = _masks(learned)
+  np.testing.assert_array_equal(masks['c'][:3], [0, 1, 1])
+  np.testing.assert_array_equal(masks['logits'][:3], [0, 0, 1])

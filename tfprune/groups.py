@@ -12,7 +12,12 @@ Terms (Torch-Pruning's, mapped onto the graph):
 
 * *member*: a wrapped producer (Conv1D/Conv2D/Dense/SeparableConv2D output
   channel, DepthwiseConv2D output ``c*M+m``) or a BatchNormalization
-  *follower* whose channel lies in the group.
+  *follower* whose channel lies in the group. For the ``'input_channel'``
+  structure the *scored* members are the wrapped readers instead (the
+  Conv1D/Conv2D/Dense/SeparableConv2D that take the channel as an input;
+  a Dense after Flatten reads it at every position): a channel that none
+  of its readers uses is removed by ``shrink`` from its producers too, so a
+  group is prunable when every reader of it is wrapped in this call.
 * *prunable group*: not pinned (model inputs and outputs, layers the graph
   does not understand) and every producer of it is wrapped in this
   ``prune`` call. Only these count: a requested sparsity ``s`` removes
@@ -92,7 +97,7 @@ class ChannelSelection:
 class _Member:
   wrapper: object
   groups: np.ndarray        # graph group id of every mask entry (flat)
-  producer: bool
+  scored: bool              # a producer (or reader); False: a follower
 
 
 @dataclasses.dataclass
@@ -103,8 +108,10 @@ class ChannelGroups:
   independent: List[object]   # wrappers masked per layer (see build)
   prunable: np.ndarray      # ids of the prunable graph groups
   coupled: np.ndarray       # coupled-set index of each prunable group
-  sets: List[Tuple[str, ...]]   # producer layer names of each coupled set
+  sets: List[Tuple[str, ...]]   # scored layer names of each coupled set
   n_groups: int
+  structure: structures.Structure = dataclasses.field(
+      default_factory=structures.Channel)   # what a mask entry is
 
   @property
   def n_prunable(self) -> int:
@@ -143,13 +150,17 @@ def _zero_not_kept(layer) -> bool:
   return bool(np.any(value != 0))
 
 
-def build(model, wrappers: Sequence) -> ChannelGroups:
+def build(model, wrappers: Sequence,
+          structure: Optional[structures.Structure] = None) -> ChannelGroups:
   """The channel groups that ``wrappers`` (one ``prune`` call) can remove;
   the BatchNormalization followers of their group are found in ``model``.
+  ``structure`` is ``Channel`` (output channels, the default) or
+  ``InputChannel`` (the readers' input channels).
 
   A model the channel graph cannot read (subclassed) gets per-layer masks
   for every wrapper, with a warning.
   """
+  structure = structure or structures.Channel()
   holder = _flat_holder(model, wrappers)
   if holder is None:
     warnings.warn(
@@ -159,6 +170,8 @@ def build(model, wrappers: Sequence) -> ChannelGroups:
     return ChannelGroups([], list(wrappers), np.zeros(0, np.int64),
                          np.zeros(0, np.int64), [], 0)
   g = graph_lib.build(holder, warn=False)
+  if isinstance(structure, structures.InputChannel):
+    return _build_readers(g, wrappers)
   ours = {id(w) for w in wrappers}
   group_name = wrappers[0].group if wrappers else None
   ours.update(id(node.layer) for node in g.nodes
@@ -183,7 +196,7 @@ def build(model, wrappers: Sequence) -> ChannelGroups:
     mine = id(node.layer) in ours
     if is_bn:
       if mine:                                      # a follower
-        members.append(_Member(node.layer, out_groups, producer=False))
+        members.append(_Member(node.layer, out_groups, scored=False))
       else:
         blocked[out_groups] = True
         blockers[node.name] = 'a BatchNormalization that is not masked with it'
@@ -197,44 +210,79 @@ def build(model, wrappers: Sequence) -> ChannelGroups:
       blocked[stuck] = True                   # it (squeeze-excite)
       if stuck.size:
         blockers[node.name] = 'its activation is not 0 at 0'
-    members.append(_Member(node.layer, out_groups, producer=True))
+    members.append(_Member(node.layer, out_groups, scored=True))
     for group in np.unique(out_groups):
       producers_of.setdefault(int(group), set()).add(node.role_layer.name)
+  return _assemble(g, wrappers, members, producers_of, blocked, blockers,
+                   lambda node: node.outputs[0], structures.Channel())
+
+
+def _build_readers(g, wrappers: Sequence) -> ChannelGroups:
+  """``build`` for input channels: the readers (sinks) are the members."""
+  ours = {id(w) for w in wrappers}
+  members: List[_Member] = []
+  readers_of: Dict[int, set] = {}
+  blocked = np.zeros(g.n_groups, bool)
+  blockers: Dict[str, str] = {}
+  for node in g.nodes:
+    if node.kind != graph_lib.CONV:
+      continue
+    in_groups = g.groups(node.inputs[0])
+    if id(node.layer) not in ours:
+      blocked[in_groups] = True
+      blockers[node.name] = 'a reader not wrapped in this prune() call'
+      continue
+    # A SeparableConv2D's pointwise kernel reads depthwise output c*M+m.
+    mult = getattr(node.role_layer, 'depth_multiplier', 1)
+    members.append(_Member(node.layer, np.repeat(in_groups, mult),
+                           scored=True))
+    for group in np.unique(in_groups):
+      readers_of.setdefault(int(group), set()).add(node.role_layer.name)
+  return _assemble(g, wrappers, members, readers_of, blocked, blockers,
+                   lambda node: node.inputs[0], structures.InputChannel())
+
+
+def _assemble(g, wrappers, members, scorers_of, blocked, blockers, tensor_of,
+              structure) -> ChannelGroups:
+  """The prunable groups (scored by someone, neither pinned nor blocked),
+  their coupled sets, and the wrappers left to per-layer masks."""
   ok = ~g.pinned & ~blocked
-  prunable = np.array(sorted(gid for gid in producers_of if ok[gid]),
+  prunable = np.array(sorted(gid for gid in scorers_of if ok[gid]),
                       dtype=np.int64)
   touched = np.zeros(g.n_groups, bool)
-  touched[list(producers_of)] = True
+  touched[list(scorers_of)] = True
   lost = touched & ~g.pinned & blocked
   if lost.any():
     nodes = {n.name: n for n in g.nodes}
     names = [f'{n} ({why})' for n, why in blockers.items()
-             if lost[g.groups(nodes[n].outputs[0])].any()]
+             if lost[g.groups(tensor_of(nodes[n]))].any()]
     logger.info('tfprune: %d coupled channel group(s) cannot be pruned '
                 'because of %s%s', int(lost.sum()), '; '.join(names[:6]),
                 ' ...' if len(names) > 6 else '')
   # Wrappers the graph cannot group keep per-layer masks: a layer it does
   # not understand (a custom PrunableLayer, a shared layer), or one named
-  # explicitly whose channels are all pinned (the logits).
+  # explicitly whose channels are all pinned (the logits; for input
+  # channels, a layer reading the model input).
   grouped = {id(m.wrapper) for m in members
-             if m.producer and not g.pinned[m.groups].all()}
+             if m.scored and not g.pinned[m.groups].all()}
   independent = [w for w in wrappers if id(w) not in grouped]
-  keys = [tuple(sorted(producers_of[int(gid)])) for gid in prunable]
+  keys = [tuple(sorted(scorers_of[int(gid)])) for gid in prunable]
   sets = sorted(set(keys))
   index = {key: i for i, key in enumerate(sets)}
   coupled = np.array([index[k] for k in keys], dtype=np.int64)
   members = [m for m in members if id(m.wrapper) not in
              {id(w) for w in independent}]
   return ChannelGroups(members, independent, prunable, coupled, sets,
-                       g.n_groups)
+                       g.n_groups, structure)
 
 
-def _member_scores(method, member: _Member) -> Tuple[np.ndarray, np.ndarray]:
+def _member_scores(method, member: _Member,
+                   structure) -> Tuple[np.ndarray, np.ndarray]:
   """(scores normalised by their mean, L1 weight norm) per mask entry."""
   wrapper = member.wrapper
   scores = np.asarray(method.channel_scores(wrapper), np.float64).reshape(-1)
   weight = wrapper.prunable[0]
-  l1 = np.asarray(structures.Channel().reduce(
+  l1 = np.asarray(structure.reduce(
       np.asarray(weight.variable), weight.layout, 'l1'),
                   np.float64).reshape(-1)
   mean = np.abs(scores).mean() if scores.size else 0.0
@@ -242,13 +290,13 @@ def _member_scores(method, member: _Member) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def group_mean(cg: ChannelGroups, values) -> np.ndarray:
-  """Mean over each prunable group's producers of per-channel ``values``
+  """Mean over each prunable group's scored members of ``values``
   (``values(wrapper)`` -> one number per mask entry), in ``cg.prunable``
   order."""
   total = np.zeros(cg.n_groups)
   count = np.zeros(cg.n_groups)
   for member in cg.members:
-    if member.producer:
+    if member.scored:
       np.add.at(total, member.groups,
                 np.asarray(values(member.wrapper), np.float64).reshape(-1))
       np.add.at(count, member.groups, 1.0)
@@ -258,8 +306,8 @@ def group_mean(cg: ChannelGroups, values) -> np.ndarray:
 def importance(method, cg: ChannelGroups) -> Tuple[np.ndarray, np.ndarray]:
   """(importance, tie-break) of every prunable group, in ``cg.prunable``
   order."""
-  scored = {id(m.wrapper): _member_scores(method, m) for m in cg.members
-            if m.producer}
+  scored = {id(m.wrapper): _member_scores(method, m, cg.structure)
+            for m in cg.members if m.scored}
   imp = group_mean(cg, lambda w: scored[id(w)][0])
   norm = group_mean(cg, lambda w: scored[id(w)][1])
   return imp, norm
@@ -346,25 +394,21 @@ def update_masks(method, cg: ChannelGroups, sparsity: float,
 
 
 def alive(cg: ChannelGroups) -> np.ndarray:
-  """Per prunable group: kept by the current masks of its producers."""
+  """Per prunable group: kept by the current masks of its scored members."""
   keep = np.zeros(cg.n_groups, bool)
   for member in cg.members:
-    if member.producer:
+    if member.scored:
       np.logical_or.at(keep, member.groups,
                        np.asarray(member.wrapper.masks[0]).reshape(-1) != 0)
   return keep[cg.prunable]
 
 
-def assign(cg: ChannelGroups, remove: np.ndarray,
-           followers_only: bool = False) -> None:
+def assign(cg: ChannelGroups, remove: np.ndarray) -> None:
   """Mask the prunable groups where ``remove`` is True in every member
-  (producers and followers; only followers with ``followers_only``); all
-  other groups are kept."""
+  (scored ones and followers); all other groups are kept."""
   dead = np.zeros(cg.n_groups, bool)
   dead[cg.prunable[np.asarray(remove, bool)]] = True
   for member in cg.members:
-    if followers_only and member.producer:
-      continue
     wrapper = member.wrapper
     keep = (~dead[member.groups]).astype(np.float32)
     shape = wrapper.masks[0].shape
@@ -374,5 +418,5 @@ def assign(cg: ChannelGroups, remove: np.ndarray,
 
 def achieved_sparsity(cg: ChannelGroups) -> float:
   """Fraction of the prunable groups that the masks remove now (masked in
-  every producer member), the structural channel sparsity."""
+  every scored member), the structural channel sparsity."""
   return float((~alive(cg)).sum()) / max(cg.n_prunable, 1)

@@ -154,6 +154,44 @@ def _channel_defaults(model, names: List[str], can_wrap: Callable):
   return kept, skipped, added, followers
 
 
+def _reader_defaults(model, names: List[str], can_wrap: Callable):
+  """``_channel_defaults`` for the input-channel structure: the unit is a
+  channel group on the reading side, removable only when every layer
+  reading it masks it, so the readers of a chosen reader's groups come
+  along. A layer reading only the model input (nothing to remove) and a
+  DepthwiseConv2D (its input channels are its output channels) are left
+  out."""
+  g = graph_lib.build(model, warn=False)
+  nodes = {n.name: n for n in g.nodes}
+  kept, skipped = [], {}
+  for name in names:
+    node = nodes.get(name)
+    if node is not None and node.kind == graph_lib.DEPTHWISE:
+      skipped[name] = ('its input channels are its output channels: prune '
+                       "them with the 'channel' structure on its producer")
+    elif (node is not None and node.kind == graph_lib.CONV and
+          g.pinned[g.groups(node.inputs[0])].all()):
+      skipped[name] = ('every channel it reads is pinned (the model input, or'
+                       ' a layer the channel graph does not understand)')
+    else:
+      kept.append(name)
+  readers = [n for n in g.nodes if n.kind == graph_lib.CONV]
+  chosen, added = set(kept), []
+  while True:
+    live = np.zeros(g.n_groups, bool)
+    for node in readers:
+      if node.name in chosen:
+        live[g.groups(node.inputs[0])] = True
+    live &= ~g.pinned
+    more = [n.name for n in readers if n.name not in chosen and
+            live[g.groups(n.inputs[0])].any() and can_wrap(n.layer)]
+    if not more:
+      break
+    chosen.update(more)
+    added += more
+  return kept + added, skipped, added, []
+
+
 def _log_skipped(model, method, skipped: Dict[str, str]) -> None:
   if not skipped:
     return
@@ -226,7 +264,7 @@ def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = Non
     if not method.prunes_channel_groups:
       raise ValueError(
           f'selection= chooses coupled channel groups; {method!r} does not '
-          "prune output channels (use a 'channel' structure)")
+          "prune channels (use a 'channel' or 'input_channel' structure)")
     method.selection = selection
   user_selected = _selector(layers, model, method)
   ignored = _names(ignore, model)
@@ -250,7 +288,9 @@ def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = Non
                               not isinstance(layer, PruningWrapper) and
                               prunable.is_supported(layer) and
                               method.refusal(layer) is None)
-    kept, pinned, added, followers = _channel_defaults(model, names, can_wrap)
+    defaults = (_reader_defaults if isinstance(
+        method.structure, structures.InputChannel) else _channel_defaults)
+    kept, pinned, added, followers = defaults(model, names, can_wrap)
     if layers is None:
       names = kept
       skipped.update(pinned)

@@ -78,14 +78,16 @@ class PruningMethod(abc.ABC):
 
   @property
   def prunes_channel_groups(self) -> bool:
-    """Whether masks come from coupled channel groups (output channels)."""
-    return isinstance(self.structure, structures.Channel)
+    """Whether masks come from coupled channel groups (output channels, or
+    the input channels of the layers reading them)."""
+    return isinstance(self.structure, (structures.Channel,
+                                       structures.InputChannel))
 
   def attach(self, model, wrappers: Sequence) -> None:
     """Compute the channel groups of ``wrappers`` in ``model`` (called by
     ``prune`` and by ``PruningStep`` when training begins)."""
     if self.prunes_channel_groups:
-      self.channel_groups = groups_lib.build(model, wrappers)
+      self.channel_groups = groups_lib.build(model, wrappers, self.structure)
 
   # --- wrapper hooks -------------------------------------------------------
   def refusal(self, layer) -> Optional[str]:

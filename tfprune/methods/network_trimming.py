@@ -190,7 +190,7 @@ class NetworkTrimming(base.PruningMethod):
     now[cg.prunable[remove & alive]] = True
     groups_lib.assign(cg, remove)
     return {m.wrapper.layer.name: np.flatnonzero(now[m.groups])
-            for m in cg.members if m.producer}   # units trimmed now
+            for m in cg.members if m.scored}   # units trimmed now
 
   def score(self, wrapper, index):
     """1 - APoZ: a tfmot schedule then keeps the most active units."""
