@@ -286,7 +286,7 @@ def main(argv):
                       'pruned': np.median(alpha[~alive]),
                       'kept_p10_p90': np.percentile(alpha[alive], [10, 90])}
     if name == 'NetworkTrimming':
-      values = np.concatenate(list(method.apoz.values()))
+      values = np.concatenate(list(method.apoz_values.values()))
       run['apoz'] = {'mean': float(values.mean()),
                      'p10_p90': np.percentile(values, [10, 90])}
     runs[name] = run

@@ -2,7 +2,7 @@
 
 LeNet-5 (Caffe 20-50-500-10 plus ReLUs after the convs, so conv channels
 have an APoZ) is trained dense, then trimmed with
-``tfprune.methods.network_trimming.trim``: per iteration, APoZ of conv2's
+``tfprune.trim_and_retrain``: per iteration, APoZ of conv2's
 channels and ip1's neurons on the validation split, units at or above
 mean + 1 std trimmed and physically removed (shrink), retraining from the
 surviving weights; stop when no unit passes the rule or validation accuracy
@@ -52,8 +52,8 @@ def _accuracy(model, x, y) -> float:
 
 def _run(model, train, val, test, layers, compile_fn, epochs, **trim_args):
   """Dense training, then the trim loop; rows for the table."""
+  import tfprune  # pylint: disable=g-import-not-at-top
   from tfprune import apoz  # pylint: disable=g-import-not-at-top
-  from tfprune.methods import network_trimming as nt  # pylint: disable=g-import-not-at-top
   compile_fn(model)
   started = time.time()
   model.fit(*train, epochs=epochs, batch_size=trim_args['batch_size'],
@@ -67,11 +67,11 @@ def _run(model, train, val, test, layers, compile_fn, epochs, **trim_args):
                  'test': _accuracy(m, *test),
                  'seconds': time.time() - started})
 
-  final, history = nt.trim(model, train, val, layers, compile_fn,
+  final, history = tfprune.trim_and_retrain(model, train, val, layers, compile_fn,
                            on_iteration=record, **trim_args)
-  before = history[1].apoz if len(history) > 1 else apoz.apoz(
+  before = history[1].apoz if len(history) > 1 else apoz.measure(
       model, val[0], layers)
-  after = apoz.apoz(final, val[0], layers)
+  after = apoz.measure(final, val[0], layers)
   return final, rows, before, after
 
 

@@ -1,13 +1,13 @@
 """LeNet-5 (with conv ReLUs) on MNIST, Network Trimming of conv2 and ip1.
 
-Dense pre-training (the baseline), then training with the Trimming
+Dense pre-training (the baseline), then training with the TrimmingCallback
 callback: after every 2nd epoch, APoZ is measured on the validation split
 and the units of conv2 / ip1 with APoZ >= mean + 1 std (among the units
 still alive) are masked; the last epochs retrain without trimming. The run
 then removes the trimmed units (shrink) before export. Caffe's LeNet-5 has
 no ReLU after its convs, so conv APoZ would be 0 there: conv_relu=True is a
 documented deviation (METHODS.md section 3). For physical removal after
-every iteration use tfprune.methods.network_trimming.trim (the benchmark).
+every iteration use tfprune.trim_and_retrain (the benchmark).
 
     python -m tfprune.train --config=configs/lenet5_mnist_trimming.py \
         --data_dir=../shared/data --workdir=runs/lenet5_trimming
@@ -26,7 +26,7 @@ def get_config():
   c.method_kwargs.trim_every = 2
   c.method_kwargs.tolerance = 0.005
   c.layers = 'conv2,ip1'
-  c.schedule.kind = 'none'          # the Trimming callback writes masks
+  c.schedule.kind = 'none'          # TrimmingCallback writes masks
   c.pretrain_epochs = 8
   c.epochs = 8
   c.final_epochs = 2

@@ -6,8 +6,9 @@ import tf_keras as keras
 
 import tfprune
 from tfprune import apoz
-from tfprune.methods import NetworkTrimming, Trimming
-from tfprune.methods import network_trimming as nt
+from tfprune import TrimmingCallback, trim_and_retrain
+from tfprune.methods import NetworkTrimming
+from tfprune.methods.network_trimming import select_units
 
 L = keras.layers
 
@@ -19,7 +20,7 @@ def test_apoz_counts_exact_zeros_per_unit_and_position():
                 kernel_initializer='identity')(inputs)
   model = keras.Model(inputs, out)
   x = np.array([[1, -1, 0], [2, -3, 1], [-1, -2, 5], [1, 1, 1]], np.float32)
-  np.testing.assert_allclose(apoz.apoz(model, x, ['fc'], batch_size=3)['fc'],
+  np.testing.assert_allclose(apoz.measure(model, x, ['fc'], batch_size=3)['fc'],
                              [1 / 4, 3 / 4, 1 / 4])
   # Conv2D 1x1 -> BN (identity at init) -> ReLU: zeros over 2x2 positions
   inputs = keras.Input((2, 2, 2))
@@ -31,7 +32,7 @@ def test_apoz_counts_exact_zeros_per_unit_and_position():
   conv.set_weights([np.eye(2, dtype=np.float32).reshape(1, 1, 2, 2)])
   x = np.ones((2, 2, 2, 2), np.float32)
   x[0, 0, 0, 0] = x[1, :, :, 1] = -1        # channel 0: 1 of 8, channel 1: 4
-  np.testing.assert_allclose(apoz.apoz(model, x, ['conv'])['conv'],
+  np.testing.assert_allclose(apoz.measure(model, x, ['conv'])['conv'],
                              [1 / 8, 4 / 8])
 
 
@@ -39,23 +40,23 @@ def test_apoz_needs_a_relu():
   inputs = keras.Input((3,))
   out = L.Dense(2, name='fc')(inputs)
   with pytest.raises(ValueError, match="'fc' is not followed by a ReLU"):
-    apoz.apoz(keras.Model(inputs, out), np.ones((1, 3)), ['fc'])
+    apoz.measure(keras.Model(inputs, out), np.ones((1, 3)), ['fc'])
 
 
 def test_rule_picks_exactly_the_expected_units():
   values = np.array([0.1, 0.2, 0.3, 0.9, 0.95])
   alive = np.array([True, True, True, True, False])
   # alive: mean 0.375, std 0.3112 -> cut 0.686: only unit 3 (4 is gone)
-  np.testing.assert_array_equal(nt.select_units(values, alive), [3])
+  np.testing.assert_array_equal(select_units(values, alive), [3])
   np.testing.assert_array_equal(
-      nt.select_units(values, alive, threshold_std=0.0), [3])
+      select_units(values, alive, threshold_std=0.0), [3])
   np.testing.assert_array_equal(
-      nt.select_units(values, alive, threshold_std=-1.0), [1, 2, 3])
+      select_units(values, alive, threshold_std=-1.0), [1, 2, 3])
   np.testing.assert_array_equal(
-      nt.select_units(values, alive, fraction=0.5), [2, 3])
+      select_units(values, alive, fraction=0.5), [2, 3])
   np.testing.assert_array_equal(                  # keeps 3 alive: trims 1
-      nt.select_units(values, alive, threshold_std=-1.0, min_units=3), [3])
-  assert nt.select_units(np.full(4, 0.5), np.ones(4, bool)).size == 0
+      select_units(values, alive, threshold_std=-1.0, min_units=3), [3])
+  assert select_units(np.full(4, 0.5), np.ones(4, bool)).size == 0
 
 
 def test_highest_mean_apoz_layers_first():
@@ -86,7 +87,7 @@ def test_callback_trims_at_its_epochs_and_masks_reach_the_next_dense():
   method = NetworkTrimming(threshold_std=0.0)
   pruned = tfprune.prune(_conv_net(), method, None, layers=['conv', 'fc'])
   pruned.compile('adam', 'sparse_categorical_crossentropy')
-  trimming = Trimming(x_val, epochs=[1, 3])
+  trimming = TrimmingCallback(x_val, epochs=[1, 3])
   pruned.fit(x, y, epochs=3, batch_size=50, verbose=0,
              callbacks=[tfprune.PruningStep(), trimming])
   assert [h['epoch'] for h in trimming.history] == [1, 3]
@@ -112,7 +113,7 @@ def test_driver_trims_shrinks_and_stops_on_tolerance():
 
   compile_fn(model)
   model.fit(x, y, epochs=5, batch_size=50, verbose=0)
-  small, history = nt.trim(model, (x, y), (x_val, y_val), ['conv', 'fc'],
+  small, history = trim_and_retrain(model, (x, y), (x_val, y_val), ['conv', 'fc'],
                            compile_fn, retrain_epochs=2, iterations=2,
                            tolerance=0.05, verbose=0)
   assert history[0].widths == {'conv': 6, 'fc': 12}
@@ -121,7 +122,7 @@ def test_driver_trims_shrinks_and_stops_on_tolerance():
   assert small.get_layer('fc').units == last.widths['fc'] < 12
   assert small.count_params() == last.params < history[0].params
   # an impossible tolerance undoes the first trim and keeps the model
-  same, history = nt.trim(model, (x, y), (x_val, y_val), ['conv', 'fc'],
+  same, history = trim_and_retrain(model, (x, y), (x_val, y_val), ['conv', 'fc'],
                           compile_fn, retrain_epochs=0, iterations=3,
                           tolerance=-1.0,
                           method=NetworkTrimming(fraction=0.5), verbose=0)
@@ -134,7 +135,7 @@ def test_callback_stops_on_tolerance_and_feeds_the_report():
   pruned = tfprune.prune(_conv_net(), method, None, layers=['conv', 'fc'])
   pruned.compile('adam', 'sparse_categorical_crossentropy')
   # tolerance -1: any later accuracy counts as a drop of more than -1
-  trimming = Trimming(x_val, every=1, validation_y=y_val, tolerance=-1.0)
+  trimming = TrimmingCallback(x_val, every=1, validation_y=y_val, tolerance=-1.0)
   pruned.fit(x, y, epochs=3, batch_size=50, verbose=0,
              callbacks=[tfprune.PruningStep(), trimming])
   assert [h['epoch'] for h in trimming.history] == [1]
@@ -143,9 +144,9 @@ def test_callback_stops_on_tolerance_and_feeds_the_report():
   assert info['trims'] == trimming.history
   assert set(info['apoz']) == {'conv', 'fc'}
   with pytest.raises(ValueError, match='exactly one of'):
-    Trimming(x_val)
+    TrimmingCallback(x_val)
   with pytest.raises(ValueError, match='needs validation_y'):
-    Trimming(x_val, every=1, tolerance=0.1)
+    TrimmingCallback(x_val, every=1, tolerance=0.1)
 
 
 def test_a_layer_without_relu_is_refused_when_wrapping(caplog):
@@ -154,10 +155,10 @@ def test_a_layer_without_relu_is_refused_when_wrapping(caplog):
   x = L.Dense(5, name='b')(x)                         # no ReLU after it
   model = keras.Model(inputs, L.Dense(2, name='logits')(x))
   with pytest.raises(ValueError, match="'b' is not followed by a ReLU"):
-    tfprune.prune(model, nt.NetworkTrimming(), layers=['a', 'b'])
+    tfprune.prune(model, NetworkTrimming(), layers=['a', 'b'])
   import logging  # pylint: disable=g-import-not-at-top
   with caplog.at_level(logging.INFO, logger='tfprune'):
-    pruned = tfprune.prune(model, nt.NetworkTrimming())
+    pruned = tfprune.prune(model, NetworkTrimming())
   assert [w.layer.name for w in tfprune.wrapper.collect_wrappers(pruned)] \
       == ['a']
   assert 'b, logits (NetworkTrimming does not prune it)' in caplog.text
@@ -171,19 +172,19 @@ def test_trimming_masks_coupled_channels_together():
   x = L.Conv2D(4, 1, activation='relu', name='c')(x)
   x = L.GlobalAveragePooling2D()(x)
   model = keras.Model(inputs, L.Dense(2, name='logits')(x))
-  method = nt.NetworkTrimming(fraction=0.5)
+  method = NetworkTrimming(fraction=0.5)
   pruned = tfprune.prune(model, method)
   wrappers = tfprune.wrapper.collect_wrappers(pruned)
   assert [w.layer.name for w in wrappers] == ['a', 'b', 'c']
   x = np.random.RandomState(0).randn(16, 6, 6, 3).astype(np.float32)
   method = wrappers[0].method
   method.measure(pruned, x, wrappers)
-  trimmed = method.trim_masks(wrappers)
+  trimmed = method.apply_rule(wrappers)
   masks = {w.layer.name: np.asarray(w.masks[0]) for w in wrappers}
   np.testing.assert_array_equal(masks['a'], masks['b'])     # one group
   assert masks['a'].sum() == 4 and masks['c'].sum() == 2
   np.testing.assert_array_equal(trimmed['a'], np.flatnonzero(masks['a'] == 0))
-  group_apoz = (method.apoz['a'] + method.apoz['b']) / 2
+  group_apoz = (method.apoz_values['a'] + method.apoz_values['b']) / 2
   assert group_apoz[masks['a'] == 0].min() >= group_apoz[masks['a'] == 1].max()
   _, plan = tfprune.shrink(pruned, return_plan=True)
   assert plan.kept_counts()['a'] == plan.kept_counts()['b'] == 4

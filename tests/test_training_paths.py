@@ -11,7 +11,7 @@ import tf_keras as keras
 
 import tfprune
 from tfprune.methods import (PSP, Magnitude, NetworkTrimming, SmallWorld,
-                             SynapticStrength, Synthesis, Trimming)
+                             SynapticStrength, Synthesis)
 from tfprune.wrapper import collect_wrappers
 
 
@@ -36,7 +36,7 @@ _METHODS = {
                                   ['conv2'], lambda x: []),
     'network_trimming': lambda: (NetworkTrimming(fraction=0.25), None,
                                  ['conv1', 'conv2'],
-                                 lambda x: [Trimming(x[:32], every=1)]),
+                                 lambda x: [tfprune.TrimmingCallback(x[:32], every=1)]),
     'small_world': lambda: (SmallWorld(0.3, rewire_p=0.2), None,
                             ['conv2', 'fc1'], lambda x: []),
     'synthesis': lambda: (Synthesis(initial_density=0.05, capacity=0.2,

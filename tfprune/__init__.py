@@ -13,12 +13,14 @@ from tfprune import topology
 from tfprune.groups import ChannelSelection
 from tfprune.callbacks import PruningStep
 from tfprune.callbacks import SparsityLogger
+from tfprune.methods.network_trimming import TrimmingCallback
 from tfprune.prunable import UnsupportedLayerError
 from tfprune.report import Report
 from tfprune.report import report
 from tfprune.surgery import shrink
 from tfprune.transform import prune
 from tfprune.transform import strip
+from tfprune.trim_retrain import trim_and_retrain
 from tfprune.wrapper import PruningWrapper
 
 __version__ = '0.1.0'
@@ -38,6 +40,6 @@ def custom_object_scope():
 
 __all__ = ['prune', 'strip', 'shrink', 'report', 'Report', 'PruningWrapper',
            'ChannelSelection',
-           'PruningStep', 'SparsityLogger', 'UnsupportedLayerError', 'methods', 'models', 'data',
+           'PruningStep', 'SparsityLogger', 'TrimmingCallback', 'trim_and_retrain', 'UnsupportedLayerError', 'methods', 'models', 'data',
            'schedules', 'structures', 'topology', 'custom_objects',
            'custom_object_scope']

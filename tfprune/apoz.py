@@ -99,8 +99,8 @@ def _find(model, name):
   raise ValueError(f'no layer named {name!r} in model {model.name!r}')
 
 
-def apoz(model: keras.Model, x, layers: Sequence[str],
-         batch_size: int = 256) -> Dict[str, np.ndarray]:
+def measure(model: keras.Model, x, layers: Sequence[str],
+            batch_size: int = 256) -> Dict[str, np.ndarray]:
   """APoZ of every output unit of ``layers`` over the examples ``x``.
 
   Args:

@@ -18,6 +18,7 @@ from tfprune import graph as graph_lib
 from tfprune import groups as groups_lib
 from tfprune import prunable, schedules, structures
 from tfprune.methods import base as methods_base
+from tfprune.methods.magnitude import Magnitude
 from tfprune.wrapper import PruningWrapper, collect_wrappers
 
 LayerSelection = Union[None, str, type, Callable, Iterable]
@@ -247,7 +248,6 @@ def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = Non
   """
   _check_model(model)
   if method is None:
-    from tfprune.methods.magnitude import Magnitude  # pylint: disable=g-import-not-at-top
     method = Magnitude()
   if not isinstance(method, methods_base.PruningMethod):
     raise TypeError('method must be a tfprune.methods object such as '

@@ -20,8 +20,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tfprune import prunable, schedules, structures
-from tfprune.methods import base as methods_base
+from tfprune import prunable, registry, schedules, structures
 
 _NO_CALLBACK = (
     'A tfprune-wrapped model was trained without the tfprune.PruningStep '
@@ -80,10 +79,8 @@ class PruningWrapper(keras.layers.Wrapper):
       prunable.check_supported(layer)
     kwargs.setdefault('name', f'pruned_{layer.name}')
     super().__init__(layer, **kwargs)
-    if method is None:
-      from tfprune.methods.magnitude import Magnitude  # pylint: disable=g-import-not-at-top
-      method = Magnitude()
-    self.method = methods_base.deserialize(method)
+    self.method = (registry.get('Magnitude') if method is None
+                   else registry.deserialize(method))
     self.schedule = schedules.get(schedule)
     self.group = group
     self._call_accepts_training = 'training' in inspect.signature(
@@ -238,7 +235,7 @@ class PruningWrapper(keras.layers.Wrapper):
   def get_config(self):
     config = super().get_config()
     config.update({
-        'method': methods_base.serialize(self.method),
+        'method': registry.serialize(self.method),
         'schedule': schedules.serialize(self.schedule),
         'group': self.group,
     })
@@ -264,7 +261,7 @@ def update_groups(wrappers) -> List[List[PruningWrapper]]:
   grouped: Dict[tuple, List[PruningWrapper]] = {}
   for wrapper in wrappers:
     key = (wrapper.group,
-           json.dumps(methods_base.serialize(wrapper.method), sort_keys=True,
+           json.dumps(registry.serialize(wrapper.method), sort_keys=True,
                       default=repr),
            json.dumps(schedules.serialize(wrapper.schedule), sort_keys=True,
                       default=repr))

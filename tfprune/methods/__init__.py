@@ -7,13 +7,12 @@ from tfprune.methods.base import register
 from tfprune.methods.base import serialize
 from tfprune.methods.magnitude import Magnitude
 from tfprune.methods.network_trimming import NetworkTrimming
-from tfprune.methods.network_trimming import Trimming
 from tfprune.methods.psp import PSP
 from tfprune.methods.small_world import SmallWorld
 from tfprune.methods.synaptic_strength import SynapticStrength
 from tfprune.methods.synthesis import Synthesis
 
 __all__ = ['PruningMethod', 'Magnitude', 'SmallWorld', 'NetworkTrimming', 'PSP',
-           'SynapticStrength', 'Synthesis', 'Trimming', 'get', 'register',
+           'SynapticStrength', 'Synthesis', 'get', 'register',
            'serialize',
            'deserialize']

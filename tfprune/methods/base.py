@@ -8,54 +8,18 @@ scores structures, and writes new masks when the schedule says so.
 from __future__ import annotations
 
 import abc
-from typing import Dict, List, Optional, Sequence, Type
+from typing import List, Optional, Sequence
 
 import tensorflow as tf
 
 from tfprune import groups as groups_lib
-from tfprune import structures
+from tfprune import registry, structures
 
-_REGISTRY: Dict[str, Type['PruningMethod']] = {}
-
-
-def register(cls):
-  """Class decorator making a method deserialisable by its class name."""
-  _REGISTRY[cls.__name__] = cls
-  return cls
-
-
-def _key(name: str) -> str:
-  return name.replace('_', '').lower()
-
-
-def get(name: str, **kwargs) -> 'PruningMethod':
-  """A method by name, e.g. ``get('magnitude', structure='channel')``."""
-  for cls_name, cls in _REGISTRY.items():
-    if _key(cls_name) == _key(name):
-      return cls(**kwargs)
-  raise ValueError(f'unknown pruning method {name!r}; known: '
-                   f'{sorted(_REGISTRY)}')
-
-
-def serialize(method: 'PruningMethod') -> dict:
-  out = {'class_name': type(method).__name__, 'config': method.get_config()}
-  if method.prunes_channel_groups:
-    out['selection'] = method.selection.get_config()
-  return out
-
-
-def deserialize(config) -> 'PruningMethod':
-  if isinstance(config, PruningMethod):
-    return config
-  name = config['class_name']
-  if name not in _REGISTRY:
-    raise ValueError(f'unknown pruning method {name!r}; known: '
-                     f'{sorted(_REGISTRY)} (import the module defining it '
-                     'before loading the model)')
-  method = _REGISTRY[name].from_config(config['config'])
-  if config.get('selection'):
-    method.selection = groups_lib.ChannelSelection(**config['selection'])
-  return method
+# The registry lives below the wrapper; methods register through it.
+register = registry.register
+get = registry.get
+serialize = registry.serialize
+deserialize = registry.deserialize
 
 
 class PruningMethod(abc.ABC):

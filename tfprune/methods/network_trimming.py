@@ -14,13 +14,11 @@ section 3):
 * Order: only the ``layers_per_trim`` layers with the highest mean APoZ are
   trimmed in one iteration (None: every layer).
 * Two ways to run it. From ``model.fit``: wrap layers with this method
-  (``structure='channel'``, masks) and add :class:`Trimming`, a callback that
-  measures APoZ on validation data at the epochs its schedule names and
-  writes masks. Or the one-call driver :func:`trim`, which physically
-  removes trimmed units after every iteration (``tfprune.shrink``), so
-  retraining runs on the smaller network, and stops when no unit passes the
-  rule or validation accuracy falls more than ``tolerance`` below the
-  starting model's (that last iteration is undone).
+  (``structure='channel'``, masks) and add :class:`TrimmingCallback`, which
+  measures APoZ on validation data at the epochs it names and writes masks.
+  Or the one-call driver ``tfprune.trim_and_retrain``
+  (:mod:`tfprune.trim_retrain`), which physically removes trimmed units
+  after every iteration, so retraining runs on the smaller network.
 * With BatchNorm between a layer and its ReLU, the driver zeroes the trimmed
   units' BN scale and shift so they output exactly 0; the mask route cannot
   (BN is not wrapped), so a trimmed unit there outputs the constant BN shift,
@@ -29,8 +27,7 @@ section 3):
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import tf_keras as keras
@@ -38,6 +35,7 @@ import tf_keras as keras
 from tfprune import apoz as apoz_lib
 from tfprune import groups as groups_lib
 from tfprune.methods import base
+from tfprune.wrapper import collect_wrappers, update_groups
 
 
 def select_units(values: np.ndarray, alive: np.ndarray,
@@ -82,7 +80,7 @@ class NetworkTrimming(base.PruningMethod):
       iteration; None trims every wrapped layer.
     min_units: units every layer keeps.
     trim_every, tolerance: what :meth:`fit_callbacks` gives
-      ``tfprune.train``: a :class:`Trimming` callback trimming after every
+      ``tfprune.train``: a :class:`TrimmingCallback` trimming after every
       ``trim_every``-th epoch on the validation split, stopping once
       validation accuracy falls more than ``tolerance`` (None: never).
   """
@@ -109,8 +107,8 @@ class NetworkTrimming(base.PruningMethod):
       raise ValueError('trim_every must be >= 1 (epochs)')
     self.trim_every = int(trim_every)
     self.tolerance = None if tolerance is None else float(tolerance)
-    self.apoz: Dict[str, np.ndarray] = {}
-    self.trims: List[dict] = []      # appended by the Trimming callback
+    self.apoz_values: Dict[str, np.ndarray] = {}   # measured last
+    self.trim_history: List[dict] = []   # appended by TrimmingCallback
 
   def refusal(self, layer) -> Optional[str]:
     if apoz_lib.has_relu(layer):
@@ -120,11 +118,11 @@ class NetworkTrimming(base.PruningMethod):
             ' so Network Trimming has nothing to measure there')
 
   def report_info(self) -> Optional[dict]:
-    if not self.apoz and not self.trims:
+    if not self.apoz_values and not self.trim_history:
       return None
-    return {'trims': self.trims,
+    return {'trims': self.trim_history,
             'apoz': {n: [round(float(v), 6) for v in a]
-                     for n, a in self.apoz.items()}}
+                     for n, a in self.apoz_values.items()}}
 
   def fit_callbacks(self, validation) -> list:
     if validation is None or not len(validation[0]):
@@ -132,7 +130,7 @@ class NetworkTrimming(base.PruningMethod):
                        'not on training batches; set '
                        'config.validation_fraction > 0')
     x_val, y_val = validation
-    return [Trimming(x_val, every=self.trim_every, validation_y=y_val,
+    return [TrimmingCallback(x_val, every=self.trim_every, validation_y=y_val,
                      tolerance=self.tolerance)]
 
   def choose(self, values: Dict[str, np.ndarray],
@@ -147,13 +145,15 @@ class NetworkTrimming(base.PruningMethod):
 
   def measure(self, model: keras.Model, x, wrappers: Sequence,
               batch_size: int = 256) -> Dict[str, np.ndarray]:
-    """APoZ of every wrapped layer's units on ``x`` (kept in ``self.apoz``)."""
-    self.apoz = apoz_lib.apoz(model, x, [w.layer.name for w in wrappers],
-                              batch_size)
-    return self.apoz
+    """APoZ of every wrapped layer's units on ``x`` (kept in
+    ``self.apoz_values``)."""
+    self.apoz_values = apoz_lib.measure(
+        model, x, [w.layer.name for w in wrappers], batch_size)
+    return self.apoz_values
 
-  def trim_masks(self, wrappers: Sequence) -> Dict[str, np.ndarray]:
-    """Mask the units the rule picks from ``self.apoz``; returns them.
+  def apply_rule(self, wrappers: Sequence) -> Dict[str, np.ndarray]:
+    """Mask the units the rule picks from ``self.apoz_values``; returns
+    them.
 
     With channel groups (wrappers made by ``prune``), a unit is a group of
     coupled channels: its APoZ is the mean over its producers, and the rule
@@ -161,14 +161,14 @@ class NetworkTrimming(base.PruningMethod):
     is masked. Otherwise per layer.
     """
     by_name = {w.layer.name: w for w in wrappers}
-    missing = sorted(set(by_name) - set(self.apoz))
+    missing = sorted(set(by_name) - set(self.apoz_values))
     if missing:
       raise ValueError(f'no APoZ measured for {missing}; call measure() (or '
-                       'use the Trimming callback) first')
+                       'use TrimmingCallback) first')
     if self.channel_groups is not None and self.channel_groups.n_prunable:
       return self._trim_groups(self.channel_groups)
     alive = {n: np.asarray(w.masks[0]) > 0 for n, w in by_name.items()}
-    chosen = self.choose({n: self.apoz[n] for n in by_name}, alive)
+    chosen = self.choose({n: self.apoz_values[n] for n in by_name}, alive)
     for name, units in chosen.items():
       if units.size:
         mask = alive[name].astype(np.float32)
@@ -177,7 +177,8 @@ class NetworkTrimming(base.PruningMethod):
     return chosen
 
   def _trim_groups(self, cg) -> Dict[str, np.ndarray]:
-    values = groups_lib.group_mean(cg, lambda w: self.apoz[w.layer.name])
+    values = groups_lib.group_mean(
+        cg, lambda w: self.apoz_values[w.layer.name])
     alive = groups_lib.alive(cg)
     sets = {cg.sets[c][0]: np.flatnonzero(cg.coupled == c)
             for c in range(len(cg.sets))}
@@ -194,10 +195,10 @@ class NetworkTrimming(base.PruningMethod):
 
   def score(self, wrapper, index):
     """1 - APoZ: a tfmot schedule then keeps the most active units."""
-    if wrapper.layer.name not in self.apoz:
+    if wrapper.layer.name not in self.apoz_values:
       raise ValueError(f'no APoZ measured for {wrapper.layer.name!r}; add '
-                       'the tfprune Trimming callback (or call measure())')
-    return 1.0 - self.apoz[wrapper.layer.name].astype(np.float32)
+                       'tfprune.TrimmingCallback (or call measure())')
+    return 1.0 - self.apoz_values[wrapper.layer.name].astype(np.float32)
 
   def get_config(self):
     return {'threshold_std': self.threshold_std, 'fraction': self.fraction,
@@ -206,7 +207,7 @@ class NetworkTrimming(base.PruningMethod):
             'tolerance': self.tolerance}
 
 
-class Trimming(keras.callbacks.Callback):
+class TrimmingCallback(keras.callbacks.Callback):
   """Measures APoZ on validation data and trims at chosen epochs of ``fit``.
 
   Args:
@@ -246,14 +247,13 @@ class Trimming(keras.callbacks.Callback):
     return float((pred.argmax(-1) == np.asarray(self.validation_y)).mean())
 
   def on_epoch_end(self, epoch, logs=None):
-    from tfprune.wrapper import collect_wrappers, update_groups  # pylint: disable=g-import-not-at-top
     if self.stopped or not self._due(epoch + 1):
       return
     groups = dict(enumerate(update_groups(
         [w for w in collect_wrappers(self.model)
          if isinstance(w.method, NetworkTrimming)])))
     if not groups:
-      raise ValueError('Trimming found no layer wrapped with '
+      raise ValueError('TrimmingCallback found no layer wrapped with '
                        'tfprune.methods.NetworkTrimming')
     if self.tolerance is not None:
       accuracy = self._accuracy()
@@ -268,135 +268,12 @@ class Trimming(keras.callbacks.Callback):
       method = wrappers[0].method
       method.measure(self.model, self.validation_x, wrappers, self.batch_size)
       trimmed.update({n: u.tolist() for n, u in
-                      method.trim_masks(wrappers).items()})
+                      method.apply_rule(wrappers).items()})
     widths = {w.layer.name: int(np.asarray(w.masks[0]).sum())
               for ws in groups.values() for w in ws}
     entry = {'epoch': epoch + 1, 'trimmed': trimmed, 'widths': widths}
     self.history.append(entry)
     for wrappers in groups.values():
-      wrappers[0].method.trims.append(entry)
+      wrappers[0].method.trim_history.append(entry)
     if not any(trimmed.values()):
       self.stopped = 'no unit passes the rule'
-
-
-# --- the one-call driver ---------------------------------------------------------
-@dataclasses.dataclass
-class Iteration:
-  """One trim + retrain step of :func:`trim`."""
-
-  iteration: int
-  trimmed: Dict[str, int]
-  widths: Dict[str, int]
-  params: int
-  validation_accuracy: float
-  apoz: Dict[str, np.ndarray]      # measured before this trim (0: none)
-
-  @property
-  def mean_apoz(self) -> Dict[str, float]:
-    return {n: float(v.mean()) for n, v in self.apoz.items()}
-
-
-def _zero_units(model: keras.Model, units: Dict[str, np.ndarray]) -> None:
-  """Zero trimmed units' filters, biases and BN scale/shift (in place)."""
-  for name, idx in units.items():
-    if not len(idx):
-      continue
-    layer = model.get_layer(name)
-    weights = layer.get_weights()
-    weights[0][..., idx] = 0
-    if getattr(layer, 'use_bias', False):
-      weights[1][idx] = 0
-    layer.set_weights(weights)
-    for follower in apoz_lib.followers(layer)[0]:
-      for variable in (getattr(follower, 'gamma', None),
-                       getattr(follower, 'beta', None)):   # BatchNorm
-        if variable is not None:
-          value = variable.numpy()
-          value[idx] = 0
-          variable.assign(value)
-
-
-def _widths(model, names) -> Dict[str, int]:
-  out = {}
-  for name in names:
-    layer = model.get_layer(name)
-    out[name] = int(layer.get_weights()[0].shape[-1])
-  return out
-
-
-def trim(model: keras.Model, train: Tuple, validation: Tuple,
-         layers: Sequence[str], compile_fn: Callable[[keras.Model], None],
-         retrain_epochs: int = 1, iterations: int = 5,
-         tolerance: float = 0.005, method: Optional[NetworkTrimming] = None,
-         batch_size: int = 64, verbose: int = 1,
-         fit_kwargs: Optional[dict] = None,
-         on_iteration: Optional[Callable[[Iteration, keras.Model], None]]
-         = None) -> Tuple[keras.Model, List[Iteration]]:
-  """Trim, shrink, retrain, repeat; returns the last accepted model.
-
-  Args:
-    model: a trained plain (unwrapped) model.
-    train, validation: ``(x, y)`` arrays; APoZ and accuracy use validation.
-    layers: Dense/Conv2D layers to trim (each followed by a ReLU).
-    compile_fn: compiles a model (called on every new, smaller model).
-    retrain_epochs: epochs of retraining after each trim.
-    iterations: at most this many trims.
-    tolerance: stop (and undo the iteration) when validation accuracy is
-      more than this below the starting model's.
-    on_iteration: called with every accepted iteration and its model
-      (e.g. to measure test accuracy).
-
-  Returns:
-    ``(model, history)``; ``history[0]`` is the starting model.
-  """
-  from tfprune import surgery  # pylint: disable=g-import-not-at-top
-  method = method or NetworkTrimming()
-  fit_kwargs = dict(fit_kwargs or {})
-  x_val, y_val = validation
-
-  def accuracy(m) -> float:
-    pred = m.predict(x_val, batch_size=512, verbose=0)
-    return float((pred.argmax(-1) == np.asarray(y_val)).mean())
-
-  def say(row: Iteration):
-    if verbose:
-      print(f'trim {row.iteration}: trimmed {row.trimmed} -> widths '
-            f'{row.widths}, params {row.params:,}, validation accuracy '
-            f'{row.validation_accuracy:.4f}', flush=True)
-
-  baseline = accuracy(model)
-  history = [Iteration(0, {}, _widths(model, layers), model.count_params(),
-                       baseline, {})]
-  say(history[0])
-  if on_iteration:
-    on_iteration(history[0], model)
-  for it in range(1, iterations + 1):
-    values = apoz_lib.apoz(model, x_val, layers)
-    alive = {n: np.ones(v.shape, bool) for n, v in values.items()}
-    chosen = method.choose(values, alive)
-    if not any(u.size for u in chosen.values()):
-      if verbose:
-        print(f'trim {it}: no unit passes the rule; stopping', flush=True)
-      break
-    candidate = keras.models.clone_model(model)
-    candidate.set_weights(model.get_weights())
-    _zero_units(candidate, chosen)
-    candidate = surgery.shrink(candidate)
-    compile_fn(candidate)
-    if retrain_epochs:
-      candidate.fit(*train, epochs=retrain_epochs, batch_size=batch_size,
-                    verbose=0, **fit_kwargs)
-    row = Iteration(it, {n: int(u.size) for n, u in chosen.items()},
-                    _widths(candidate, layers), candidate.count_params(),
-                    accuracy(candidate), values)
-    say(row)
-    if baseline - row.validation_accuracy > tolerance:
-      if verbose:
-        print(f'trim {it}: validation accuracy fell more than {tolerance} '
-              'below the start; undone, stopping', flush=True)
-      break
-    model = candidate
-    history.append(row)
-    if on_iteration:
-      on_iteration(row, model)
-  return model, history

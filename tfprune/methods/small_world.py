@@ -61,6 +61,7 @@ import tf_keras as keras
 
 from tfprune import graph as graph_lib
 from tfprune import optimizer_state, schedules, structures, topology
+from tfprune import report as report_lib
 from tfprune.methods import base
 
 logger = logging.getLogger('tfprune')
@@ -317,8 +318,7 @@ class SmallWorld(base.PruningMethod):
                        'tfprune.schedules.Periodic(begin_step, frequency=...)'
                        ' (or regrow_fraction=0)')
     sizes = self._sizes(wrappers)
-    from tfprune.report import report  # pylint: disable=g-import-not-at-top
-    total = report(model)['totals']['params']   # what the budget is a share of
+    total = report_lib.report(model)['totals']['params']   # what the budget is a share of
     prunable_params = sum(s[0] * s[1] * s[2] for s in sizes.values())
     fixed_params = total - prunable_params
     budget = int(round(self.density * total))

@@ -84,6 +84,7 @@ import tensorflow as tf
 from tfprune import optimizer_state, schedules, structures
 from tfprune.methods import base
 from tfprune.methods import small_world
+from tfprune.wrapper import collect_wrappers
 
 STRATEGIES = ('strategic', 'random')
 LAYER_SPLITS = ('erdos_renyi', 'uniform')
@@ -184,7 +185,6 @@ MaskSet = Union[Mapping[str, np.ndarray], Sequence[np.ndarray]]
 
 def masks(model) -> Dict[str, np.ndarray]:
   """``{layer name: boolean edge mask}`` of every wrapper in a model."""
-  from tfprune.wrapper import collect_wrappers  # pylint: disable=g-import-not-at-top
   return {w.layer.name: np.asarray(w.masks[0]) > 0
           for w in collect_wrappers(model)}
 
