@@ -89,7 +89,7 @@ def _synthesis_run(setting, capacity, strategy, prune, seed):
   method = tfprune.methods.Synthesis(
       initial_density=kw['initial_density'], capacity=capacity,
       grow_every=setting['grow_every'], growth=kw['growth'],
-      strategy=strategy, prune=prune, prune_ratio=kw['prune_ratio'],
+      strategy=strategy, prune_weakest=prune, prune_ratio=kw['prune_ratio'],
       origin_fraction=kw['origin_fraction'], seed=seed,
       end_step=setting['end_step'])
   pruned = tfprune.prune(setting['build'](), method)
@@ -105,7 +105,7 @@ def _synthesis_run(setting, capacity, strategy, prune, seed):
       events=info['events'], grown=info['grown'], pruned=info['pruned'],
       at_capacity=info['at_capacity_step'],
       layers={n: l['edges'] / l['possible'] for n, l in info['layers'].items()},
-      plan=method.plan(tfprune.wrapper.collect_wrappers(pruned)),
+      plan=method.layer_budgets(tfprune.wrapper.collect_wrappers(pruned)),
       masks=synthesis.masks(pruned), seconds=time.time() - started)
 
 

@@ -15,7 +15,7 @@ The growth/prune events are in report.json under "methods".
         --data_dir=../shared/data --workdir=runs/lenet300_synthesis
 
 The random control: --config.method_kwargs.strategy=random; growth only:
---config.method_kwargs.prune=False.
+--config.method_kwargs.prune_weakest=False.
 """
 
 from tfprune.config import default_config
@@ -31,7 +31,7 @@ def get_config():
   c.method_kwargs.grow_every = 100
   c.method_kwargs.growth = 0.1
   c.method_kwargs.strategy = 'strategic'
-  c.method_kwargs.prune = True
+  c.method_kwargs.prune_weakest = True
   c.method_kwargs.prune_ratio = 0.5
   c.method_kwargs.origin_fraction = 0.2
   c.method_kwargs.seed = 0

@@ -24,7 +24,7 @@ def get_config():
   c.method_kwargs.grow_every = 50
   c.method_kwargs.growth = 0.1
   c.method_kwargs.strategy = 'strategic'
-  c.method_kwargs.prune = True
+  c.method_kwargs.prune_weakest = True
   c.method_kwargs.prune_ratio = 0.5
   c.method_kwargs.origin_fraction = 0.2
   c.method_kwargs.seed = 0

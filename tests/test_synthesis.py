@@ -119,13 +119,14 @@ def test_initial_masks_are_deterministic_per_seed():
 
 
 @pytest.mark.parametrize('strategy', ['strategic', 'random'])
-@pytest.mark.parametrize('prune', [True, False])
-def test_every_event_has_exact_counts_and_respects_capacity(strategy, prune):
-  method = Synthesis(0.05, 0.3, growth=0.15, strategy=strategy, prune=prune,
-                     prune_ratio=0.5, seed=1)
+@pytest.mark.parametrize('prune_weakest', [True, False])
+def test_every_event_has_exact_counts_and_respects_capacity(strategy,
+                                                            prune_weakest):
+  method = Synthesis(0.05, 0.3, growth=0.15, strategy=strategy,
+                     prune_weakest=prune_weakest, prune_ratio=0.5, seed=1)
   pruned = tfprune.prune(mlp(), method)
   wrappers = wrappers_of(pruned)
-  plan = method.plan(wrappers)
+  plan = method.layer_budgets(wrappers)
   rng = np.random.default_rng(0)
   swaps = 0
   for step in range(1, 21):
@@ -137,7 +138,7 @@ def test_every_event_has_exact_counts_and_respects_capacity(strategy, prune):
     for name, p in plan.items():
       a = int(before[name].sum())
       g, r = syn.event_counts(a, p['capacity'], p['possible'], p['growth'],
-                              prune, 0.5)
+                              prune_weakest, 0.5)
       grown = after[name] & ~before[name]
       dropped = before[name] & ~after[name]
       assert grown.sum() == g and dropped.sum() == r     # exact counts
@@ -149,10 +150,10 @@ def test_every_event_has_exact_counts_and_respects_capacity(strategy, prune):
       # grown weights start at 0; pruned weights are 0
       kernel = np.asarray(pruned.get_layer(f'pruned_{name}').layer.kernel)
       assert (kernel[grown] == 0).all() and (kernel[~after[name]] == 0).all()
-      swaps += int(prune and a == p['capacity'] and g == r > 0)
+      swaps += int(prune_weakest and a == p['capacity'] and g == r > 0)
   for name, p in plan.items():          # 20 events reach every capacity
     assert after[name].sum() == p['capacity']
-  assert (swaps > 0) == prune            # with pruning, edges recycle
+  assert (swaps > 0) == prune_weakest            # with pruning, edges recycle
   assert method.history['events'] == 20
   assert method.history['edges'] == sum(p['capacity'] for p in plan.values())
   log = method.history['log']
@@ -316,7 +317,7 @@ def test_overlap_is_jaccard():
 
 def test_config_round_trip_and_saved_model(tmp_path):
   method = Synthesis(0.05, 0.3, grow_every=2, growth=0.2, strategy='random',
-                     prune=False, prune_ratio=0.25, origin_fraction=0.5,
+                     prune_weakest=False, prune_ratio=0.25, origin_fraction=0.5,
                      init_std=0.01, layer_split='uniform', seed=9,
                      begin_step=2, end_step=10)
   again = tfprune.methods.deserialize(tfprune.methods.serialize(method))

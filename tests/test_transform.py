@@ -77,7 +77,7 @@ def test_prune_twice_other_layers_then_strip():
                         schedule=0.8, layers=['dense'])
   wrappers = tfprune.wrapper.collect_wrappers(model)
   assert [w.layer.name for w in wrappers] == ['conv', 'dw', 'dense']
-  assert [w.group for w in wrappers] == ['magnitude_0', 'magnitude_0',
+  assert [w.cohort for w in wrappers] == ['magnitude_0', 'magnitude_0',
                                          'magnitude_1']   # dw: coupled
   assert str(wrappers[0].structure) == 'channel'
   with pytest.raises(ValueError, match='already wrapped'):

@@ -113,7 +113,7 @@ def test_config_round_trip():
   assert clone.structure == tfprune.structures.get('block(5,2)')
   assert clone.method.scope == 'global'
   assert clone.schedule.get_config() == schedule.get_config()
-  assert clone.group == wrapper.group
+  assert clone.cohort == wrapper.cohort
 
 
 def _train(model, x, y, epochs=1, callbacks=None):

@@ -2,8 +2,8 @@
 
 ``PruningStep`` has tfmot ``UpdatePruningStep`` semantics: each wrapper's
 ``pruning_step`` starts at -1, is set to 0 when training first begins (kept
-when a saved model resumes), and is 1 during the first training batch. Before every batch it asks each group's
-schedule whether to update, and if so has the group's method write new
+when a saved model resumes), and is 1 during the first training batch. Before every batch it asks each cohort's
+schedule whether to update, and if so has the cohort's method write new
 masks. ``SparsityLogger`` records per-layer sparsity
 to TensorBoard and/or a CSV file.
 """
@@ -19,7 +19,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfprune import optimizer_state, schedules
-from tfprune.wrapper import collect_wrappers, update_groups
+from tfprune.wrapper import cohorts, collect_wrappers
 
 
 class PruningStep(keras.callbacks.Callback):
@@ -61,7 +61,7 @@ class PruningStep(keras.callbacks.Callback):
     super().__init__()
     self._optimizer = optimizer
     self._wrappers: List = []
-    self._groups: Dict[int, List] = {}
+    self._cohorts: Dict[int, List] = {}
     self._tables: Dict[int, schedules.ScheduleTable] = {}
     self._started = False
     self._per_execution = 1
@@ -93,10 +93,10 @@ class PruningStep(keras.callbacks.Callback):
     per_execution = getattr(self.model, '_steps_per_execution', None)
     self._per_execution = (1 if per_execution is None else
                            max(int(per_execution.numpy()), 1))
-    self._groups = dict(enumerate(update_groups(
+    self._cohorts = dict(enumerate(cohorts(
         [w for w in self._wrappers if not w.follower])))
     self._tables = {}
-    for name, wrappers in self._groups.items():
+    for name, wrappers in self._cohorts.items():
       wrappers[0].method.attach(self.model, wrappers)
       if wrappers[0].schedule is not None:
         self._tables[name] = schedules.ScheduleTable.of(wrappers[0].schedule)
@@ -131,7 +131,7 @@ class PruningStep(keras.callbacks.Callback):
         if update:
           due = (step, sparsity)
       if due is not None:
-        wrappers = self._groups[name]
+        wrappers = self._cohorts[name]
         wrappers[0].method.update_masks(wrappers, due[1], due[0])
     self._reset_optimizer_state()
 
@@ -158,7 +158,7 @@ class PruningStep(keras.callbacks.Callback):
   def on_epoch_end(self, epoch, logs=None):
     if self._started:
       self._sync()
-    for wrappers in self._groups.values():
+    for wrappers in self._cohorts.values():
       wrappers[0].method.on_epoch_end(wrappers, epoch, self.model)
 
   def on_train_end(self, logs=None):

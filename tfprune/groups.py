@@ -173,10 +173,10 @@ def build(model, wrappers: Sequence,
   if isinstance(structure, structures.InputChannel):
     return _build_readers(g, wrappers)
   ours = {id(w) for w in wrappers}
-  group_name = wrappers[0].group if wrappers else None
+  cohort = wrappers[0].cohort if wrappers else None
   ours.update(id(node.layer) for node in g.nodes
               if getattr(node.layer, 'follower', False) and
-              node.layer.group == group_name)
+              node.layer.cohort == cohort)
   members: List[_Member] = []
   producers_of: Dict[int, set] = {}
   blocked = np.zeros(g.n_groups, bool)     # a masked channel would not be 0

@@ -167,10 +167,10 @@ def report(model: keras.Model) -> Report:
   }
   methods = {}
   for wrapper in collect_wrappers(model):
-    if wrapper.group not in methods:
+    if wrapper.cohort not in methods:
       info = wrapper.method.report_info()
       if info is not None:
-        methods[wrapper.group] = {'method': type(wrapper.method).__name__,
+        methods[wrapper.cohort] = {'method': type(wrapper.method).__name__,
                                   **info}
   rep = Report(model=model.name, layers=layers, totals=totals)
   if methods:

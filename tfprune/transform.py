@@ -209,8 +209,8 @@ def _fresh(layer):
   return layer.__class__.from_config(layer.get_config())
 
 
-def _new_group_name(model, method) -> str:
-  used = {w.group for w in collect_wrappers(model)}
+def _new_cohort_name(model, method) -> str:
+  used = {w.cohort for w in collect_wrappers(model)}
   stem = type(method).__name__.lower()
   return next(f'{stem}_{i}' for i in itertools.count() if f'{stem}_{i}'
               not in used)
@@ -218,7 +218,7 @@ def _new_group_name(model, method) -> str:
 
 def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = None,
           schedule=None, layers: LayerSelection = None,
-          group: Optional[str] = None,
+          cohort: Optional[str] = None,
           selection: Optional[groups_lib.ChannelSelection] = None,
           ignore: LayerSelection = None) -> keras.Model:
   """A copy of ``model`` whose selected layers are wrapped for pruning.
@@ -235,7 +235,8 @@ def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = Non
       layer classes, or a callable ``layer -> bool``. Others stay untouched.
       What None leaves out is listed in one ``logging`` line (logger
       'tfprune', INFO) with the reason.
-    group: name for this set of wrappers (default: derived from the method).
+    cohort: name of this set of wrappers, which share one method
+      (default: derived from the method, e.g. 'magnitude_0').
     selection: for channel structures, how coupled channel groups are
       chosen: ranking (uniform or global), round_to, min_channels,
       max_ratio (:class:`tfprune.ChannelSelection`; default uniform, 1, 1,
@@ -313,9 +314,10 @@ def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = Non
   # By name: prepare() may rebuild the model with new layer objects.
   selected = lambda layer, chosen=frozenset(names): layer.name in chosen
   model = method.prepare(model, names)
-  group = group or _new_group_name(model, method)
+  cohort = cohort or _new_cohort_name(model, method)
   follower_names = frozenset(followers)
   pairs = []
+  state_holder = []      # the first wrapper saves the method's run state
 
   def clone(layer):
     if isinstance(layer, PruningWrapper):
@@ -326,10 +328,11 @@ def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = Non
     elif not isinstance(layer, keras.layers.InputLayer) and selected(layer):
       prunable.check_supported(layer)
       new = PruningWrapper(_fresh(layer), method=method, schedule=schedule,
-                           group=group)
+                           cohort=cohort, holds_state=not state_holder)
+      state_holder.append(new)
     elif layer.name in follower_names:
       new = PruningWrapper(_fresh(layer), method=method, schedule=schedule,
-                           group=group, follower=True)
+                           cohort=cohort, follower=True)
     else:
       new = _fresh(layer)
     pairs.append((layer, new))

@@ -63,8 +63,12 @@ class PruningWrapper(keras.layers.Wrapper):
     method: a ``tfprune.methods`` object (default: weight magnitude).
     schedule: a tfmot ``PruningSchedule`` saying when masks change and to
       what sparsity, or None for masks that only the method sets.
-    group: wrappers with the same group are updated together (one
-      ``prune()`` call is one group; global methods rank across a group).
+    cohort: wrappers of one cohort share one method and are updated
+      together (one ``prune()`` call makes one cohort; global methods rank
+      across it).
+    holds_state: this wrapper saves its method's run state
+      (``method.get_state()``: a chosen topology, measured statistics), once
+      for its cohort; ``prune`` sets it on the cohort's first wrapper.
     follower: wrap a BatchNormalization whose gamma and beta follow the
       channel masks of the layers before it (set by channel-group pruning;
       no gates, never scored).
@@ -72,8 +76,11 @@ class PruningWrapper(keras.layers.Wrapper):
 
   graph_transparent = True   # tfprune.graph sees the wrapped layer's role
 
-  def __init__(self, layer, method=None, schedule=None, group: str = 'default',
-               follower: bool = False, **kwargs):
+  def __init__(self, layer, method=None, schedule=None,
+               cohort: str = 'default', follower: bool = False,
+               holds_state: bool = False, method_state=None, **kwargs):
+    if 'group' in kwargs:                 # saved by tfprune before 0.2
+      cohort = kwargs.pop('group')
     self.follower = bool(follower)
     if not self.follower:
       prunable.check_supported(layer)
@@ -82,7 +89,10 @@ class PruningWrapper(keras.layers.Wrapper):
     self.method = (registry.get('Magnitude') if method is None
                    else registry.deserialize(method))
     self.schedule = schedules.get(schedule)
-    self.group = group
+    self.cohort = cohort
+    self.holds_state = bool(holds_state)
+    if method_state:
+      self.method.set_state(method_state)
     self._call_accepts_training = 'training' in inspect.signature(
         layer.call).parameters
     self.prunable: List[prunable.PrunableWeight] = []
@@ -237,10 +247,13 @@ class PruningWrapper(keras.layers.Wrapper):
     config.update({
         'method': registry.serialize(self.method),
         'schedule': schedules.serialize(self.schedule),
-        'group': self.group,
+        'cohort': self.cohort,
     })
     if self.follower:
       config['follower'] = True
+    if self.holds_state:
+      config['holds_state'] = True
+      config['method_state'] = self.method.get_state()
     return config
 
   @classmethod
@@ -251,21 +264,27 @@ class PruningWrapper(keras.layers.Wrapper):
     return cls(layer, **config)
 
 
-def update_groups(wrappers) -> List[List[PruningWrapper]]:
+def cohorts(wrappers) -> List[List[PruningWrapper]]:
   """Wrappers whose masks one method updates together, in model order.
 
-  One ``prune()`` call makes one group. Wrappers made by hand may share a
-  group name (the default one) but carry different methods or schedules;
-  those are updated apart, each by its own method.
+  One ``prune()`` call makes one cohort. Wrappers made by hand may share a
+  cohort name (the default one) but carry different methods or schedules;
+  those are updated apart, each by its own method. A loaded model gives
+  every wrapper its own copy of the method: here the wrappers of a cohort
+  are made to share one again, the one restored with the run state.
   """
   grouped: Dict[tuple, List[PruningWrapper]] = {}
   for wrapper in wrappers:
-    key = (wrapper.group,
+    key = (wrapper.cohort,
            json.dumps(registry.serialize(wrapper.method), sort_keys=True,
                       default=repr),
            json.dumps(schedules.serialize(wrapper.schedule), sort_keys=True,
                       default=repr))
     grouped.setdefault(key, []).append(wrapper)
+  for members in grouped.values():
+    holder = next((w for w in members if w.holds_state), members[0])
+    for wrapper in members:
+      wrapper.method = holder.method
   return list(grouped.values())
 
 

@@ -168,7 +168,20 @@ class PruningMethod(abc.ABC):
 
   # --- serialisation -------------------------------------------------------
   def get_config(self) -> dict:
+    """The constructor arguments (the same in every wrapper's config)."""
     return {'structure': str(self.structure)}
+
+  def get_state(self) -> dict:
+    """Run state, JSON-able: what wrapping or training decided that the
+    masks alone do not say (a chosen topology, measured statistics, a
+    history). Saved once per cohort, with its first wrapper."""
+    return {}
+
+  def set_state(self, state: dict) -> None:
+    """Restore :meth:`get_state`'s dict (called when a model is loaded)."""
+    if state:
+      raise ValueError(f'{type(self).__name__} keeps no run state, got '
+                       f'{sorted(state)}')
 
   @classmethod
   def from_config(cls, config: dict) -> 'PruningMethod':

@@ -35,7 +35,7 @@ import tf_keras as keras
 from tfprune import apoz as apoz_lib
 from tfprune import groups as groups_lib
 from tfprune.methods import base
-from tfprune.wrapper import collect_wrappers, update_groups
+from tfprune.wrapper import cohorts, collect_wrappers
 
 
 def select_units(values: np.ndarray, alive: np.ndarray,
@@ -123,6 +123,16 @@ class NetworkTrimming(base.PruningMethod):
     return {'trims': self.trim_history,
             'apoz': {n: [round(float(v), 6) for v in a]
                      for n, a in self.apoz_values.items()}}
+
+  def get_state(self) -> dict:
+    return {'apoz': {n: np.asarray(v).tolist()
+                     for n, v in self.apoz_values.items()},
+            'trim_history': self.trim_history}
+
+  def set_state(self, state: dict) -> None:
+    self.apoz_values = {n: np.asarray(v, np.float64)
+                        for n, v in (state.get('apoz') or {}).items()}
+    self.trim_history = list(state.get('trim_history') or [])
 
   def fit_callbacks(self, validation) -> list:
     if validation is None or not len(validation[0]):
@@ -249,7 +259,7 @@ class TrimmingCallback(keras.callbacks.Callback):
   def on_epoch_end(self, epoch, logs=None):
     if self.stopped or not self._due(epoch + 1):
       return
-    groups = dict(enumerate(update_groups(
+    groups = dict(enumerate(cohorts(
         [w for w in collect_wrappers(self.model)
          if isinstance(w.method, NetworkTrimming)])))
     if not groups:

@@ -260,6 +260,12 @@ class PSP(base.PruningMethod):
   def report_info(self) -> Optional[dict]:
     return dict(self.info)
 
+  def get_state(self) -> dict:
+    return {'info': self.info}
+
+  def set_state(self, state: dict) -> None:
+    self.info = dict(state.get('info') or {'frozen_at': None})
+
   def get_config(self):
     name = {v: k for k, v in _ALIASES.items()}.get(str(self.structure),
                                                    str(self.structure))

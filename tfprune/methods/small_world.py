@@ -231,7 +231,9 @@ class SmallWorld(base.PruningMethod):
     regrow_fraction: stage-3 prune-and-regrow fraction per update (0: off).
     p_grid: the p values tried by 'auto'.
     random_graphs: equal-density random graphs averaged for C_r and L_r.
-    topology: filled by ``prune`` (kept in saved models); do not pass.
+
+  Run state (:meth:`get_state`, saved with the model): ``topology``, filled
+  by ``prune``.
   """
 
   def __init__(self, density: float = 0.023,
@@ -239,8 +241,7 @@ class SmallWorld(base.PruningMethod):
                layer_density: Optional[Dict[str, float]] = None,
                rescale_init: bool = True, regrow_fraction: float = 0.0,
                p_grid: Sequence[float] = DEFAULT_P_GRID,
-               random_graphs: int = 2, topology: Optional[dict] = None,
-               structure: str = 'kernel'):
+               random_graphs: int = 2, structure: str = 'kernel'):
     if structure != 'kernel':
       raise ValueError('SmallWorld edges are single Dense weights and whole '
                        "Conv2D kernels: its structure is 'kernel'")
@@ -270,7 +271,7 @@ class SmallWorld(base.PruningMethod):
     self.regrow_fraction = float(regrow_fraction)
     self.p_grid = tuple(float(p) for p in p_grid)
     self.random_graphs = int(random_graphs)
-    self.topology = topology
+    self.topology: Optional[dict] = None
     self._model = None
 
   def score(self, wrapper, index):
@@ -454,8 +455,21 @@ class SmallWorld(base.PruningMethod):
             'seed': self.seed, 'layer_density': dict(self.layer_density),
             'rescale_init': self.rescale_init,
             'regrow_fraction': self.regrow_fraction,
-            'p_grid': list(self.p_grid), 'random_graphs': self.random_graphs,
-            'topology': self.topology}
+            'p_grid': list(self.p_grid), 'random_graphs': self.random_graphs}
+
+  def get_state(self) -> dict:
+    return {} if self.topology is None else {'topology': self.topology}
+
+  def set_state(self, state: dict) -> None:
+    self.topology = state.get('topology')
+
+  @classmethod
+  def from_config(cls, config: dict) -> 'SmallWorld':
+    config = dict(config)
+    state = {'topology': config.pop('topology', None)}  # saved before 0.2
+    method = cls(**config)
+    method.set_state(state)
+    return method
 
 
 def _p_key(p: float) -> int:

@@ -30,8 +30,8 @@ units (columns ``j``). Densities count the edges of the wrapped kernels only
    layer, from the weights and mask before the event:
 
    * counts: ``g = min(max(1, round(growth * c_l)), absent edges, c_l)``;
-     with ``prune=False``: ``g = min(g, c_l - a)`` and ``r = 0`` (growth
-     stops at capacity); with ``prune=True``:
+     with ``prune_weakest=False``: ``g = min(g, c_l - a)`` and ``r = 0`` (growth
+     stops at capacity); with ``prune_weakest=True``:
      ``r = min(a, max(floor(prune_ratio * g), a + g - c_l))``, so ``r < g``
      while the layer is below capacity and ``r = g`` at capacity (edges are
      then recycled, SET-like). ``a`` is the layer's active edge count. After
@@ -93,7 +93,7 @@ _INIT, _EVENT = 1, 2          # rng stream tags
 
 # --- how many -------------------------------------------------------------------
 def event_counts(active: int, capacity: int, possible: int, nominal: int,
-                 prune: bool, prune_ratio: float) -> Tuple[int, int]:
+                 prune_weakest: bool, prune_ratio: float) -> Tuple[int, int]:
   """``(g, r)``: edges grown and pruned in one layer at one event.
 
   Args:
@@ -101,18 +101,18 @@ def event_counts(active: int, capacity: int, possible: int, nominal: int,
     capacity: the layer's capacity ``c_l`` (edges).
     possible: all edges of the layer (``n_in * n_out``).
     nominal: the nominal growth ``round(growth * c_l)``.
-    prune: whether edges are pruned (else growth stops at capacity).
+    prune_weakest: whether edges are pruned (else growth stops at capacity).
     prune_ratio: ``r = floor(prune_ratio * g)`` while below capacity.
 
   The result always satisfies ``active + g - r <= capacity``, ``r <= active``
-  and ``g <= min(possible - active, capacity)``; with ``prune``, ``r < g`` below capacity
+  and ``g <= min(possible - active, capacity)``; with ``prune_weakest``, ``r < g`` below capacity
   and ``r = g`` at capacity.
   """
   if active > capacity:
     raise ValueError(f'{active} active edges already exceed the capacity '
                      f'{capacity}')
   g = max(0, min(int(nominal), possible - active, capacity))
-  if not prune:
+  if not prune_weakest:
     return min(g, capacity - active), 0
   r = max(int(math.floor(prune_ratio * g)), active + g - capacity)
   return g, min(r, active)
@@ -263,7 +263,7 @@ class Synthesis(base.PruningMethod):
     growth: edges grown per event, as a fraction of each layer's capacity.
     strategy: 'strategic' (top origins, Gaussian endpoints) or 'random'
       (uniform over absent edges, the SET-like control).
-    prune: prune the weakest edges at each event (``r < g`` below capacity,
+    prune_weakest: prune the weakest edges at each event (``r < g`` below capacity,
       ``r = g`` at capacity); False grows only, until capacity.
     prune_ratio: ``r / g`` while below capacity, in [0, 1).
     origin_fraction: share of a layer's input units that are origins.
@@ -273,17 +273,19 @@ class Synthesis(base.PruningMethod):
     seed: seeds the initial masks and every event.
     begin_step, end_step: the default schedule's first and last update step
       (``end_step=-1``: no end).
-    history: filled during training (kept in saved models); do not pass.
+
+  Run state (:meth:`get_state`, saved with the model): ``history``, the
+  events of training.
   """
 
   def __init__(self, initial_density: float = 0.02, capacity: float = 0.1,
                grow_every: int = 100, growth: float = 0.1,
-               strategy: str = 'strategic', prune: bool = True,
+               strategy: str = 'strategic', prune_weakest: bool = True,
                prune_ratio: float = 0.5, origin_fraction: float = 0.2,
                init_std: float = 0.0, layer_split: str = 'erdos_renyi',
                rescale_init: bool = True, seed: int = 0,
                begin_step: int = 0, end_step: int = -1,
-               history: Optional[dict] = None, structure: str = 'weight'):
+               structure: str = 'weight'):
     if structure != 'weight':
       raise ValueError("Synthesis edges are single Dense weights: its "
                        "structure is 'weight'")
@@ -323,7 +325,7 @@ class Synthesis(base.PruningMethod):
     self.grow_every = int(grow_every)
     self.growth = float(growth)
     self.strategy = strategy
-    self.prune = bool(prune)
+    self.prune_weakest = bool(prune_weakest)
     self.prune_ratio = float(prune_ratio)
     self.origin_fraction = float(origin_fraction)
     self.init_std = float(init_std)
@@ -333,7 +335,7 @@ class Synthesis(base.PruningMethod):
     self.begin_step = int(begin_step)
     self.end_step = int(end_step)
     self.schedule()            # validates begin_step / end_step
-    self.history = history
+    self.history: Optional[dict] = None
     self._model = None
 
   def schedule(self, begin_step: Optional[int] = None,
@@ -377,7 +379,7 @@ class Synthesis(base.PruningMethod):
     return small_world.allocate({n: (a, b, 1) for n, (a, b) in sizes.items()},
                                 budget)
 
-  def plan(self, wrappers) -> Dict[str, Dict[str, int]]:
+  def layer_budgets(self, wrappers) -> Dict[str, Dict[str, int]]:
     """Per layer: possible edges, initial edges, capacity, growth per event."""
     sizes = self._sizes(wrappers)
     start = self._split(sizes, self.initial_density)
@@ -409,7 +411,7 @@ class Synthesis(base.PruningMethod):
           f'the Periodic schedule updates every {schedule.frequency} steps '
           f'but grow_every={self.grow_every}; build it with '
           'method.schedule(begin_step, end_step) or make them equal')
-    plan = self.plan(wrappers)
+    plan = self.layer_budgets(wrappers)
     empty = [n for n, p in plan.items() if p['initial'] == 0]
     if empty:
       raise ValueError(
@@ -428,7 +430,7 @@ class Synthesis(base.PruningMethod):
     total = sum(p['possible'] for p in plan.values())
     initial = sum(p['initial'] for p in plan.values())
     self.history = {
-        'strategy': self.strategy, 'prune': self.prune,
+        'strategy': self.strategy, 'prune_weakest': self.prune_weakest,
         'possible_edges': total, 'initial_edges': initial,
         'capacity_edges': sum(p['capacity'] for p in plan.values()),
         'edges': initial, 'density': initial / total,
@@ -448,7 +450,7 @@ class Synthesis(base.PruningMethod):
           f'Synthesis keeps its own budget and got a target sparsity '
           f'{sparsity} (a one-shot float or a target schedule); pass '
           'schedule=None or method.schedule(...)')
-    plan = self.plan(wrappers)
+    plan = self.layer_budgets(wrappers)
     if self.history is None:       # e.g. a method built by hand
       self.history = {'events': 0, 'grown': 0, 'pruned': 0, 'log': [],
                       'at_capacity_step': None,
@@ -464,7 +466,7 @@ class Synthesis(base.PruningMethod):
       mask = np.asarray(wrapper.masks[0]) > 0
       active = int(mask.sum())
       g, r = event_counts(active, p['capacity'], p['possible'], p['growth'],
-                          self.prune, self.prune_ratio)
+                          self.prune_weakest, self.prune_ratio)
       rng = np.random.default_rng([self.seed, _EVENT, int(step), i])
       if self.strategy == 'strategic':
         grow = grow_strategic(kernel, mask, g, self.origin_fraction, rng)
@@ -507,12 +509,27 @@ class Synthesis(base.PruningMethod):
     return {'initial_density': self.initial_density,
             'capacity': self.capacity, 'grow_every': self.grow_every,
             'growth': self.growth, 'strategy': self.strategy,
-            'prune': self.prune, 'prune_ratio': self.prune_ratio,
+            'prune_weakest': self.prune_weakest, 'prune_ratio': self.prune_ratio,
             'origin_fraction': self.origin_fraction,
             'init_std': self.init_std, 'layer_split': self.layer_split,
             'rescale_init': self.rescale_init, 'seed': self.seed,
-            'begin_step': self.begin_step, 'end_step': self.end_step,
-            'history': self.history}
+            'begin_step': self.begin_step, 'end_step': self.end_step}
+
+  def get_state(self) -> dict:
+    return {} if self.history is None else {'history': self.history}
+
+  def set_state(self, state: dict) -> None:
+    self.history = state.get('history')
+
+  @classmethod
+  def from_config(cls, config: dict) -> 'Synthesis':
+    config = dict(config)
+    state = {'history': config.pop('history', None)}  # saved before 0.2
+    if 'prune' in config:                              # renamed in 0.2
+      config['prune_weakest'] = config.pop('prune')
+    method = cls(**config)
+    method.set_state(state)
+    return method
 
 
 __all__ = ['Synthesis', 'event_counts', 'overlap', 'chance', 'masks',
