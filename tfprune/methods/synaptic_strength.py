@@ -385,6 +385,13 @@ class SynapticStrength(base.PruningMethod):
   def report_info(self) -> Optional[dict]:
     return dict(self.info)
 
+  def get_state(self) -> dict:
+    return {'info': self.info}
+
+  def set_state(self, state: dict) -> None:
+    self.info = dict(state.get('info') or {'l1': self.l1, 'folded_bn': None,
+                                           'pruned': None})
+
   def get_config(self):
     return {'l1': self.l1, 'target': self.target, 'threshold': self.threshold,
             'fold_bn': self.fold_bn, 'epsilon': self.epsilon,

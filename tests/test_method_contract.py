@@ -1,0 +1,208 @@
+"""The contract every registered pruning method passes.
+
+Parametrised over the method registry: a method added to ``tfprune`` (one
+module and ``@register``) is checked here without a line of new test code,
+trained with the default recipe (a ``PolynomialDecay`` target schedule,
+default layers) unless ``RECIPES`` says how it is driven instead.
+
+For each method: its config survives a round trip and holds no run state;
+``fit`` with ``PruningStep`` prunes; the stripped model computes what the
+wrapped one does; ``report`` is JSON; ``.keras``, ``.h5`` and SavedModel
+keep the masks and the method's run state (saved once, with one wrapper),
+and training resumed from each ends with the masks of the uninterrupted
+run; under ``MirroredStrategy`` on two CPUs every replica holds the same
+masks.
+"""
+
+import functools
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+import tfprune
+from tfprune import registry
+from tfprune.wrapper import cohorts, collect_wrappers
+
+L = keras.layers
+N, BATCH, EPOCHS = 64, 16, 2          # 8 steps of training
+
+
+def _schedule():
+  return tfprune.schedules.PolynomialDecay(0.0, 0.5, begin_step=0,
+                                           end_step=8, frequency=2)
+
+
+def _trimming_callbacks(x):
+  return [tfprune.TrimmingCallback(x[:32], every=1)]
+
+
+# How a method is driven when the default (target schedule) does not fit it:
+# class name -> (kwargs, schedule factory or None, layers, extra callbacks).
+RECIPES = {
+    'PSP': (dict(structure='filter'), _schedule, None, None),  # target mode
+    'NetworkTrimming': (dict(fraction=0.25), None, None, _trimming_callbacks),
+    'SmallWorld': (dict(density=0.4, rewire_p=0.2), None, None, None),
+    'Synthesis': (dict(initial_density=0.05, capacity=0.2, grow_every=2),
+                  None, ['fc1'], None),
+    'SynapticStrength': (dict(l1=1e-3), _schedule, None, None),
+    'Magnitude': (dict(structure='channel'), _schedule, None, None),
+}
+METHODS = sorted(name for name, cls in registry._CLASSES.items()  # pylint: disable=protected-access
+                 if cls.__module__.startswith('tfprune.'))
+
+
+def _recipe(name):
+  kwargs, schedule, layers, extra = RECIPES.get(name, ({}, _schedule, None,
+                                                       None))
+  method = registry.get(name, **kwargs)
+  return (method, schedule() if schedule else None, layers,
+          extra or (lambda x: []))
+
+
+def _model():
+  """conv -> BN -> ReLU -> conv -> pool -> Dense -> logits, 8x8x1 input."""
+  inputs = keras.Input((8, 8, 1))
+  x = L.Conv2D(8, 3, padding='same', name='conv1')(inputs)
+  x = L.BatchNormalization(name='bn1')(x)
+  x = L.ReLU(name='relu1')(x)
+  x = L.Conv2D(8, 3, padding='same', activation='relu', name='conv2')(x)
+  x = L.MaxPooling2D(2, name='pool')(x)
+  x = L.Flatten(name='flatten')(x)
+  x = L.Dense(16, activation='relu', name='fc1')(x)
+  return keras.Model(inputs, L.Dense(4, name='logits')(x), name='contract')
+
+
+def _data():
+  rng = np.random.RandomState(0)
+  return (rng.rand(N, 8, 8, 1).astype(np.float32),
+          rng.randint(0, 4, N).astype(np.int32))
+
+
+def _compile(model):
+  model.compile(keras.optimizers.SGD(0.05),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+
+def _fit(model, name, epochs, x, y):
+  extra = _recipe(name)[3]
+  model.fit(x, y, batch_size=BATCH, epochs=epochs, shuffle=False, verbose=0,
+            callbacks=[tfprune.PruningStep()] + extra(x))
+
+
+def _masks(model):
+  return {w.name: [np.asarray(m) for m in w.masks]
+          for w in collect_wrappers(model, followers=True)}
+
+
+@functools.lru_cache(maxsize=None)
+def _trained(name):
+  """A model pruned by method ``name`` and trained EPOCHS epochs (cached:
+  several checks read the same run)."""
+  keras.utils.set_random_seed(7)
+  method, schedule, layers, _ = _recipe(name)
+  pruned = tfprune.prune(_model(), method, schedule, layers=layers)
+  _compile(pruned)
+  x, y = _data()
+  _fit(pruned, name, EPOCHS, x, y)
+  return pruned
+
+
+@pytest.mark.parametrize('name', METHODS)
+def test_config_round_trips_and_holds_no_run_state(name):
+  method = _recipe(name)[0]
+  again = registry.deserialize(registry.serialize(method))
+  assert type(again) is type(method)
+  assert again.get_config() == method.get_config()
+  pruned = _trained(name)
+  state = pruned_method(pruned).get_state()
+  assert not set(state) & set(method.get_config())
+  json.dumps(state)                                  # JSON-able
+
+
+def pruned_method(model):
+  (members,) = cohorts(collect_wrappers(model))
+  assert len({id(w.method) for w in members}) == 1  # one method per cohort
+  return members[0].method
+
+
+@pytest.mark.parametrize('name', METHODS)
+def test_fit_prunes_and_strip_computes_the_same(name):
+  pruned = _trained(name)
+  masks = _masks(pruned)
+  assert any((m == 0).any() for ms in masks.values() for m in ms), name
+  for wrapper in collect_wrappers(pruned):
+    assert int(wrapper.pruning_step.numpy()) == EPOCHS * N // BATCH
+  x = _data()[0][:8]
+  np.testing.assert_allclose(tfprune.strip(pruned).predict(x, verbose=0),
+                             pruned.predict(x, verbose=0), atol=1e-5)
+  text = json.dumps(tfprune.report(pruned))
+  assert '"totals"' in text
+
+
+@pytest.mark.parametrize('name', METHODS)
+def test_save_load_resume_keeps_masks_and_run_state(name, tmp_path):
+  pruned = _trained(name)
+  x, y = _data()
+  state = json.dumps(pruned_method(pruned).get_state(), sort_keys=True)
+  info = tfprune.report(pruned).get('methods')
+  holders = [w for w in collect_wrappers(pruned) if w.holds_state]
+  assert len(holders) == 1                      # run state saved once
+  loaded = {}
+  for fmt in ('keras', 'h5', 'savedmodel'):
+    path = str(tmp_path / ('model' if fmt == 'savedmodel' else
+                           f'model.{fmt}'))
+    pruned.save(path)
+    with tfprune.custom_object_scope():
+      model = keras.models.load_model(path, compile=False)
+    for key, values in _masks(pruned).items():
+      for a, b in zip(values, _masks(model)[key]):
+        np.testing.assert_array_equal(a, b, err_msg=f'{fmt} {key}')
+    assert json.dumps(pruned_method(model).get_state(),
+                      sort_keys=True) == state, fmt
+    assert tfprune.report(model).get('methods') == info, fmt
+    loaded[fmt] = model
+  # Resume: one more epoch from the saved state ends where the
+  # uninterrupted run ends (plain SGD: no optimizer state to lose).
+  with tfprune.custom_object_scope():
+    reference = keras.models.model_from_json(pruned.to_json())
+  reference.set_weights(pruned.get_weights())
+  for model in [reference] + list(loaded.values()):
+    _compile(model)
+    _fit(model, name, 1, x, y)
+  expected = _masks(reference)
+  for fmt, model in loaded.items():
+    for key, values in expected.items():
+      for a, b in zip(values, _masks(model)[key]):
+        np.testing.assert_array_equal(a, b, err_msg=f'resumed {fmt} {key}')
+
+
+@functools.lru_cache(maxsize=None)
+def _strategy():
+  """One MirroredStrategy for the module: strategies made one after the
+  other in a process can mix up their collective instance keys."""
+  devices = [d.name for d in tf.config.list_logical_devices('CPU')][:2]
+  return tf.distribute.MirroredStrategy(devices)
+
+
+@pytest.mark.parametrize('name', METHODS)
+def test_mirrored_strategy_replicas_hold_the_same_masks(name):
+  strategy = _strategy()
+  x, y = _data()
+  with strategy.scope():
+    method, schedule, layers, _ = _recipe(name)
+    pruned = tfprune.prune(_model(), method, schedule, layers=layers)
+    _compile(pruned)
+  _fit(pruned, name, 1, x, y)
+  for wrapper in collect_wrappers(pruned, followers=True):
+    for mask in wrapper.masks:
+      values = [v.numpy() for v in mask.values]
+      assert len(values) == 2
+      np.testing.assert_array_equal(values[0], values[1])
+
+
+def test_every_registered_method_is_checked():
+  assert {'Magnitude', 'PSP', 'NetworkTrimming', 'SmallWorld', 'Synthesis',
+          'SynapticStrength'} <= set(METHODS)
