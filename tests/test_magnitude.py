@@ -81,12 +81,17 @@ def test_channel_magnitude_prunes_smallest_l1_channels():
   kernel = np.ones((12, 16), np.float32) * np.arange(1, 17)
   kernel[:, 5] = -100.0   # large magnitude despite the sign
   wrapper.layer.kernel.assign(kernel)
+  wrapper.layer.bias.assign(np.full(16, 0.5, np.float32))
   wrapper.method.update_masks([wrapper], 0.5, step=1)
   kept = np.flatnonzero(wrapper.masks[0].numpy())
   np.testing.assert_array_equal(kept, [5, 9, 10, 11, 12, 13, 14, 15])
   # pruned channels are zeroed, bias included
   assert np.all(wrapper.layer.kernel.numpy()[:, 0] == 0)
   assert np.all(wrapper.layer.kernel.numpy()[:, 5] == -100)
+  bias = wrapper.layer.bias.numpy()
+  np.testing.assert_array_equal(np.flatnonzero(bias), kept)
+  stripped = tfprune.strip(model).get_layer('h1')
+  np.testing.assert_array_equal(np.flatnonzero(stripped.bias.numpy()), kept)
 
 
 def test_global_scope_ranks_across_layers():
