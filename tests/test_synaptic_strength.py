@@ -323,7 +323,9 @@ def test_saved_model_keeps_strengths_masks_and_penalty_state(tmp_path):
   assert float(tf.add_n(loaded.losses)) == 0.0
   assert not loaded.get_layer('bn2').scale
   info = tfprune.report(loaded)['methods']['synapticstrength_0']
-  assert info['folded_bn'] is None and info['pruned'] is None   # not known
+  assert info == tfprune.report(pruned)['methods']['synapticstrength_0']
+  assert info['folded_bn'] == {'conv1': 'bn1', 'conv2': 'bn2'}   # run state
+  assert info['pruned']['frozen']                                # saved
 
 
 def test_max_ratio_floor_keeps_every_layer_from_collapsing():

@@ -45,29 +45,17 @@ def _fused_relu(layer) -> bool:
   return keras.activations.serialize(activation) in _ZERO_ACTIVATIONS
 
 
-def _single_consumer(layer):
-  consumers = {id(c): c for c in graph.layer_consumers(layer)}
-  return next(iter(consumers.values())) if len(consumers) == 1 else None
-
-
 def followers(layer) -> Tuple[List, Optional[keras.layers.Layer]]:
   """The channel-wise layers after ``layer`` and the first ReLU after them.
 
-  Walks single consumers through BatchNormalization/Dropout/Identity;
-  returns ``(pass_through_layers, relu_or_None)``.
+  Walks single consumers through BatchNormalization/Dropout/Identity (a
+  BatchNormalization follower wrapper counts as its layer); returns
+  ``(pass_through_layers, relu_or_None)``.
   """
-  chain, current = [], layer
-  while True:
-    nxt = _single_consumer(current)
-    if nxt is None:
-      return chain, None
-    inner = graph.unwrapped(nxt)      # a BatchNormalization follower wrapper
-    if _is_relu(inner):
-      return chain, nxt
-    if not isinstance(inner, _PASS_THROUGH):
-      return chain, None
-    chain.append(inner)
-    current = nxt
+  chain, stop = graph.consumer_chain(
+      layer, lambda l: isinstance(graph.unwrapped(l), _PASS_THROUGH))
+  relu = stop if stop is not None and _is_relu(graph.unwrapped(stop)) else None
+  return [graph.unwrapped(l) for l in chain], relu
 
 
 def has_relu(layer) -> bool:

@@ -53,7 +53,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -205,11 +205,40 @@ class ChannelGraph:
     return [(n, i) for n in self.nodes for i, k in enumerate(n.inputs)
             if k == key]
 
+  def producer(self, key: TensorKey) -> Node:
+    """The node that makes a tensor."""
+    return next(n for n in self.nodes if key in n.outputs)
+
 
 def layer_consumers(layer) -> List:
   """The layers that read ``layer``'s output, in node order (Keras layer
   graph; every model the layer was called in counts)."""
   return [node.outbound_layer for node in layer._outbound_nodes]  # pylint: disable=protected-access
+
+
+def single_consumer(layer):
+  """The one layer that reads ``layer``'s output, or None (none, or
+  several)."""
+  consumers = {id(c): c for c in layer_consumers(layer)}
+  return next(iter(consumers.values())) if len(consumers) == 1 else None
+
+
+def consumer_chain(layer, through: Callable) -> Tuple[List, Optional[object]]:
+  """Follow single consumers from ``layer`` while ``through(consumer)``
+  holds: ``(the layers passed, the first single consumer not passed)``;
+  the second is None where the chain forks or ends."""
+  chain, current = [], layer
+  while True:
+    nxt = single_consumer(current)
+    if nxt is None or not through(nxt):
+      return chain, nxt
+    chain.append(nxt)
+    current = nxt
+
+
+def call_count(layer) -> int:
+  """How many times ``layer`` was called (more than once: shared)."""
+  return len(layer._inbound_nodes)  # pylint: disable=protected-access
 
 
 def unwrapped(layer):

@@ -57,37 +57,36 @@ STRUCTURES = ('column', 'input_channel', 'filter', 'layer')
 _ALIASES = {'filter': 'channel'}
 
 
-def _single_input(layer):
-  inputs = layer.input
-  return inputs if not isinstance(inputs, (list, tuple)) else None
-
-
 def on_residual_branch(model: keras.Model, name: str) -> bool:
   """Whether layer ``name`` sits on a branch that an identity shortcut
   bypasses: its output reaches an ``Add`` through single-consumer layers,
-  and the Add's other input is the tensor the branch started from."""
-  layer = model.get_layer(name)
-  ancestors = []
-  tensor = _single_input(layer)
-  while tensor is not None:
-    ancestors.append(tensor)
-    history = getattr(tensor, '_keras_history', None)
-    if history is None or isinstance(history.layer, keras.layers.InputLayer):
+  and the Add's other input is a tensor the branch started from (an
+  ancestor through single-input layers)."""
+  try:
+    g = graph.build(model, warn=False)
+  except TypeError:               # not a flat model: no shortcut to find
+    return False
+  current = next(n for n in g.nodes if n.name == name)
+  if len(current.inputs) != 1:
+    return False
+  ancestors, key = set(), current.inputs[0]
+  while True:
+    ancestors.add(key)
+    producer = g.producer(key)
+    if producer.kind == graph.INPUT or len(producer.inputs) != 1:
       break
-    tensor = _single_input(history.layer)
-  current = layer
-  for _ in range(len(model.layers)):
-    consumers = graph.layer_consumers(current)
-    if len(consumers) != 1:
+    key = producer.inputs[0]
+  while True:
+    readers = g.consumers(current.outputs[0])
+    if len(readers) != 1:
       return False
-    nxt = consumers[0]
-    if isinstance(nxt, keras.layers.Add):
-      others = [t for t in nxt.input if t is not current.output]
-      return len(others) == 1 and any(others[0] is a for a in ancestors)
-    if _single_input(nxt) is None:
+    nxt = readers[0][0]
+    if isinstance(nxt.role_layer, keras.layers.Add):
+      others = [k for k in nxt.inputs if k != current.outputs[0]]
+      return len(others) == 1 and others[0] in ancestors
+    if len(nxt.inputs) != 1:
       return False
     current = nxt
-  return False
 
 
 @base.register

@@ -65,7 +65,7 @@ def _foldable_bn(conv) -> Optional[keras.layers.BatchNormalization]:
   if not bns:
     return None
   bn = bns[0]
-  if len(consumers) != 1 or len(bn._inbound_nodes) != 1:  # pylint: disable=protected-access
+  if len(consumers) != 1 or graph.call_count(bn) != 1:
     logger.warning(
         'SynapticStrength: BatchNormalization %r after %r also serves other '
         'layers, so its scale is not folded; it can absorb what the penalty '
