@@ -1,7 +1,7 @@
 """LeNet-300-100 on MNIST grown by Synthesis from 2% to a 10% capacity.
 
 Inspired by Finlinson & Moschoyiannis, "Synthesis and Pruning" (2020); the
-algorithm is tfprune's reconstruction (METHODS.md section 4,
+algorithm is tfprune's reconstruction (docs/METHODS.md section 4,
 tfprune/methods/synthesis.py). Every wrapped kernel (fc1, fc2 and the
 classifier) starts with random edges at 2% of all edges (split over the
 layers with the Erdos-Renyi rule); every 100 steps each layer grows 10% of

@@ -5,7 +5,7 @@ loses its scale, folded into s). Stage 1: train from scratch with the L1
 penalty on s (the pruning epochs). Stage 2, the first step of the final
 epochs: one global threshold on |s| prunes exactly ``target`` of the 1,020
 conv connections; masks freeze, the penalty switches off, and the final
-epochs fine-tune (fresh optimizer). METHODS.md section 5 says what is
+epochs fine-tune (fresh optimizer). docs/METHODS.md section 5 says what is
 reconstructed.
 
     python -m tfprune.train \

@@ -6,7 +6,7 @@ separates the columns, |alpha| < epsilon prunes them (straight-through, so
 they can return) until freeze_step, when the masks are fixed; the last
 epochs fine-tune. freeze_step is in steps: 938 per epoch at batch 64 on the
 60,000 training images (validation_fraction 0). Filter pruning:
---config.method_kwargs.structure=filter. See METHODS.md section 2.
+--config.method_kwargs.structure=filter. See docs/METHODS.md section 2.
 
     python -m tfprune.train --config=configs/lenet5_mnist_psp.py \
         --data_dir=../shared/data --workdir=runs/lenet5_psp

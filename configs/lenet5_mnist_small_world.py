@@ -5,7 +5,7 @@ Stage 1 (before any training): tfprune.methods.SmallWorld keeps 2.3% of the
 rewiring probability chosen by the small-world coefficient sigma. Stage 2:
 train from scratch with the masks fixed. Stage 3: fine-tune at a 10x lower
 learning rate (final_epochs). The chosen p, C, L and sigma are in
-report.json under "methods". See METHODS.md section 1 for what is
+report.json under "methods". See docs/METHODS.md section 1 for what is
 reconstructed.
 
     python -m tfprune.train --config=configs/lenet5_mnist_small_world.py \

@@ -6,7 +6,7 @@ and the units of conv2 / ip1 with APoZ >= mean + 1 std (among the units
 still alive) are masked; the last epochs retrain without trimming. The run
 then removes the trimmed units (shrink) before export. Caffe's LeNet-5 has
 no ReLU after its convs, so conv APoZ would be 0 there: conv_relu=True is a
-documented deviation (METHODS.md section 3). For physical removal after
+documented deviation (docs/METHODS.md section 3). For physical removal after
 every iteration use tfprune.trim_and_retrain (the benchmark).
 
     python -m tfprune.train --config=configs/lenet5_mnist_trimming.py \

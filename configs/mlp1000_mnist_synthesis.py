@@ -1,7 +1,7 @@
 """A 784-1000-1000-10 MLP on MNIST grown by Synthesis from 2% to 10%.
 
 Inspired by Finlinson & Moschoyiannis, "Synthesis and Pruning" (2020); the
-algorithm is tfprune's reconstruction (METHODS.md section 4,
+algorithm is tfprune's reconstruction (docs/METHODS.md section 4,
 tfprune/methods/synthesis.py). As configs/lenet300_mnist_synthesis.py but on
 the deeper net (1,796,010 params), with 5 epochs of 469 steps, an event every
 50 steps and growth ending at step 1563 (about two thirds of training).

@@ -69,7 +69,7 @@ def _raw_convert(model, mode):
 
 
 def test_refused_int8_sparse_pattern_really_fails_to_load(tmp_path):
-  """Re-measures TFLITE.md 1.4: int8 DENSIFY -> FULLY_CONNECTED."""
+  """Re-measures docs/TFLITE.md section 1.4: int8 DENSIFY -> FULLY_CONNECTED."""
   from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
   model = tfprune.strip(tfprune.prune(_fc_model(), schedule=0.75))
   with pytest.raises(RuntimeError, match='failed to prepare'):
@@ -83,7 +83,8 @@ def test_refused_int8_sparse_pattern_really_fails_to_load(tmp_path):
 
 
 def test_refused_fp16_blocked_pattern_really_gives_nan(tmp_path):
-  """Re-measures TFLITE.md 1.4: a 1x4-blocked sparse FC behind DEQUANTIZE."""
+  """Re-measures docs/TFLITE.md section 1.4: a 1x4-blocked sparse FC behind
+  DEQUANTIZE."""
   from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
   model = tfprune.strip(tfprune.prune(
       _fc_model(), tfprune.methods.Magnitude('block(4,1)'), schedule=0.75))

@@ -3,7 +3,7 @@
 A unit (Dense neuron or Conv2D channel) whose post-ReLU output is mostly
 exactly zero on validation data (high APoZ, :mod:`tfprune.apoz`) is trimmed
 with its in- and out-connections; the network is retrained from the
-surviving weights, and the loop repeats. tfprune's choices (METHODS.md
+surviving weights, and the loop repeats. tfprune's choices (docs/METHODS.md
 section 3):
 
 * Rule, per layer, among the units still alive: trim those with
@@ -19,10 +19,11 @@ section 3):
   Or the one-call driver ``tfprune.trim_and_retrain``
   (:mod:`tfprune.trim_retrain`), which physically removes trimmed units
   after every iteration, so retraining runs on the smaller network.
-* With BatchNorm between a layer and its ReLU, the driver zeroes the trimmed
-  units' BN scale and shift so they output exactly 0; the mask route cannot
-  (BN is not wrapped), so a trimmed unit there outputs the constant BN shift,
-  which ``shrink`` folds into the next layer where that is exact.
+* With BatchNorm between a layer and its ReLU, a trimmed unit outputs
+  exactly 0 either way: the driver zeroes its BN scale and shift, and the
+  mask route masks them through the BN *follower* that channel-group
+  pruning wraps (a model the channel graph cannot group keeps the constant
+  BN shift, which ``shrink`` folds into the next layer where that is exact).
 """
 
 from __future__ import annotations

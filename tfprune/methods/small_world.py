@@ -3,7 +3,7 @@
 The paper trims a network into a "locally clustered, globally sparse"
 Small-World graph before training, trains it, then optimises it for
 accuracy. It does not say how the graph is built; tfprune's reconstruction
-(``METHODS.md`` section 1, every step a documented choice):
+(``docs/METHODS.md`` section 1, every step a documented choice):
 
 1. *Level 1, network:* a global budget, ``density`` x all parameters of the
    model, is split over the wrapped layers. Parameters SmallWorld does not

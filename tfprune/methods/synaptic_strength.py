@@ -21,8 +21,9 @@ a trained ``gamma`` into the conv so the inference function is unchanged
 batch statistics, so a channel's overall scale is normalised away there: a
 converted net trains as if ``|gamma| = 1``.
 
-What is reconstructed (METHODS.md section 5): the exact strength definition,
-the threshold rule and the penalty value are not from the paper's text.
+What is reconstructed (docs/METHODS.md section 5): the exact strength
+definition, the threshold rule and the penalty value are not from the paper's
+text.
 With SGD the penalty moves an alive strength by ``lr * l1`` per step; with
 an adaptive optimizer (Adam) the step is normalised by the total gradient,
 so where the penalty dominates (connections the data does not need) a

@@ -5,7 +5,7 @@ architecture, adding connections "strategically" (origins at highly
 performing nodes, endpoints picked by a Gaussian over the weights) until a
 fixed capacity threshold, and prunes weak connections alongside. It gives no
 exact rule, so everything below is tfprune's documented reconstruction
-(``METHODS.md`` section 4), not a reproduction.
+(``docs/METHODS.md`` section 4), not a reproduction.
 
 Terms. For a Dense kernel ``W`` of shape ``[n_in, n_out]`` with mask ``M``,
 an *edge* is one weight ``(i, j)``; *origins* are the kernel's input units
