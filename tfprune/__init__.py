@@ -4,7 +4,12 @@ Wrap layers with ``prune``, train with ``model.fit(callbacks=[PruningStep()])``,
 fold the masks with ``strip``, measure with ``report``.
 """
 
-from tfprune import data
+# First, before anything imports TensorFlow: drop its C++ start-up notices
+# (tfprune/_tf_logs.py says which, and how to see them).
+from tfprune import _tf_logs
+_tf_logs.import_tensorflow()
+
+from tfprune import data  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tfprune import methods
 from tfprune import models
 from tfprune import schedules
