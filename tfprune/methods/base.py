@@ -8,6 +8,7 @@ scores structures, and writes new masks when the schedule says so.
 from __future__ import annotations
 
 import abc
+import re
 from typing import Dict, List, Optional, Sequence, Type
 
 import tensorflow as tf
@@ -26,6 +27,12 @@ def register(cls):
 
 def _key(name: str) -> str:
   return name.replace('_', '').lower()
+
+
+def names() -> List[str]:
+  """The registered methods as ``get`` and configs spell them (snake case)."""
+  return sorted(re.sub(r'(?<=[a-z])(?=[A-Z])', '_', n).lower()
+                for n in _REGISTRY)
 
 
 def get(name: str, **kwargs) -> 'PruningMethod':
