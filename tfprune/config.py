@@ -65,7 +65,8 @@ def default_config() -> config_dict.ConfigDict:
   c.final_epochs = 0
   c.final_learning_rate = -1.0
   c.momentum = 0.9
-  c.verbose = 2
+  c.verbose = -1            # Keras fit: -1 'auto' (a bar at a terminal, a
+                            # line per epoch in a log), 0, 1 or 2
   # Physically remove dead channels before export: 'auto' does it for the
   # channel, kernel and layer structures; 'yes' / 'no' force it.
   c.shrink = 'auto'
