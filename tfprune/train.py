@@ -176,7 +176,8 @@ def catalogue() -> str:
            'methods (config.method):', '  ' + ', '.join(methods.names()), '']
   folder = configs_dir()
   if folder:
-    lines.append(f'configs ({os.path.relpath(folder)}/):')
+    shown = os.path.relpath(folder)
+    lines.append(f'configs ({folder if shown.startswith("..") else shown}/):')
     for path in sorted(glob.glob(os.path.join(folder, '*.py'))):
       lines.append(f'  {os.path.basename(path):36s} {_first_line(path)}')
     lines.append('')
