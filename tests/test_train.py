@@ -1,5 +1,6 @@
 """The main job end to end on the embedded data, and its input errors."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -39,10 +40,11 @@ def _tiny_config():
 def test_run_writes_every_output(tmp_path):
   workdir = str(tmp_path / 'run')
   metrics = experiment.run(_tiny_config(), workdir)
+  chart = ['layers.png'] if importlib.util.find_spec('matplotlib') else []
   assert sorted(os.listdir(workdir)) == sorted([
-      '.tfprune_run', 'logs', 'metrics.json', 'model.keras', 'model.tflite',
-      'plan.json', 'report.json', 'report.md', 'shrunk.keras', 'sparsity.csv',
-      'stripped.keras'])
+      '.tfprune_run', 'dense.tflite', 'logs', 'metrics.json', 'model.keras',
+      'model.tflite', 'plan.json', 'report.json', 'report.md', 'shrunk.keras',
+      'sparsity.csv', 'stripped.keras', 'stripped.tflite'] + chart)
   assert not os.path.exists(workdir + '.partial')
   with open(os.path.join(workdir, 'report.json')) as f:
     rep = json.load(f)
