@@ -52,12 +52,18 @@ def test_no_wrappers_is_a_no_op():
   assert step.step == 0
 
 
-def test_sparsity_logger_csv_and_tensorboard(tmp_path):
-  x, y = random_batch()
+def _half_channels_pruned():
+  """small_conv_model with half its channels pruned, compiled."""
   model = tfprune.prune(small_conv_model(),
                         tfprune.methods.Magnitude('channel'), schedule=0.5)
   model.compile('sgd', keras.losses.SparseCategoricalCrossentropy(
       from_logits=True))
+  return model
+
+
+def test_sparsity_logger_csv_and_tensorboard(tmp_path):
+  x, y = random_batch()
+  model = _half_channels_pruned()
   csv_path = str(tmp_path / 'logs' / 'sparsity.csv')
   logger = tfprune.SparsityLogger(log_dir=str(tmp_path / 'tb'),
                                   csv_path=csv_path)
@@ -183,10 +189,7 @@ def test_a_custom_training_loop_gets_the_masks_fit_gets():
 def test_tensorboard_reads_sparsity_scalars_and_mask_images(tmp_path):
   from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
   x, y = random_batch()
-  model = tfprune.prune(small_conv_model(),
-                        tfprune.methods.Magnitude('channel'), schedule=0.5)
-  model.compile('sgd', keras.losses.SparseCategoricalCrossentropy(
-      from_logits=True))
+  model = _half_channels_pruned()
   model.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[
       tfprune.PruningStep(), tfprune.SparsityLogger(str(tmp_path / 'tb'))])
   events = event_accumulator.EventAccumulator(

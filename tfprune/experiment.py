@@ -206,7 +206,7 @@ def _convert(model, path: str) -> Dict:
 def _latency(paths: Dict[str, str]) -> Dict[str, float]:
   """Median 1-thread latency (us) of each file, measured interleaved."""
   import tflite_export  # pylint: disable=g-import-not-at-top
-  result = tflite_export.bench(list(paths.values()), threads=(1,), rounds=5,
+  result = tflite_export.bench(list(paths.values()), threads=(1,), rounds=3,
                                block_seconds=0.1, warmup=10)
   by_path = {r['path']: r['median_us'] for r in result['results']}
   return {name: by_path[path] for name, path in paths.items()}

@@ -68,6 +68,12 @@ class Progress:
   def stream(self) -> TextIO:
     return self._stream if self._stream is not None else sys.stdout
 
+  def _terminal(self) -> bool:
+    try:
+      return bool(self.stream.isatty())
+    except (AttributeError, ValueError):   # no isatty, or a closed stream
+      return False
+
   def line(self) -> str:
     """The current line: label, count, bar, elapsed and ETA."""
     elapsed = time.monotonic() - self.start
@@ -86,11 +92,7 @@ class Progress:
     now = time.monotonic()
     if delay is None or now - self.start < delay:
       return
-    try:
-      terminal = self.stream.isatty()
-    except (AttributeError, ValueError):
-      terminal = False
-    if terminal:
+    if self._terminal():
       self.stream.write('\r' + self.line())
     elif now - self._last_line >= LOG_EVERY or self.done == self.total:
       self.stream.write(self.line() + '\n')
@@ -104,11 +106,7 @@ class Progress:
     """Finish the display (a last line if a bar was shown)."""
     if not self._shown:
       return
-    try:
-      terminal = self.stream.isatty()
-    except (AttributeError, ValueError):
-      terminal = False
-    if terminal:
+    if self._terminal():
       self.stream.write('\r' + self.line() + '\n')
     elif self.done != self.total:   # stopped early: say where
       self.stream.write(self.line() + '\n')
