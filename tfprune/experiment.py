@@ -191,8 +191,6 @@ def _phase_labels(schedule, steps_per_epoch: int, what: str):
   return keras.callbacks.LambdaCallback(on_epoch_begin=begin)
 
 
-
-
 def _convert(model, path: str) -> Dict:
   """Convert ``model`` to ``path`` (a phase line says so)."""
   import tflite_export  # pylint: disable=g-import-not-at-top
@@ -210,6 +208,47 @@ def _latency(paths: Dict[str, str]) -> Dict[str, float]:
                                block_seconds=0.1, warmup=10)
   by_path = {r['path']: r['median_us'] for r in result['results']}
   return {name: by_path[path] for name, path in paths.items()}
+
+
+def _sizes(totals: Dict) -> Dict:
+  """The summary.Row size fields from a report's totals."""
+  return {k: totals[k] for k in ('params', 'nonzero_params', 'macs',
+                                 'effective_macs')}
+
+
+def _summary(partial: str, metrics: Dict, dense: summary.Row, stripped,
+             shrunk, rep) -> str:
+  """The summary table: dense vs pruned (stripped) vs shrunk, timed.
+
+  ``model.tflite`` (already written and checked) holds the shrunk model
+  when ``shrunk`` is given, else the stripped one; with ``shrunk`` the
+  stripped model is converted (``stripped.tflite``) and checked too, so the
+  table shows what shrinking adds.
+  """
+  import tfprune  # pylint: disable=g-import-not-at-top
+  import tflite_export  # pylint: disable=g-import-not-at-top
+  files = {'dense': os.path.join(partial, 'dense.tflite'),
+           'model': os.path.join(partial, 'model.tflite')}
+  rows = [dense, summary.Row('pruned, stripped',
+                             metrics['stripped_test_accuracy'],
+                             **_sizes(tfprune.report(stripped)['totals']))]
+  if shrunk is not None:
+    files['stripped'] = os.path.join(partial, 'stripped.tflite')
+    rows[1].tflite_bytes = _convert(stripped, files['stripped'])['size']
+    rows[1].check = ('ok' if tflite_export.check(files['stripped'], rep).ok
+                     else 'FAILED')
+    rows.append(summary.Row('shrunk', metrics['shrunk_test_accuracy'],
+                            **_sizes(tfprune.report(shrunk)['totals'])))
+  rows[-1].tflite_bytes = metrics['tflite_bytes']
+  rows[-1].check = metrics['tflite_check']
+  latency = _latency(files)
+  rows[0].latency_us, rows[-1].latency_us = latency['dense'], latency['model']
+  if shrunk is not None:
+    rows[1].latency_us = latency['stripped']
+  metrics['dense_tflite_bytes'] = dense.tflite_bytes
+  metrics['dense_latency_us'] = round(latency['dense'], 2)
+  metrics['latency_us'] = round(latency['model'], 2)
+  return summary.table(rows)
 
 
 def run(config, workdir: str, overwrite: bool = False,
@@ -250,9 +289,12 @@ def run(config, workdir: str, overwrite: bool = False,
       model.fit(x_train, y_train, epochs=config.pretrain_epochs, **fit_args)
       metrics['dense_test_accuracy'] = float(
           model.evaluate(x_test, y_test, batch_size=512, verbose=0)[1])
-    dense_totals = tfprune.report(model)['totals']
-    dense_tflite = os.path.join(partial, 'dense.tflite')
-    dense_bytes = _convert(model, dense_tflite)['size']
+    dense = summary.Row(
+        'dense' + ('' if config.pretrain_epochs else ' (untrained)'),
+        metrics.get('dense_test_accuracy'),
+        **_sizes(tfprune.report(model)['totals']),
+        tflite_bytes=_convert(model, os.path.join(partial, 'dense.tflite'))[
+            'size'])
 
     steps = config.epochs * math.ceil(len(x_train) / config.batch_size)
     method = tfprune.methods.get(config.method, **config.method_kwargs)
@@ -325,38 +367,8 @@ def run(config, workdir: str, overwrite: bool = False,
     metrics['tflite_check'] = 'ok' if checked.ok else 'FAILED'
     metrics['tflite_test_accuracy'] = tflite_export.evaluate(
         tflite_path, x_test, y_test)
-    files = {'dense': dense_tflite, 'model': tflite_path}
-    stripped_totals = tfprune.report(stripped)['totals']
-    rows = [summary.Row(
-        'dense' + ('' if config.pretrain_epochs else ' (untrained)'),
-        metrics.get('dense_test_accuracy'), dense_totals['params'],
-        dense_totals['nonzero_params'], dense_totals['macs'],
-        dense_totals['effective_macs'], dense_bytes)]
-    rows.append(summary.Row(
-        'pruned, stripped', metrics['stripped_test_accuracy'],
-        stripped_totals['params'], stripped_totals['nonzero_params'],
-        stripped_totals['macs'], stripped_totals['effective_macs']))
-    if plan is not None:
-      files['stripped'] = os.path.join(partial, 'stripped.tflite')
-      rows[-1].tflite_bytes = _convert(stripped, files['stripped'])['size']
-      rows[-1].check = ('ok' if tflite_export.check(files['stripped'], rep).ok
-                        else 'FAILED')
-      shrunk_totals = tfprune.report(export)['totals']
-      rows.append(summary.Row(
-          'shrunk', metrics['shrunk_test_accuracy'], shrunk_totals['params'],
-          shrunk_totals['nonzero_params'], shrunk_totals['macs'],
-          shrunk_totals['effective_macs']))
-    rows[-1].tflite_bytes, rows[-1].check = (exported['size'],
-                                             metrics['tflite_check'])
-    latency = _latency(files)
-    rows[0].latency_us = latency['dense']
-    rows[-1].latency_us = latency['model']
-    if plan is not None:
-      rows[1].latency_us = latency['stripped']
-    metrics['dense_tflite_bytes'] = dense_bytes
-    metrics['dense_latency_us'] = round(latency['dense'], 2)
-    metrics['latency_us'] = round(latency['model'], 2)
-    summary_table = summary.table(rows)
+    summary_table = _summary(partial, metrics, dense, stripped,
+                             export if plan is not None else None, rep)
     chart = summary.layer_chart(rep, os.path.join(partial, 'layers.png'),
                                 f'{config.model}, {config.method}: kept vs '
                                 'removed per pruned layer')
