@@ -1,6 +1,7 @@
 """tfprune.progress: bars only for slow steps, an ETA while running."""
 
 import io
+import time
 
 import pytest
 
@@ -59,3 +60,18 @@ def test_bad_arguments():
     list(progress.track(iter([1]), 'x'))
   with pytest.raises(ValueError, match='>= 0 or None'):
     progress.set_delay(-1)
+
+
+def test_elapsed_shows_time_only_for_a_slow_call(delay, monkeypatch):
+  delay(0.0)
+  monkeypatch.setattr(progress, 'LOG_EVERY', 3600.0)
+  out = io.StringIO()
+  with progress.elapsed('converting model.tflite', stream=out):
+    time.sleep(1.2)   # one tick of the thread
+  assert out.getvalue().splitlines() == [
+      'converting model.tflite: 1s', 'converting model.tflite: done in 1s']
+  delay(60.0)
+  quiet = io.StringIO()
+  with progress.elapsed('fast', stream=quiet):
+    pass
+  assert quiet.getvalue() == ''

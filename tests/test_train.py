@@ -123,6 +123,14 @@ def test_command_line_errors_are_plain(tmp_path):
                   "'epochz' in config; did you mean 'epochs'?")
 
 
+def test_command_line_help_exits_0_and_lists_the_choices():
+  proc = _train('--help')
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.startswith('usage: python -m tfprune.train --config=')
+  for listed in ('lenet5', 'small_world', 'quickstart.py', 'pretrain_epochs'):
+    assert listed in proc.stdout
+
+
 def test_command_line_refuses_a_workdir_in_use(tmp_path):
   workdir = str(tmp_path / 'run')
   with lock_held_by_another_process(workdir) as holder:

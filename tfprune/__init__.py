@@ -12,6 +12,7 @@ _tf_logs.import_tensorflow()
 from tfprune import data  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tfprune import methods
 from tfprune import models
+from tfprune import progress
 from tfprune import schedules
 from tfprune import structures
 from tfprune import topology
@@ -44,5 +45,5 @@ def custom_object_scope():
 __all__ = ['prune', 'strip', 'shrink', 'report', 'Report', 'PruningWrapper',
            'ChannelSelection',
            'PruningStep', 'SparsityLogger', 'UnsupportedLayerError', 'methods', 'models', 'data',
-           'schedules', 'structures', 'topology', 'custom_objects',
+           'schedules', 'structures', 'topology', 'progress', 'custom_objects',
            'custom_object_scope']

@@ -33,6 +33,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from tfprune import progress
 from tfprune import summary
 from tfprune import workdir as workdir_lib
 
@@ -195,7 +196,8 @@ def _convert(model, path: str) -> Dict:
   """Convert ``model`` to ``path`` (a phase line says so)."""
   import tflite_export  # pylint: disable=g-import-not-at-top
   started = time.time()
-  out = tflite_export.convert(model, path)
+  with progress.elapsed(f'converting {os.path.basename(path)}'):
+    out = tflite_export.convert(model, path)
   print(f'converted {os.path.basename(path)}: {out["size"]:,} bytes in '
         f'{time.time() - started:.1f} s', flush=True)
   return out
@@ -348,9 +350,10 @@ def run(config, workdir: str, overwrite: bool = False,
     phase('export: strip' + (', shrink' if shrinking else '') +
           ', convert to .tflite, check, time')
     if shrinking:
-      export, plan = tfprune.shrink(
-          stripped, round_to=config.shrink_round_to,
-          min_channels=config.shrink_min_channels, return_plan=True)
+      with progress.elapsed('shrinking: removing the masked channels'):
+        export, plan = tfprune.shrink(
+            stripped, round_to=config.shrink_round_to,
+            min_channels=config.shrink_min_channels, return_plan=True)
       export.compile(**compile_args)
       metrics['shrunk_test_accuracy'] = float(
           export.evaluate(x_test, y_test, batch_size=512, verbose=0)[1])

@@ -13,11 +13,17 @@ one refreshed line at a terminal, or one line every :data:`LOG_EVERY`
 seconds and a last line in a log file. ``set_delay(0)`` shows every bar,
 ``set_delay(None)`` none. Output goes to ``sys.stdout``, where Keras'
 progress bars go.
+
+A single long call that reports no count (a TFLite conversion, a shrink)
+gets :func:`elapsed` instead: the time it has run so far, on the same
+rules, since there is nothing to base an ETA on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 import time
 from typing import Iterable, Iterator, Optional, TextIO, TypeVar
 
@@ -50,15 +56,18 @@ class Progress:
 
   Args:
     label: what is being done, e.g. ``'APoZ pass'``.
-    total: the number of units the step will do.
+    total: the number of units the step will do; None shows the time
+      only (see :func:`elapsed`).
     stream: where to write (default ``sys.stdout`` at each write).
   """
 
-  def __init__(self, label: str, total: int,
+  def __init__(self, label: str, total: Optional[int],
                stream: Optional[TextIO] = None):
-    if total < 0:
+    if total is not None and total < 0:
       raise ValueError(f'total must be >= 0, got {total}')
-    self.label, self.total, self._stream = label, int(total), stream
+    self.label, self._stream = label, stream
+    self.total = None if total is None else int(total)   # None: time only
+    self.finished = False
     self.done = 0
     self.start = time.monotonic()
     self._shown = False
@@ -77,6 +86,9 @@ class Progress:
   def line(self) -> str:
     """The current line: label, count, bar, elapsed and ETA."""
     elapsed = time.monotonic() - self.start
+    if self.total is None:
+      return (f'{self.label}: ' + ('done in ' if self.finished else '') +
+              _duration(elapsed))
     filled = int(_WIDTH * self.done / self.total) if self.total else _WIDTH
     bar = '=' * filled + ('>' if filled < _WIDTH else '') + ' ' * max(
         _WIDTH - filled - 1, 0)
@@ -87,14 +99,16 @@ class Progress:
 
   def update(self, done: int) -> None:
     """Record ``done`` finished units and refresh the display if shown."""
-    self.done = min(int(done), self.total)
+    self.done = int(done) if self.total is None else min(int(done),
+                                                         self.total)
     delay = _settings['delay']
     now = time.monotonic()
     if delay is None or now - self.start < delay:
       return
     if self._terminal():
       self.stream.write('\r' + self.line())
-    elif now - self._last_line >= LOG_EVERY or self.done == self.total:
+    elif (now - self._last_line >= LOG_EVERY or self.done == self.total or
+          self.finished):
       self.stream.write(self.line() + '\n')
       self._last_line = now
     else:
@@ -108,7 +122,7 @@ class Progress:
       return
     if self._terminal():
       self.stream.write('\r' + self.line() + '\n')
-    elif self.done != self.total:   # stopped early: say where
+    elif self.done != self.total and not self.finished:   # stopped early
       self.stream.write(self.line() + '\n')
     self.stream.flush()
 
@@ -129,4 +143,30 @@ def track(items: Iterable[T], label: str, total: Optional[int] = None,
       yield item
       bar.update(i + 1)
   finally:
+    bar.close()
+
+
+@contextlib.contextmanager
+def elapsed(label: str, stream: Optional[TextIO] = None) -> Iterator[None]:
+  """Show ``label ... 12s`` while the block runs, once it passes the delay.
+
+  A thread refreshes the line every second at a terminal, or writes one
+  every :data:`LOG_EVERY` seconds to a log; a last line gives the total.
+  """
+  bar = Progress(label, None, stream)
+  done = threading.Event()
+
+  def tick():
+    while not done.wait(1.0):
+      bar.update(0)
+
+  thread = threading.Thread(target=tick, daemon=True)
+  thread.start()
+  try:
+    yield
+  finally:
+    done.set()
+    thread.join()
+    bar.finished = True
+    bar.update(0)
     bar.close()
