@@ -23,12 +23,13 @@ import os
 import sys
 from typing import Callable, Dict, List, Optional
 
-from tfprune import train
-
 _SUMMARY = '## Summary'
 
 
 def _train(argv: List[str]) -> int:
+  # tfprune.train defines absl flags (--config, --data_dir, ...): imported
+  # only when used, so importing tfprune.cli defines none.
+  from tfprune import train  # pylint: disable=g-import-not-at-top
   train.run_app(['tfprune train'] + argv, prog='tfprune train')
   return 0
 
@@ -148,6 +149,7 @@ def help_text() -> str:
            'arguments)', '', 'Structured pruning for tf_keras models, '
            'exported to TFLite and checked.', '', 'commands:']
   lines += [f'  {name:8s} {_ABOUT[name]}' for name in COMMANDS]
+  from tfprune import train  # pylint: disable=g-import-not-at-top
   lines += ['', train.catalogue(), '',
             'start with: tfprune train --config=configs/quickstart.py '
             '--workdir=runs/quickstart --overwrite',
