@@ -139,7 +139,8 @@ _DATA_DIR = flags.DEFINE_string(
     'config.data_dir), e.g. ../shared/data.')
 
 
-_PROG = ['tfprune.train']   # the name error lines start with
+# the name error lines start with, and the command as typed
+_PROG = ['tfprune.train', 'python -m tfprune.train']
 
 
 def _fail(message: str) -> NoReturn:
@@ -214,11 +215,11 @@ def main(argv):
     # e.g. "Callback method on_train_batch_begin is slow" on the first step
     std_logging.getLogger('tensorflow').setLevel(std_logging.ERROR)
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    _fail(f'unexpected arguments: {argv[1:]} (--help lists the flags)')
   if _CONFIG.value is None or not _WORKDIR.value:
-    raise app.UsageError('--config and --workdir are required, e.g. '
-                         'python -m tfprune.train --config=configs/'
-                         'quickstart.py --workdir=runs/quickstart')
+    _fail(f'--config and --workdir are required, e.g. {_PROG[1]} '
+          '--config=configs/quickstart.py --workdir=runs/quickstart '
+          '(--help lists the models, methods, configs and keys)')
   from tfprune import config as config_lib  # pylint: disable=g-import-not-at-top
   from tfprune import data  # pylint: disable=g-import-not-at-top
   from tfprune import experiment  # pylint: disable=g-import-not-at-top
@@ -236,7 +237,7 @@ def run_app(argv: Optional[List[str]] = None,
             prog: str = 'python -m tfprune.train') -> None:
   """Run the main job's command line (``argv[0]`` is the program)."""
   argv = list(sys.argv if argv is None else argv)
-  _PROG[0] = 'tfprune.train' if prog.startswith('python') else prog
+  _PROG[:] = ['tfprune.train' if prog.startswith('python') else prog, prog]
   if any(a in ('-h', '--help', '-help', '--helpshort') for a in argv[1:]):
     print(help_text(prog))   # absl's own --help exits 1 and lists no model
     sys.exit(0)
