@@ -25,12 +25,13 @@ setup(
         'h5py>=3.10',
         'numpy>=1.26',
         'scipy>=1.10',
+        'matplotlib>=3.7',   # report.md's per-layer chart
     ],
     extras_require={
         'test': ['pytest>=7', 'networkx>=3'],
-        'plots': ['matplotlib>=3.7'],
     },
     entry_points={'console_scripts': [
+        'tfprune=tfprune.cli:main',
         'tfprune-train=tfprune.train:run_app',
     ]},
 )

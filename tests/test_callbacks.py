@@ -52,12 +52,18 @@ def test_no_wrappers_is_a_no_op():
   assert step.step == 0
 
 
-def test_sparsity_logger_csv_and_tensorboard(tmp_path):
-  x, y = random_batch()
+def _half_channels_pruned():
+  """small_conv_model with half its channels pruned, compiled."""
   model = tfprune.prune(small_conv_model(),
                         tfprune.methods.Magnitude('channel'), schedule=0.5)
   model.compile('sgd', keras.losses.SparseCategoricalCrossentropy(
       from_logits=True))
+  return model
+
+
+def test_sparsity_logger_csv_and_tensorboard(tmp_path):
+  x, y = random_batch()
+  model = _half_channels_pruned()
   csv_path = str(tmp_path / 'logs' / 'sparsity.csv')
   logger = tfprune.SparsityLogger(log_dir=str(tmp_path / 'tb'),
                                   csv_path=csv_path)
@@ -178,3 +184,44 @@ def test_a_custom_training_loop_gets_the_masks_fit_gets():
     assert np.asarray(ours.masks[0]).mean() == pytest.approx(0.25, abs=0.05)
   np.testing.assert_allclose(model.predict(x, verbose=0),
                              by_fit.predict(x, verbose=0), atol=1e-4)
+
+
+def test_tensorboard_reads_sparsity_scalars_and_mask_images(tmp_path):
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  x, y = random_batch()
+  model = _half_channels_pruned()
+  model.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[
+      tfprune.PruningStep(), tfprune.SparsityLogger(str(tmp_path / 'tb'))])
+  events = event_accumulator.EventAccumulator(
+      str(tmp_path / 'tb'), size_guidance={event_accumulator.TENSORS: 0})
+  events.Reload()
+  plugin = {tag: events.SummaryMetadata(tag).plugin_data.plugin_name
+            for tag in events.Tags()['tensors']}
+  assert plugin == {
+      'sparsity/conv/structure_sparsity': 'scalars',
+      'sparsity/conv/weight_sparsity': 'scalars',
+      'sparsity/dw/structure_sparsity': 'scalars',
+      'sparsity/dw/weight_sparsity': 'scalars',
+      'masks/conv': 'images', 'masks/dw': 'images'}
+  scalars = events.Tensors('sparsity/conv/structure_sparsity')
+  assert [e.step for e in scalars] == [4, 8]
+  assert [float(tf.make_ndarray(e.tensor_proto)) for e in scalars] == [
+      0.5, 0.5]
+  # an image summary holds width, height, then the PNG
+  width, height, png = tf.make_ndarray(
+      events.Tensors('masks/conv')[-1].tensor_proto)
+  image = tf.io.decode_png(png).numpy()
+  assert (int(width), int(height)) == (4, 1)   # 4 channels in one row
+  assert sorted(image.reshape(-1).tolist()) == [0, 0, 255, 255]
+
+
+def test_mask_images_are_2d_and_large_masks_are_averaged():
+  from tfprune.callbacks import mask_image  # pylint: disable=g-import-not-at-top
+  assert mask_image(np.ones((3, 3, 2, 5))).shape == (1, 18, 5, 1)
+  big = np.zeros((1000, 10))
+  big[:500] = 1
+  image = mask_image(big, max_side=100)
+  assert image.shape == (1, 100, 10, 1)
+  assert image[0, :50].min() == 1 and image[0, 50:].max() == 0
+  odd = mask_image(np.ones(301), max_side=100)   # 4 per block, last has 1
+  assert odd.shape == (1, 1, 76, 1) and float(odd.min()) == 1.0

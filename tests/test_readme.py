@@ -16,9 +16,18 @@ def test_usage_example_runs(tmp_path, monkeypatch, capsys):
   monkeypatch.chdir(tmp_path)
   namespace = {}
   exec(compile(code, 'README.md', 'exec'), namespace)  # pylint: disable=exec-used
-  assert os.path.getsize(tmp_path / 'digits.tflite') > 0
-  table = capsys.readouterr().out
-  assert '| conv1' in table and '| total' in table
+  dense_bytes = os.path.getsize(tmp_path / 'digits.tflite')
+  small_bytes = os.path.getsize(tmp_path / 'digits_small.tflite')
+  assert 0 < small_bytes < dense_bytes / 2   # half the channels removed
+  out = capsys.readouterr().out
+  assert '| conv1' in out and '| total' in out
+  gain = re.search(r'^shrink: (\d+\.\d)x smaller, (\d+\.\d)x faster on 1 '
+                   r'thread$', out, re.M)
+  assert gain, out
+  assert float(gain.group(1)) == round(dense_bytes / small_bytes, 1)
+  assert float(gain.group(2)) == round(
+      namespace['timed']['results'][1]['ratio'], 1)
+  assert namespace['small'].count_params() < namespace['plain'].count_params()
   report = namespace['tfprune'].report(namespace['plain'])
   channel = {e['name']: e['weights'][0]['sparsity']['channel']
              for e in report['layers']}

@@ -281,3 +281,16 @@ def test_saved_model_keeps_masks_and_topology(tmp_path):
   assert info == method.topology and len(info['grid']) == 3
   again = loaded.get_layer('pruned_fc1').method
   assert isinstance(again, SmallWorld) and again.density == 0.2
+
+
+def test_auto_p_search_shows_progress_with_eta(capsys, monkeypatch):
+  from tfprune import progress  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(progress, 'LOG_EVERY', 0.0)
+  monkeypatch.setitem(progress._settings, 'delay', 0.0)  # pylint: disable=protected-access
+  tfprune.prune(mlp(), SmallWorld(0.3, p_grid=[0.0, 0.1, 1.0]), None)
+  lines = [l for l in capsys.readouterr().out.splitlines()
+           if l.startswith('Small-World: sigma of 3 rewire_p values')]
+  # 2 random graphs + 3 values of p, a line before the first and after each
+  assert [l.split()[8] for l in lines] == ['0/5', '1/5', '2/5', '3/5', '4/5',
+                                           '5/5']
+  assert all(', ETA ' in l for l in lines[1:-1]) and 'ETA' not in lines[-1]

@@ -86,3 +86,26 @@ def test_bad_edges_are_refused():
     topology.adjacency(3, [(0, 3)])
   with pytest.raises(ValueError, match='at least one random graph'):
     topology.small_worldness(topology.adjacency(2, [(0, 1)]), [])
+
+
+def test_clustering_of_chosen_nodes_and_its_sampled_mean():
+  rng = np.random.default_rng(3)
+  adj = topology.adjacency(300, rng.integers(0, 300, size=(1500, 2)))
+  full = topology.bipartite_clustering(adj)
+  nodes = np.array([5, 17, 250, 3])
+  np.testing.assert_allclose(topology.bipartite_clustering(adj, nodes),
+                             full[nodes])
+  assert topology.mean_clustering(adj) == pytest.approx(full.mean())
+  sampled = topology.mean_clustering(adj, nodes=150)
+  assert sampled == pytest.approx(full.mean(), rel=0.1)
+  assert sampled == topology.mean_clustering(adj, nodes=150)   # fixed sample
+
+
+def test_sigma_from_measured_random_graphs_equals_measuring_them():
+  rng = np.random.default_rng(4)
+  graphs = [topology.adjacency(80, rng.integers(0, 80, size=(240, 2)))
+            for _ in range(3)]
+  direct = topology.small_worldness(graphs[0], graphs[1:])
+  cached = topology.small_worldness(
+      graphs[0], reference=[topology.measure(g) for g in graphs[1:]])
+  assert cached == direct

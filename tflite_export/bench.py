@@ -25,6 +25,9 @@ from tflite_export import reader
 from tflite_export.validation import Limits
 
 
+BLOCK_SECONDS = 0.2   # default length of one timed block per model
+
+
 def _check_arguments(paths, threads, rounds, block_seconds, warmup) -> None:
   """Refuse settings that would measure nothing or fail deep in the run."""
   if not paths:
@@ -40,7 +43,7 @@ def _check_arguments(paths, threads, rounds, block_seconds, warmup) -> None:
 
 
 def bench(paths: Sequence[str], threads: Sequence[int] = (1, 2),
-          rounds: int = 7, block_seconds: float = 0.2,
+          rounds: int = 7, block_seconds: float = BLOCK_SECONDS,
           warmup: int = 20, reference: Optional[str] = None,
           seed: int = 0, limits: Optional[Limits] = None) -> Dict:
   """Median latency (microseconds) per model and thread count.
@@ -92,9 +95,16 @@ def format_table(result: Dict) -> str:
   return '\n'.join(lines)
 
 
-def main(argv=None) -> int:
+def expected_seconds(n_models: int, n_threads: int, rounds: int,
+                     block_seconds: float) -> float:
+  """About how long the timed rounds of a bench() call take."""
+  return n_models * n_threads * rounds * block_seconds
+
+
+def main(argv=None, prog: str = 'python -m tflite_export.bench') -> int:
+  """The command line; returns the exit status (0 ok, 2 error)."""
   parser = argparse.ArgumentParser(
-      prog='python -m tflite_export.bench',
+      prog=prog,
       description='Median latency and size of .tflite files, measured '
       'interleaved in one run; speedups are relative to the reference.')
   parser.add_argument('models', nargs='+')
@@ -105,12 +115,19 @@ def main(argv=None) -> int:
                       ' first)')
   Limits.add_arguments(parser)
   args = parser.parse_args(argv)
+  n_models = len(set(args.models) | ({args.reference} - {None}))
+  seconds = expected_seconds(n_models, len(set(args.threads)), args.rounds,
+                             BLOCK_SECONDS)
+  if seconds > 3:   # the runtime child times silently: say how long
+    print(f'timing {n_models} file(s) x {len(set(args.threads))} thread '
+          f'count(s) x {args.rounds} rounds: about {seconds:.0f} s plus '
+          'loading', file=sys.stderr, flush=True)
   try:
     result = bench(args.models, args.threads, args.rounds,
                    reference=args.reference,
                    limits=Limits.from_arguments(args))
   except (OSError, ValueError, RuntimeError) as e:
-    print(f'tflite_export.bench: error: {e}', file=sys.stderr)
+    print(f'{prog.replace("python -m ", "")}: error: {e}', file=sys.stderr)
     return 2
   print(format_table(result))
   print(f'\nload average while measuring: {result["loadavg"]}')

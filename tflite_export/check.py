@@ -29,12 +29,14 @@ ai_edge_litert's default (XNNPACK) delegate, in the runtime child process
 and the plan are validated first (``report_file``).
 
     python -m tflite_export.check model.tflite --expect report.json
+    tfprune check runs/quickstart/model.tflite   # report and plan beside it
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from typing import Dict, List, Optional, Union
 
@@ -300,38 +302,77 @@ def check(path: str, expected: Union[str, Dict],
     shapes = {e['name']: _exported_shape(e, kept.get(e['name']))
               for e in layers}
     matched = _match(layers, info.weight_ops(), shapes)
-  except ReportMismatchError:
+  except ReportMismatchError as e:
     if set(info.op_names) & set(reader.STATE_OPS):
       # Weights live in variables (an unstripped wrapper): nothing to map.
       return CheckResult(path, [], facts, problems)
+    if not kept:
+      raise ReportMismatchError(
+          f'{e}; if the file holds a model shrunk with tfprune.shrink, pass '
+          'the report from before shrinking with its plan (plan=, or --plan '
+          'plan.json: tfprune.train writes it beside report.json)') from None
     raise
   rows = [_compare(e, matched[e['name']], tolerance, kept.get(e['name']))
           for e in layers]
   return CheckResult(path, rows, facts, problems)
 
 
-def main(argv=None) -> int:
+def _beside(path: str, name: str) -> Optional[str]:
+  """``name`` in the folder of ``path``, if that file exists."""
+  found = os.path.join(os.path.dirname(os.path.abspath(path)), name)
+  return found if os.path.isfile(found) else None
+
+
+def _check_found(args, limits: Limits) -> CheckResult:
+  """check() with the report (and plan) found beside the files if not given.
+
+  Without ``--plan``, a file that does not match the report as it is (a
+  shrunk model) is checked again with the ``plan.json`` beside the report,
+  when there is one; a note says so.
+  """
+  expect = args.expect or _beside(args.model, 'report.json')
+  if expect is None:
+    raise ReportMismatchError(
+        f'no --expect given and no report.json beside {args.model}; pass '
+        '--expect report.json (written by tfprune train, or by '
+        'tfprune.report(model).to_json(path))')
+  try:
+    return check(args.model, expect, args.tolerance, args.plan, limits)
+  except ReportMismatchError:
+    plan = None if args.plan else _beside(expect, 'plan.json')
+    if plan is None:
+      raise
+    print(f'note: {args.model} does not match {expect} as it is; checking '
+          f'it as the shrunk model with {plan} (--plan)', file=sys.stderr)
+    return check(args.model, expect, args.tolerance, plan, limits)
+
+
+def main(argv=None, prog: str = 'python -m tflite_export.check') -> int:
+  """The command line; returns the exit status (0 ok, 1 failed, 2 error)."""
   parser = argparse.ArgumentParser(
-      prog='python -m tflite_export.check',
+      prog=prog,
       description='Check that a .tflite file keeps the sparsity of the Keras '
       'model described by a tfprune report.')
   parser.add_argument('model', help='the .tflite file')
-  parser.add_argument('--expect', required=True,
+  parser.add_argument('--expect', default=None,
                       help='report.json written by tfprune.train or '
-                      'tfprune.report(model).to_json(path)')
+                      'tfprune.report(model).to_json(path) (default: '
+                      'report.json beside the model)')
   parser.add_argument('--plan', default=None,
                       help='plan.json of tfprune.shrink when the file holds '
-                      'the shrunk model and the report the model before')
+                      'the shrunk model and the report the model before '
+                      '(default: plan.json beside the report, when the file '
+                      'does not match the report without it)')
   parser.add_argument('--tolerance', type=float, default=None,
                       help='allowed fraction of extra zero weights (default '
                       '0 for float, 0.05 for quantized weights)')
   Limits.add_arguments(parser)
   args = parser.parse_args(argv)
+  name = prog.replace('python -m ', '')
   try:
-    result = check(args.model, args.expect, args.tolerance, args.plan,
-                   Limits.from_arguments(args))
+    result = _check_found(args, Limits.from_arguments(args))
   except (OSError, reader.InvalidModelError, ReportMismatchError) as e:
-    print(f'tflite_export.check: error: {e}', file=sys.stderr)
+    print(f'{name}: error: {e}', file=sys.stderr)
     return 2
   print(result.table())
   if not result.ok:

@@ -4,9 +4,15 @@ Wrap layers with ``prune``, train with ``model.fit(callbacks=[PruningStep()])``,
 fold the masks with ``strip``, measure with ``report``.
 """
 
-from tfprune import data
+# First, before anything imports TensorFlow: drop its C++ start-up notices
+# (tfprune/_tf_logs.py says which, and how to see them).
+from tfprune import _tf_logs
+_tf_logs.import_tensorflow()
+
+from tfprune import data  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tfprune import methods
 from tfprune import models
+from tfprune import progress
 from tfprune import schedules
 from tfprune import structures
 from tfprune import topology
@@ -41,5 +47,5 @@ def custom_object_scope():
 __all__ = ['prune', 'strip', 'shrink', 'report', 'Report', 'PruningWrapper',
            'ChannelSelection',
            'PruningStep', 'SparsityLogger', 'TrimmingCallback', 'trim_and_retrain', 'UnsupportedLayerError', 'methods', 'models', 'data',
-           'schedules', 'structures', 'topology', 'custom_objects',
+           'schedules', 'structures', 'topology', 'progress', 'custom_objects',
            'custom_object_scope']

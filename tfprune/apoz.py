@@ -22,6 +22,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfprune import graph
+from tfprune import progress
 from tfprune.wrapper import PruningWrapper
 
 _PASS_THROUGH = (keras.layers.BatchNormalization, keras.layers.Dropout,
@@ -122,6 +123,10 @@ def measure(model: keras.Model, x, layers: Sequence[str],
   else:
     batches = tf.data.Dataset.from_tensor_slices(np.asarray(x)).batch(
         batch_size)
+  count = int(batches.cardinality())   # < 0: unknown (or infinite)
+  if count >= 0:   # a bar with an ETA when a pass runs over a few seconds
+    batches = progress.track(batches, f'APoZ of {len(layers)} layer(s)',
+                             total=count)
   totals: Optional[list] = None
   seen = None
   for batch in batches:

@@ -144,7 +144,7 @@ class PruningStep(keras.callbacks.Callback):
   def _reset_optimizer_state(self) -> None:
     """Zero the optimizer state (momentum, Adam moments) of weights that a
     mask zeroed since the last batch, by this callback or another (the
-    ``Trimming`` callback, a method at epoch end). Their gradient is 0, so
+    ``TrimmingCallback``, a method at epoch end). Their gradient is 0, so
     with no state they stay exactly 0 and a saved model holds exact zeros
     where its masks are 0."""
     optimizer = (self._optimizer if self._optimizer is not None else
@@ -178,20 +178,50 @@ def layer_sparsity(wrapper) -> Dict[str, float]:
           'weight_sparsity': zeros / max(size, 1)}
 
 
+def mask_image(mask, max_side: int = 256) -> np.ndarray:
+  """A mask as a [1, H, W, 1] grey image in [0, 1] (white = kept).
+
+  Rows are every axis but the last (a Conv2D weight mask [kh, kw, in, out]
+  becomes (kh*kw*in) x out; a channel mask one row); a side longer than
+  ``max_side`` is averaged over blocks, so grey is a partly kept block.
+  """
+  m = np.asarray(mask, np.float32)
+  m = m.reshape(1, 1) if m.ndim == 0 else (
+      m.reshape(1, -1) if m.ndim == 1 else m.reshape(-1, m.shape[-1]))
+  for axis in (0, 1):
+    size = m.shape[axis]
+    if size > max_side:
+      factor = -(-size // max_side)   # ceil
+      pad = [(0, 0), (0, 0)]
+      pad[axis] = (0, factor * (-(-size // factor)) - size)
+      count = np.pad(np.ones_like(m), pad)
+      m = np.pad(m, pad)
+      shape = list(m.shape)
+      shape[axis:axis + 1] = [shape[axis] // factor, factor]
+      m = m.reshape(shape).sum(axis + 1) / np.maximum(
+          count.reshape(shape).sum(axis + 1), 1)
+  return m[None, :, :, None]
+
+
 class SparsityLogger(keras.callbacks.Callback):
   """Writes per-layer sparsity to TensorBoard (``log_dir``) and/or CSV.
 
   Args:
-    log_dir: TensorBoard directory (scalars ``sparsity/<layer>/...``).
+    log_dir: TensorBoard directory: scalars ``sparsity/<layer>/
+      structure_sparsity`` and ``.../weight_sparsity``, and (``images``)
+      each layer's mask as an image ``masks/<layer>`` (white = kept; see
+      :func:`mask_image`).
     csv_path: CSV file with one row per layer and epoch (appended to).
     update_freq: 'epoch', or an integer number of batches.
+    images: also write the mask images (TensorBoard's Images tab).
   """
 
   FIELDS = ('epoch', 'step', 'layer', 'structure', 'structure_sparsity',
             'weight_sparsity')
 
   def __init__(self, log_dir: Optional[str] = None,
-               csv_path: Optional[str] = None, update_freq='epoch'):
+               csv_path: Optional[str] = None, update_freq='epoch',
+               images: bool = True):
     super().__init__()
     if log_dir is None and csv_path is None:
       raise ValueError('SparsityLogger needs log_dir (TensorBoard) and/or '
@@ -202,6 +232,7 @@ class SparsityLogger(keras.callbacks.Callback):
                        f'got {update_freq!r}')
     self.log_dir, self.csv_path, self.update_freq = (log_dir, csv_path,
                                                      update_freq)
+    self.images = bool(images)
     self._writer = None
     self._epoch = 0
     self._batches = 0
@@ -234,7 +265,8 @@ class SparsityLogger(keras.callbacks.Callback):
 
   def log(self) -> List[dict]:
     rows = []
-    for wrapper in collect_wrappers(self.model):
+    wrappers = collect_wrappers(self.model)
+    for wrapper in wrappers:
       step = int(wrapper.pruning_step.numpy())
       row = {'epoch': self._epoch, 'step': step, 'layer': wrapper.layer.name,
              'structure': str(wrapper.structure)}
@@ -242,10 +274,16 @@ class SparsityLogger(keras.callbacks.Callback):
       rows.append(row)
     if self._writer is not None:
       with self._writer.as_default():
-        for row in rows:
+        for row, wrapper in zip(rows, wrappers):
+          step = max(row['step'], 0)
           for key in ('structure_sparsity', 'weight_sparsity'):
             tf.summary.scalar(f'sparsity/{row["layer"]}/{key}', row[key],
-                              step=max(row['step'], 0))
+                              step=step)
+          if self.images and wrapper.masks:
+            tf.summary.image(f'masks/{row["layer"]}',
+                             mask_image(wrapper.masks[0]), step=step,
+                             description=f'{row["structure"]} mask of '
+                             f'{row["layer"]}; white = kept')
     if self.csv_path is not None:
       with open(self.csv_path, 'a', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=self.FIELDS)

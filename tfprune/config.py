@@ -9,6 +9,9 @@ for the builder, the method and the schedule.
 
 from __future__ import annotations
 
+import difflib
+from typing import Iterable, List, Tuple
+
 from ml_collections import config_dict
 
 FREE_FORM = ('model_kwargs', 'method_kwargs')
@@ -62,7 +65,8 @@ def default_config() -> config_dict.ConfigDict:
   c.final_epochs = 0
   c.final_learning_rate = -1.0
   c.momentum = 0.9
-  c.verbose = 2
+  c.verbose = -1            # Keras fit: -1 'auto' (a bar at a terminal, a
+                            # line per epoch in a log), 0, 1 or 2
   # Physically remove dead channels before export: 'auto' does it for the
   # channel, kernel and layer structures; 'yes' / 'no' force it.
   c.shrink = 'auto'
@@ -71,13 +75,55 @@ def default_config() -> config_dict.ConfigDict:
   return c
 
 
+def unknown_key(key: str, known: Iterable[str]) -> str:
+  """One line naming an unknown key and the nearest known one.
+
+  ``unknown key 'epoch' in config; did you mean 'epochs'?``, or the known
+  keys when none is close. ``key`` may be dotted (``schedule.kinds``); it
+  is then compared with the known keys of its own level.
+  """
+  prefix, _, last = key.rpartition('.')
+  known = sorted(known)
+  near = difflib.get_close_matches(last, known, n=1, cutoff=0.6)
+  if near:
+    return (f"unknown key {key!r} in config; did you mean "
+            f"{(prefix + '.' if prefix else '') + near[0]!r}?")
+  return (f'unknown key {key!r} in config; the keys{" of " + prefix if prefix else ""}'
+          f' are {", ".join(known)}')
+
+
+def keys(config: config_dict.ConfigDict = None,
+         prefix: str = '') -> List[Tuple[str, object]]:
+  """Every (dotted key, value) of ``config`` (the defaults by default)."""
+  config = default_config() if config is None else config
+  out = []
+  for key, value in config.items():
+    if isinstance(value, config_dict.ConfigDict) and value.keys():
+      out += keys(value, prefix + key + '.')
+    else:
+      out.append((prefix + key, value.to_dict() if isinstance(
+          value, config_dict.ConfigDict) else value))
+  return out
+
+
+def _unknown(config, default, prefix: str) -> List[str]:
+  """Messages for the keys of ``config`` that ``default`` lacks (nested)."""
+  known = set(default.keys())
+  out = [unknown_key(prefix + k, known) for k in sorted(set(config.keys()) -
+                                                        known)]
+  for key in sorted(set(config.keys()) & known):
+    if (isinstance(default[key], config_dict.ConfigDict) and
+        isinstance(config[key], config_dict.ConfigDict) and
+        not (prefix == '' and key in FREE_FORM)):
+      out += _unknown(config[key], default[key], prefix + key + '.')
+  return out
+
+
 def lock(config: config_dict.ConfigDict) -> config_dict.ConfigDict:
   """Lock a config so unknown keys fail, keeping free-form dicts open."""
-  known = set(default_config().keys())
-  unknown = sorted(set(config.keys()) - known)
-  if unknown:
-    raise ConfigError(f'unknown config key(s) {unknown}; the known keys are '
-                   f'{sorted(known)} (see tfprune/config.py)')
+  problems = _unknown(config, default_config(), '')
+  if problems:
+    raise ConfigError('; '.join(problems))
   config.lock()
   for key in FREE_FORM:
     config[key].unlock()

@@ -9,7 +9,8 @@ all).
 
 from __future__ import annotations
 
-from typing import Dict
+import re
+from typing import Dict, List
 
 from tfprune import groups as groups_lib
 
@@ -28,6 +29,12 @@ def _key(name: str) -> str:
 
 def known() -> list:
   return sorted(_CLASSES)
+
+
+def names() -> List[str]:
+  """The registered methods as ``get`` and configs spell them (snake case)."""
+  return sorted(re.sub(r'(?<=[a-z])(?=[A-Z])', '_', n).lower()
+                for n in _CLASSES)
 
 
 def get(name: str, **kwargs):

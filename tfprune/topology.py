@@ -12,14 +12,21 @@ Magnien and Del Vecchio (2008), the ``'dot'`` mode of
 ``networkx.algorithms.bipartite.clustering``: for a node u, the mean over
 the nodes v at distance two of ``|N(u) & N(v)| / |N(u) | N(v)|``. It counts
 squares (two units sharing inputs), which is what a ring lattice has and a
-random graph lacks. Graphs are scipy sparse adjacency matrices, so a VGG-16
-sized graph (thousands of nodes, ~10^5 edges) takes about a second.
+random graph lacks. Graphs are scipy sparse adjacency matrices.
+
+Large graphs are measured on samples, the same nodes for every graph of
+one size (so the graphs of a ``rewire_p`` search are compared on equal
+terms): path lengths from :data:`SAMPLED_SOURCES` random sources above
+:data:`EXACT_PATHS_UP_TO` nodes, clustering as the mean over
+:data:`SAMPLED_CLUSTERING` random nodes above :data:`EXACT_CLUSTERING_UP_TO`.
+Both are unbiased estimates of the exact means; on ResNet50's layered graph
+(11,469 nodes, 184k edges) a measure takes about 0.5 s instead of 3.8 s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 from scipy import sparse
@@ -30,7 +37,10 @@ CLUSTERING = 'bipartite (Latapy dot: mean Jaccard overlap of neighbourhoods)'
 # Above this many nodes, path lengths are averaged over a fixed random sample
 # of source nodes (an unbiased estimate) instead of every node.
 EXACT_PATHS_UP_TO = 2000
-SAMPLED_SOURCES = 600
+SAMPLED_SOURCES = 150
+# Above this many nodes, clustering is averaged over a fixed random sample.
+EXACT_CLUSTERING_UP_TO = 4000
+SAMPLED_CLUSTERING = 3000
 
 
 def adjacency(n_nodes: int, edges) -> sparse.csr_matrix:
@@ -48,19 +58,46 @@ def adjacency(n_nodes: int, edges) -> sparse.csr_matrix:
   return adj
 
 
-def bipartite_clustering(adj: sparse.spmatrix) -> np.ndarray:
-  """Latapy 'dot' clustering of every node (0 where no node is 2 steps away)."""
+def bipartite_clustering(adj: sparse.spmatrix,
+                         nodes: Optional[np.ndarray] = None) -> np.ndarray:
+  """Latapy 'dot' clustering of every node (0 where no node is 2 steps away).
+
+  ``nodes``: compute it for these nodes only (in that order).
+  """
   adj = sparse.csr_matrix(adj, dtype=np.float64)
   degree = np.asarray(adj.sum(axis=1)).ravel()
-  common = (adj @ adj).tocoo()            # |N(u) & N(v)| for u, v <= 2 apart
-  off = common.row != common.col
-  u, v, shared = common.row[off], common.col[off], common.data[off]
-  jaccard = shared / (degree[u] + degree[v] - shared)
-  total = np.bincount(u, weights=jaccard, minlength=adj.shape[0])
-  count = np.bincount(u, minlength=adj.shape[0])
-  out = np.zeros(adj.shape[0])
+  nodes = (np.arange(adj.shape[0]) if nodes is None else
+           np.asarray(nodes, np.int64))
+  common = (adj[nodes] @ adj).tocoo()     # |N(u) & N(v)| for u, v <= 2 apart
+  u, v, shared = common.row, common.col, common.data
+  off = nodes[u] != v
+  u, v, shared = u[off], v[off], shared[off]
+  jaccard = shared / (degree[nodes[u]] + degree[v] - shared)
+  total = np.bincount(u, weights=jaccard, minlength=nodes.size)
+  count = np.bincount(u, minlength=nodes.size)
+  out = np.zeros(nodes.size)
   np.divide(total, count, out=out, where=count > 0)
   return out
+
+
+def _sample(n: int, size: int, seed: int) -> np.ndarray:
+  """``size`` of ``range(n)`` drawn without replacement (all if n <= size)."""
+  if size >= n:
+    return np.arange(n)
+  return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
+def mean_clustering(adj: sparse.spmatrix, seed: int = 0,
+                    nodes: Optional[int] = None) -> float:
+  """Mean bipartite clustering, over a random sample of nodes when large.
+
+  ``nodes``: the sample size (default: every node up to
+  :data:`EXACT_CLUSTERING_UP_TO`, else :data:`SAMPLED_CLUSTERING`).
+  """
+  n = adj.shape[0]
+  if nodes is None:
+    nodes = n if n <= EXACT_CLUSTERING_UP_TO else SAMPLED_CLUSTERING
+  return float(bipartite_clustering(adj, _sample(n, nodes, seed)).mean())
 
 
 @dataclasses.dataclass
@@ -85,8 +122,7 @@ def path_lengths(adj: sparse.spmatrix, seed: int = 0,
     raise ValueError('path length needs at least 2 nodes')
   if sources is None:
     sources = n if n <= EXACT_PATHS_UP_TO else SAMPLED_SOURCES
-  indices = (np.arange(n) if sources >= n else
-             np.random.default_rng(seed).choice(n, sources, replace=False))
+  indices = _sample(n, sources, seed)
   dist = csgraph.shortest_path(adj, method='D', unweighted=True,
                                directed=False, indices=indices)
   dist[np.arange(len(indices)), indices] = np.inf   # drop u == u
@@ -124,15 +160,23 @@ class SmallWorldness:
 
 
 def measure(adj: sparse.spmatrix) -> tuple:
-  """(mean clustering, path lengths) of one graph."""
-  return float(bipartite_clustering(adj).mean()), path_lengths(adj)
+  """(mean clustering, path lengths) of one graph (sampled when large)."""
+  return mean_clustering(adj), path_lengths(adj)
 
 
 def small_worldness(adj: sparse.spmatrix,
-                    random_adjs: Iterable[sparse.spmatrix]) -> SmallWorldness:
-  """Sigma of ``adj`` against random graphs with the same nodes and density."""
+                    random_adjs: Iterable[sparse.spmatrix] = (),
+                    reference: Optional[Sequence[tuple]] = None
+                    ) -> SmallWorldness:
+  """Sigma of ``adj`` against random graphs with the same nodes and density.
+
+  ``reference``: the random graphs' :func:`measure` results, when already
+  known (a search over many graphs measures its random graphs once);
+  otherwise ``random_adjs`` are measured.
+  """
   clustering, paths = measure(adj)
-  reference = [measure(r) for r in random_adjs]
+  if reference is None:
+    reference = [measure(r) for r in random_adjs]
   if not reference:
     raise ValueError('small_worldness needs at least one random graph')
   return SmallWorldness(

@@ -1,18 +1,27 @@
 """Command line of the main job (see tfprune/experiment.py for what it does).
 
+    tfprune train --config=configs/quickstart.py --workdir=runs/q
     python -m tfprune.train --config=configs/quickstart.py --workdir=runs/q
 
 Override config values with ``--config.epochs=3``; ``--data_dir`` points at
 local dataset files (e.g. ../shared/data); ``--overwrite`` replaces the
 workdir of an earlier run. Input errors (config file, workdir, data) end the
-run with one line ``tfprune.train: error: ...`` and exit status 2.
+run with one line ``tfprune.train: error: ...`` and exit status 2; a
+misspelt config key reads ``unknown key 'epoch' in config; did you mean
+'epochs'?``. ``--help`` lists the models, methods, configs and config keys.
+TensorFlow's Python warnings are hidden unless ``--verbosity`` is given
+(its C++ lines: ``tfprune/_tf_logs.py``).
 """
 
+import ast
+import glob
+import logging as std_logging
 import os
+import re
 import sys
 import traceback
 import types
-from typing import NoReturn
+from typing import List, NoReturn, Optional
 
 from absl import app
 from absl import flags
@@ -55,6 +64,40 @@ def _one_line(error: BaseException) -> str:
   return '; '.join(line for line in text.splitlines() if line.strip())
 
 
+def _misspelt_key(error: BaseException, dotted: str = '') -> Optional[str]:
+  """``unknown key 'x' in config; did you mean 'y'?`` for ml_collections'
+  missing-field error, or None when ``error`` is something else.
+
+  ``dotted``: the full key (``schedule.kinds``) when known; ml_collections
+  names only its last part.
+  """
+  text = _one_line(error)
+  match = re.match(r"^'([^']+)'", text)
+  if not match:
+    return None
+  key = match.group(1)
+  if dotted and dotted.rsplit('.', 1)[-1] == key:
+    key = dotted
+  prefix = key.rsplit('.', 1)[0] + '.' if '.' in key else ''
+  near = re.search(r'Did you mean "([^"]+)" instead of', text)
+  if near:
+    return (f"unknown key {key!r} in config; did you mean "
+            f"{prefix + near.group(1)!r}?")
+  return (f'unknown key {key!r} in config (the keys are listed by '
+          '--help)')
+
+
+def _override_of(error: BaseException, argv: List[str]) -> str:
+  """The --config.<key> argument the missing-field ``error`` came from."""
+  match = re.match(r"^'([^']+)'", _one_line(error))
+  for arg in argv:
+    if arg.startswith('--config.') and match:
+      path = arg[len('--config.'):].split('=', 1)[0]
+      if match.group(1) in path.split('.'):
+        return path
+  return ''
+
+
 class _ConfigFileParser(flags.ArgumentParser):
   """ml_collections' config file parser, with clear errors for a bad file.
 
@@ -80,7 +123,8 @@ class _ConfigFileParser(flags.ArgumentParser):
             f'config file {file} defines no get_config(); {_CONFIG_NEEDS}'
         ) from None
       raise _ConfigFileError(
-          f'config file {file}{_line_in(e, file)}: {_one_line(e)}') from None
+          f'config file {file}{_line_in(e, file)}: '
+          f'{_misspelt_key(e) or _one_line(e)}') from None
 
   def flag_type(self):
     return self._parser.flag_type()
@@ -95,20 +139,87 @@ _DATA_DIR = flags.DEFINE_string(
     'config.data_dir), e.g. ../shared/data.')
 
 
+# the name error lines start with, and the command as typed
+_PROG = ['tfprune.train', 'python -m tfprune.train']
+
+
 def _fail(message: str) -> NoReturn:
   """End the run with one error line and exit status 2 (no traceback)."""
-  print(f'tfprune.train: error: {message}', file=sys.stderr)
+  print(f'{_PROG[0]}: error: {message}', file=sys.stderr)
   sys.exit(2)
 
 
+def configs_dir() -> Optional[str]:
+  """The configs/ folder: in the working directory, else beside the package."""
+  here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  for folder in (os.path.join(os.getcwd(), 'configs'),
+                 os.path.join(here, 'configs')):
+    if os.path.isdir(folder):
+      return folder
+  return None
+
+
+def _first_line(path: str) -> str:
+  try:
+    with open(path, encoding='utf-8') as f:
+      doc = ast.get_docstring(ast.parse(f.read())) or ''
+  except (OSError, SyntaxError, ValueError):
+    return ''
+  return doc.strip().splitlines()[0] if doc.strip() else ''
+
+
+def catalogue() -> str:
+  """The models, methods, configs and config keys, as help text."""
+  from tfprune import config as config_lib  # pylint: disable=g-import-not-at-top
+  from tfprune import methods  # pylint: disable=g-import-not-at-top
+  from tfprune import models  # pylint: disable=g-import-not-at-top
+  lines = ['models (config.model):', '  ' + ', '.join(models.NAMES), '',
+           'methods (config.method):', '  ' + ', '.join(methods.names()), '']
+  folder = configs_dir()
+  if folder:
+    shown = os.path.relpath(folder)
+    lines.append(f'configs ({folder if shown.startswith("..") else shown}/):')
+    for path in sorted(glob.glob(os.path.join(folder, '*.py'))):
+      lines.append(f'  {os.path.basename(path):36s} {_first_line(path)}')
+    lines.append('')
+  lines.append('config keys and defaults (override with --config.KEY=VALUE;'
+               ' tfprune/config.py explains them):')
+  for key, value in config_lib.keys():
+    lines.append(f'  {key} = {value!r}')
+  return '\n'.join(lines)
+
+
+def help_text(prog: str) -> str:
+  """``--help`` of the main job."""
+  return '\n'.join([
+      f'usage: {prog} --config=CONFIG.py --workdir=DIR [--overwrite] '
+      '[--data_dir=DIR] [--config.KEY=VALUE ...] [--verbosity=N]', '',
+      'Train, prune, strip, shrink, export to .tflite, check and time one '
+      'model; prints a summary table and writes it to DIR/report.md.', '',
+      'flags:',
+      '  --config       experiment config file, e.g. configs/quickstart.py',
+      '  --workdir      output folder of the run',
+      '  --overwrite    replace the workdir of an earlier run',
+      '  --data_dir     folder with local dataset files, e.g. ../shared/data',
+      '  --config.KEY   override one config value, e.g. --config.epochs=3',
+      '  --verbosity    absl logging level (e.g. 0); also shows TensorFlow '
+      'warnings',
+      '  --helpfull     every absl flag', '', catalogue(), '',
+      f'example: {prog} --config=configs/quickstart.py '
+      '--workdir=runs/quickstart --overwrite'])
+
+
 def main(argv):
-  logging.set_verbosity(logging.WARNING)
+  if not FLAGS['verbosity'].present:   # else the user's level, all warnings
+    logging.set_verbosity(logging.WARNING)
+    # e.g. "Callback method on_train_batch_begin is slow" on the first step
+    std_logging.getLogger('tensorflow').setLevel(std_logging.ERROR)
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    _fail(f'unexpected arguments: {argv[1:]} (--help lists the flags)')
   if _CONFIG.value is None or not _WORKDIR.value:
-    raise app.UsageError('--config and --workdir are required, e.g. '
-                         'python -m tfprune.train --config=configs/'
-                         'quickstart.py --workdir=runs/quickstart')
+    _fail(f'--config and --workdir are required, e.g. {_PROG[1]} '
+          '--config=configs/quickstart.py --workdir=runs/quickstart '
+          '(--help lists the models, methods, configs and keys)')
   from tfprune import config as config_lib  # pylint: disable=g-import-not-at-top
   from tfprune import data  # pylint: disable=g-import-not-at-top
   from tfprune import experiment  # pylint: disable=g-import-not-at-top
@@ -122,13 +233,24 @@ def main(argv):
     _fail(str(e))
 
 
-def run_app():
+def run_app(argv: Optional[List[str]] = None,
+            prog: str = 'python -m tfprune.train') -> None:
+  """Run the main job's command line (``argv[0]`` is the program)."""
+  argv = list(sys.argv if argv is None else argv)
+  _PROG[:] = ['tfprune.train' if prog.startswith('python') else prog, prog]
+  if any(a in ('-h', '--help', '-help', '--helpshort') for a in argv[1:]):
+    print(help_text(prog))   # absl's own --help exits 1 and lists no model
+    sys.exit(0)
   try:
-    app.run(main)
+    app.run(main, argv=argv)
   except _ConfigFileError as e:   # raised while absl parses --config
     _fail(str(e))
   except AttributeError as e:  # ml_collections: unknown --config.<key>
-    _fail(f'unknown config key in a --config.* override: {_one_line(e)}')
+    path = _override_of(e, argv)
+    message = _misspelt_key(e, path)
+    if not message:
+      raise
+    _fail(f'--config.{path or "..."}: {message}')
 
 
 if __name__ == '__main__':

@@ -3,6 +3,7 @@
 from tfprune.methods.base import PruningMethod
 from tfprune.methods.base import deserialize
 from tfprune.methods.base import get
+from tfprune.methods.base import names
 from tfprune.methods.base import register
 from tfprune.methods.base import serialize
 from tfprune.methods.magnitude import Magnitude
@@ -13,6 +14,6 @@ from tfprune.methods.synaptic_strength import SynapticStrength
 from tfprune.methods.synthesis import Synthesis
 
 __all__ = ['PruningMethod', 'Magnitude', 'SmallWorld', 'NetworkTrimming', 'PSP',
-           'SynapticStrength', 'Synthesis', 'get', 'register',
+           'SynapticStrength', 'Synthesis', 'get', 'names', 'register',
            'serialize',
            'deserialize']

@@ -18,6 +18,7 @@ from tfprune import registry, structures
 # The registry lives below the wrapper; methods register through it.
 register = registry.register
 get = registry.get
+names = registry.names
 serialize = registry.serialize
 deserialize = registry.deserialize
 
