@@ -202,14 +202,11 @@ def _embed(kind: str, kept_zero: np.ndarray, shape, kept):
 
 def _compare(entry: Dict, op: reader.Operator, tolerance: Optional[float],
              kept=None) -> LayerCheck:
-  from tfprune import structures  # pylint: disable=g-import-not-at-top
-  from tfprune.report import unpack_zeros  # pylint: disable=g-import-not-at-top
+  from tfprune import report  # lazy: it imports TensorFlow; check starts without
   weight_entry = entry['weights'][0]
   shape = weight_entry['shape']
   kind = entry['type']
-  layout = {'Dense': structures.DENSE_LAYOUT, 'Conv2D': structures.CONV2D_LAYOUT,
-            'DepthwiseConv2D': structures.DEPTHWISE_LAYOUT}[kind]
-  keras_zero = unpack_zeros(weight_entry)
+  keras_zero = report.unpack_zeros(weight_entry)
   removed = np.zeros(shape, bool)
   if kept is None:
     file_zero = _to_keras_layout(kind, op.weight.zeros, shape)
@@ -225,13 +222,8 @@ def _compare(entry: Dict, op: reader.Operator, tolerance: Optional[float],
     kinds.append(structure)
   problems, details = [], {}
   for name in kinds:
-    unit = structures.get(name)
-    if isinstance(unit, structures.NM):
-      unit = structures.Weight()
-    keras_units = np.asarray(unit.reduce(
-        (~keras_zero).astype(np.float32), layout, 'sum')) == 0
-    file_units = np.asarray(unit.reduce(
-        (~file_zero).astype(np.float32), layout, 'sum')) == 0
+    keras_units = report.units_all_zero(keras_zero, kind, name)
+    file_units = report.units_all_zero(file_zero, kind, name)
     missing = int((keras_units & ~file_units).sum())
     details[name] = f'{int(keras_units.sum())}/{int(file_units.sum())}'
     if missing:

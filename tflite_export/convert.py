@@ -30,6 +30,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Union
 
 import numpy as np
 
+from tflite_export import reader
+
 QUANTIZE_MODES = ('none', 'dynamic', 'int8', 'float16')
 
 RepresentativeData = Union[np.ndarray, Callable[[], Iterable]]
@@ -120,8 +122,7 @@ def convert(model, path: str, quantize: str = 'none',
   """
   # TensorFlow only here: inspect, check and bench start without it.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  import tfprune  # pylint: disable=g-import-not-at-top
-  from tflite_export import reader  # pylint: disable=g-import-not-at-top
+  import tfprune  # lazy: TensorFlow; strips a wrapped model before converting
   if quantize not in QUANTIZE_MODES:
     raise ValueError(f'quantize must be one of {QUANTIZE_MODES}, got '
                      f'{quantize!r}')

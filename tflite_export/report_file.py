@@ -68,14 +68,9 @@ def _check_zeros(where: str, weight: Dict, shape: List[int]) -> None:
 
 
 def _check_structure(where: str, kind: str, structure, shape) -> None:
-  from tfprune import structures  # pylint: disable=g-import-not-at-top
-  layout = {'Dense': structures.DENSE_LAYOUT,
-            'Conv2D': structures.CONV2D_LAYOUT,
-            'DepthwiseConv2D': structures.DEPTHWISE_LAYOUT}[kind]
+  from tfprune import report  # lazy: it imports TensorFlow; check starts without
   try:
-    unit = structures.get(structure)
-    if not isinstance(unit, structures.NM):   # check() compares n:m per weight
-      unit.validate(shape, layout)
+    report.validate_structure(kind, structure, shape)
   except (TypeError, ValueError) as e:
     raise _malformed(where, f'structure {structure!r}: {e}') from e
 

@@ -23,30 +23,32 @@ import os
 import sys
 from typing import Callable, Dict, List, Optional
 
+import tf_keras as keras
+
+import tflite_export
+import tfprune
+from tflite_export.bench import main as bench_main
+from tflite_export.check import main as check_main
+
 _SUMMARY = '## Summary'
 
 
 def _train(argv: List[str]) -> int:
-  # tfprune.train defines absl flags (--config, --data_dir, ...): imported
-  # only when used, so importing tfprune.cli defines none.
-  from tfprune import train  # pylint: disable=g-import-not-at-top
+  from tfprune import train  # lazy: it defines absl flags
   train.run_app(['tfprune train'] + argv, prog='tfprune train')
   return 0
 
 
 def _check(argv: List[str]) -> int:
-  from tflite_export.check import main as check_main  # pylint: disable=g-import-not-at-top
   return check_main(argv, prog='tfprune check')
 
 
 def _bench(argv: List[str]) -> int:
-  from tflite_export.bench import main as bench_main  # pylint: disable=g-import-not-at-top
   return bench_main(argv, prog='tfprune bench')
 
 
 def inspect_tflite(path: str) -> str:
   """Markdown: a .tflite file's inputs, ops, and zeros per weight."""
-  import tflite_export  # pylint: disable=g-import-not-at-top
   info = tflite_export.inspect(path)
   counts: Dict[str, int] = {}
   for name in info.op_names:
@@ -69,8 +71,6 @@ def inspect_tflite(path: str) -> str:
 
 def inspect_keras(path: str) -> str:
   """A saved Keras model's per-layer params, zeros and MACs."""
-  import tf_keras as keras  # pylint: disable=g-import-not-at-top
-  import tfprune  # pylint: disable=g-import-not-at-top
   with tfprune.custom_object_scope():
     model = keras.models.load_model(path, compile=False)
   return f'{path}: {model.name}\n\n' + tfprune.report(model).table()
@@ -88,7 +88,6 @@ def _inspect(argv: List[str]) -> int:
     print(f'tfprune inspect: error: {args.model} does not exist',
           file=sys.stderr)
     return 2
-  import tflite_export  # pylint: disable=g-import-not-at-top
   try:
     if args.model.endswith('.tflite'):
       print(inspect_tflite(args.model))
@@ -149,7 +148,7 @@ def help_text() -> str:
            'arguments)', '', 'Structured pruning for tf_keras models, '
            'exported to TFLite and checked.', '', 'commands:']
   lines += [f'  {name:8s} {_ABOUT[name]}' for name in COMMANDS]
-  from tfprune import train  # pylint: disable=g-import-not-at-top
+  from tfprune import train  # lazy: it defines absl flags
   lines += ['', train.catalogue(), '',
             'start with: tfprune train --config=configs/quickstart.py '
             '--workdir=runs/quickstart --overwrite',
@@ -165,7 +164,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(help_text())
     return 0 if argv else 2
   if argv[0] == '--version':
-    import tfprune  # pylint: disable=g-import-not-at-top
     print(f'tfprune {tfprune.__version__}')
     return 0
   command = COMMANDS.get(argv[0])

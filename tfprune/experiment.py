@@ -32,10 +32,17 @@ import time
 from typing import Dict, Optional
 
 import numpy as np
+import tf_keras as keras
 
+import tflite_export
+import tfprune
+from tfprune import config as config_lib
+from tfprune import data
 from tfprune import progress
+from tfprune import schedules
 from tfprune import summary
 from tfprune import workdir as workdir_lib
+from tfprune.wrapper import collect_wrappers
 
 # Kept here for callers that used them before tfprune.workdir existed.
 MARKER = workdir_lib.MARKER
@@ -47,7 +54,6 @@ class CheckFailedError(RuntimeError):
 
 
 def _optimizer(config, learning_rate: float):
-  import tf_keras as keras  # pylint: disable=g-import-not-at-top
   if config.optimizer == 'adam':
     return keras.optimizers.Adam(learning_rate)
   if config.optimizer == 'sgd':
@@ -58,7 +64,6 @@ def _optimizer(config, learning_rate: float):
 
 def build_schedule(spec, total_steps: int):
   """A tfmot schedule (or a float for one-shot, or None) from the config."""
-  from tfprune import schedules  # pylint: disable=g-import-not-at-top
   kind = spec.kind
   end = spec.end_step if spec.end_step >= 0 else max(
       spec.begin_step + 1, int(total_steps * 2 / 3))
@@ -83,7 +88,6 @@ def build_schedule(spec, total_steps: int):
 
 def load_data(config, data_dir: Optional[str]):
   """Train/validation/test arrays for the config (resized as configured)."""
-  from tfprune import data  # pylint: disable=g-import-not-at-top
   data_dir = data_dir or config.data_dir or None
   # One call site for both splits, so a warning from data.load shows once.
   (x_train, y_train), (x_test, y_test) = (
@@ -135,7 +139,6 @@ def _wants_shrink(config, model) -> bool:
                      f'{config.shrink!r}')
   if config.shrink != 'auto':
     return config.shrink == 'yes'
-  from tfprune.wrapper import collect_wrappers  # pylint: disable=g-import-not-at-top
   return any(str(w.structure) in ('channel', 'kernel', 'input_channel',
                                   'layer')
              for w in collect_wrappers(model))
@@ -166,7 +169,6 @@ def phase_of_epoch(schedule, epoch: int, steps_per_epoch: int) -> str:
   before its ``end_step``, or without one); fine-tuning after it, or after
   a one-shot float; fixed-mask training for ``schedule=None``.
   """
-  from tfprune import schedules  # pylint: disable=g-import-not-at-top
   if schedule is None:
     return "training with the method's fixed masks"
   if isinstance(schedule, float):
@@ -180,7 +182,6 @@ def phase_of_epoch(schedule, epoch: int, steps_per_epoch: int) -> str:
 
 def _phase_labels(schedule, steps_per_epoch: int, what: str):
   """A callback printing a phase header when the pruning fit changes phase."""
-  import tf_keras as keras  # pylint: disable=g-import-not-at-top
   shown = []
 
   def begin(epoch, logs=None):
@@ -194,7 +195,6 @@ def _phase_labels(schedule, steps_per_epoch: int, what: str):
 
 def _convert(model, path: str) -> Dict:
   """Convert ``model`` to ``path`` (a phase line says so)."""
-  import tflite_export  # pylint: disable=g-import-not-at-top
   started = time.time()
   with progress.elapsed(f'converting {os.path.basename(path)}'):
     out = tflite_export.convert(model, path)
@@ -205,7 +205,6 @@ def _convert(model, path: str) -> Dict:
 
 def _latency(paths: Dict[str, str]) -> Dict[str, float]:
   """Median 1-thread latency (us) of each file, measured interleaved."""
-  import tflite_export  # pylint: disable=g-import-not-at-top
   result = tflite_export.bench(list(paths.values()), threads=(1,), rounds=3,
                                block_seconds=0.1, warmup=10)
   by_path = {r['path']: r['median_us'] for r in result['results']}
@@ -227,8 +226,6 @@ def _summary(partial: str, metrics: Dict, dense: summary.Row, stripped,
   stripped model is converted (``stripped.tflite``) and checked too, so the
   table shows what shrinking adds.
   """
-  import tfprune  # pylint: disable=g-import-not-at-top
-  import tflite_export  # pylint: disable=g-import-not-at-top
   files = {'dense': os.path.join(partial, 'dense.tflite'),
            'model': os.path.join(partial, 'model.tflite')}
   rows = [dense, summary.Row('pruned, stripped',
@@ -256,11 +253,6 @@ def _summary(partial: str, metrics: Dict, dense: summary.Row, stripped,
 def run(config, workdir: str, overwrite: bool = False,
         data_dir: Optional[str] = None, config_file: str = '') -> Dict:
   """Run one experiment; returns its metrics (also in metrics.json)."""
-  import tf_keras as keras  # pylint: disable=g-import-not-at-top
-  import tfprune  # pylint: disable=g-import-not-at-top
-  import tflite_export  # pylint: disable=g-import-not-at-top
-  from tfprune import config as config_lib  # pylint: disable=g-import-not-at-top
-  from tfprune.wrapper import collect_wrappers  # pylint: disable=g-import-not-at-top
 
   config = config_lib.lock(config)
   if (config.schedule.kind == 'periodic' and config.schedule.begin_step < 0

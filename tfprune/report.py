@@ -44,6 +44,34 @@ def pack_zeros(value: np.ndarray) -> str:
   return base64.b64encode(np.packbits((value == 0).reshape(-1))).decode()
 
 
+# The layouts of the weights a report describes, by layer type: what a
+# reader of report.json (tflite_export.check) needs to find the units.
+LAYOUTS = {'Dense': structures.DENSE_LAYOUT,
+           'Conv2D': structures.CONV2D_LAYOUT,
+           'DepthwiseConv2D': structures.DEPTHWISE_LAYOUT}
+
+
+def _unit(structure: str) -> structures.Structure:
+  unit = structures.get(structure)
+  # n:m is a pattern inside each group of m, compared weight by weight
+  return structures.Weight() if isinstance(unit, structures.NM) else unit
+
+
+def units_all_zero(zero: np.ndarray, layer_type: str,
+                   structure: str) -> np.ndarray:
+  """Per unit of ``structure`` (n:m: per weight): are all its weights zero
+  in the boolean pattern ``zero`` of a ``layer_type`` weight."""
+  alive = (~np.asarray(zero, bool)).astype(np.float32)
+  return np.asarray(_unit(structure).reduce(alive, LAYOUTS[layer_type],
+                                            'sum')) == 0
+
+
+def validate_structure(layer_type: str, structure: str, shape) -> None:
+  """Raise a ValueError/TypeError unless ``structure`` fits a weight of
+  ``shape`` in a ``layer_type`` layer."""
+  _unit(structure).validate(shape, LAYOUTS[layer_type])
+
+
 def unpack_zeros(weight_entry: Dict) -> np.ndarray:
   """The boolean zero pattern of a report's weight entry, at its shape."""
   shape = weight_entry['shape']

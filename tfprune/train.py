@@ -28,6 +28,13 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from tfprune import config as config_lib
+from tfprune import data
+from tfprune import experiment
+from tfprune import methods
+from tfprune import models
+from tfprune import workdir
+
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, e.g. configs/quickstart.py.')
@@ -170,9 +177,6 @@ def _first_line(path: str) -> str:
 
 def catalogue() -> str:
   """The models, methods, configs and config keys, as help text."""
-  from tfprune import config as config_lib  # pylint: disable=g-import-not-at-top
-  from tfprune import methods  # pylint: disable=g-import-not-at-top
-  from tfprune import models  # pylint: disable=g-import-not-at-top
   lines = ['models (config.model):', '  ' + ', '.join(models.NAMES), '',
            'methods (config.method):', '  ' + ', '.join(methods.names()), '']
   folder = configs_dir()
@@ -220,10 +224,6 @@ def main(argv):
     _fail(f'--config and --workdir are required, e.g. {_PROG[1]} '
           '--config=configs/quickstart.py --workdir=runs/quickstart '
           '(--help lists the models, methods, configs and keys)')
-  from tfprune import config as config_lib  # pylint: disable=g-import-not-at-top
-  from tfprune import data  # pylint: disable=g-import-not-at-top
-  from tfprune import experiment  # pylint: disable=g-import-not-at-top
-  from tfprune import workdir  # pylint: disable=g-import-not-at-top
   try:
     experiment.run(_CONFIG.value, _WORKDIR.value, _OVERWRITE.value,
                    _DATA_DIR.value,
