@@ -202,11 +202,11 @@ def _embed(kind: str, kept_zero: np.ndarray, shape, kept):
 
 def _compare(entry: Dict, op: reader.Operator, tolerance: Optional[float],
              kept=None) -> LayerCheck:
-  from tfprune import report  # lazy: it imports TensorFlow; check starts without
+  from tfprune.report import unpack_zeros, units_all_zero  # lazy: TensorFlow
   weight_entry = entry['weights'][0]
   shape = weight_entry['shape']
   kind = entry['type']
-  keras_zero = report.unpack_zeros(weight_entry)
+  keras_zero = unpack_zeros(weight_entry)
   removed = np.zeros(shape, bool)
   if kept is None:
     file_zero = _to_keras_layout(kind, op.weight.zeros, shape)
@@ -222,8 +222,8 @@ def _compare(entry: Dict, op: reader.Operator, tolerance: Optional[float],
     kinds.append(structure)
   problems, details = [], {}
   for name in kinds:
-    keras_units = report.units_all_zero(keras_zero, kind, name)
-    file_units = report.units_all_zero(file_zero, kind, name)
+    keras_units = units_all_zero(keras_zero, kind, name)
+    file_units = units_all_zero(file_zero, kind, name)
     missing = int((keras_units & ~file_units).sum())
     details[name] = f'{int(keras_units.sum())}/{int(file_units.sum())}'
     if missing:

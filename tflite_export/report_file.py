@@ -68,9 +68,9 @@ def _check_zeros(where: str, weight: Dict, shape: List[int]) -> None:
 
 
 def _check_structure(where: str, kind: str, structure, shape) -> None:
-  from tfprune import report  # lazy: it imports TensorFlow; check starts without
+  from tfprune.report import validate_structure  # lazy: TensorFlow
   try:
-    report.validate_structure(kind, structure, shape)
+    validate_structure(kind, structure, shape)
   except (TypeError, ValueError) as e:
     raise _malformed(where, f'structure {structure!r}: {e}') from e
 

@@ -66,7 +66,7 @@ import tf_keras as keras
 
 from tfprune import graph as graph_lib
 from tfprune import optimizer_state, progress, schedules, structures, topology
-from tfprune import report as report_lib
+from tfprune.report import report as model_report
 from tfprune.methods import base
 
 logger = logging.getLogger('tfprune')
@@ -332,7 +332,7 @@ class SmallWorld(base.PruningMethod):
                        'tfprune.schedules.Periodic(begin_step, frequency=...)'
                        ' (or regrow_fraction=0)')
     sizes = self._sizes(wrappers)
-    total = report_lib.report(model)['totals']['params']   # what the budget is a share of
+    total = model_report(model)['totals']['params']   # what the budget is a share of
     prunable_params = sum(s[0] * s[1] * s[2] for s in sizes.values())
     fixed_params = total - prunable_params
     budget = int(round(self.density * total))
