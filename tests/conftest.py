@@ -5,6 +5,7 @@ so this runs at import time, before any test module touches TensorFlow.
 """
 
 import contextlib
+import functools
 import os
 import subprocess
 import sys
@@ -19,6 +20,18 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 _cpus = tf.config.list_physical_devices('CPU')
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
+@functools.lru_cache(maxsize=None)
+def mirrored_strategy():
+  """The one MirroredStrategy over the two logical CPUs of the session.
+
+  Strategies made one after the other in a process reuse collective
+  instance keys, and TensorFlow then mixes up their all-reduce shapes
+  ("Shape mismatch in the collective instance"), so tests share one.
+  """
+  devices = [d.name for d in tf.config.list_logical_devices('CPU')][:2]
+  return tf.distribute.MirroredStrategy(devices)
 
 
 @pytest.fixture(autouse=True)

@@ -26,6 +26,8 @@ import tfprune
 from tfprune import registry
 from tfprune.wrapper import cohorts, collect_wrappers
 
+from conftest import mirrored_strategy
+
 L = keras.layers
 N, BATCH, EPOCHS = 64, 16, 2          # 8 steps of training
 
@@ -179,17 +181,9 @@ def test_save_load_resume_keeps_masks_and_run_state(name, tmp_path):
         np.testing.assert_array_equal(a, b, err_msg=f'resumed {fmt} {key}')
 
 
-@functools.lru_cache(maxsize=None)
-def _strategy():
-  """One MirroredStrategy for the module: strategies made one after the
-  other in a process can mix up their collective instance keys."""
-  devices = [d.name for d in tf.config.list_logical_devices('CPU')][:2]
-  return tf.distribute.MirroredStrategy(devices)
-
-
 @pytest.mark.parametrize('name', METHODS)
 def test_mirrored_strategy_replicas_hold_the_same_masks(name):
-  strategy = _strategy()
+  strategy = mirrored_strategy()
   x, y = _data()
   with strategy.scope():
     method, schedule, layers, _ = _recipe(name)

@@ -10,7 +10,7 @@ import tf_keras as keras
 
 import tfprune
 from tfprune.methods import base as methods_base
-from conftest import random_batch, small_conv_model
+from conftest import mirrored_strategy, random_batch, small_conv_model
 
 
 def _dense_model():
@@ -179,9 +179,8 @@ def test_fit_without_pruning_step_is_a_clear_error():
 
 
 def test_mirrored_strategy_two_cpus():
-  devices = [d.name for d in tf.config.list_logical_devices('CPU')]
-  assert len(devices) == 2
-  strategy = tf.distribute.MirroredStrategy(devices)
+  assert len(tf.config.list_logical_devices('CPU')) == 2
+  strategy = mirrored_strategy()
   x, y = random_batch(n=32)
   schedule = tfprune.schedules.PolynomialDecay(0.0, 0.75, 1, 6, frequency=1)
   with strategy.scope():
