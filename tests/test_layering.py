@@ -29,7 +29,8 @@ LEVELS = [
     {'tfprune.methods', 'tfprune.methods.base', 'tfprune.methods.magnitude',
      'tfprune.methods.network_trimming', 'tfprune.methods.psp',
      'tfprune.methods.small_world', 'tfprune.methods.synaptic_strength',
-     'tfprune.methods.synthesis', 'tfprune.apoz', 'tfprune.report'},
+     'tfprune.methods.synthesis', 'tfprune.methods.edges', 'tfprune.apoz',
+     'tfprune.report'},
     # model transforms and the training loop's callbacks
     {'tfprune.transform', 'tfprune.surgery', 'tfprune.callbacks'},
     # drivers and the public face

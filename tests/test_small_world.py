@@ -5,6 +5,7 @@ import pytest
 import tf_keras as keras
 
 import tfprune
+from tfprune.methods import edges as edges_lib
 from tfprune import schedules
 from tfprune.methods import SmallWorld
 from tfprune.methods import small_world as sw
@@ -59,24 +60,24 @@ def test_budget_on_the_other_papers_models(build, density, p, slack):
 
 def test_allocation_rule_overrides_and_rounding():
   sizes = {'a': (10, 20, 9), 'b': (100, 50, 1), 'c': (50, 10, 1)}
-  edges = sw.allocate(sizes, 2000)
+  edges = edges_lib.allocate(sizes, 2000)
   assert sum(edges[n] * sizes[n][2] for n in sizes) == 2000
   ratio = lambda n: edges[n] / (sizes[n][0] * sizes[n][1]) / (
       (sizes[n][0] + sizes[n][1]) / (sizes[n][0] * sizes[n][1]))
   assert ratio('a') == pytest.approx(ratio('b'), rel=0.02)
   assert ratio('b') == pytest.approx(ratio('c'), rel=0.02)
-  fixed = sw.allocate(sizes, 2000, fixed={'a': 0.5})
+  fixed = edges_lib.allocate(sizes, 2000, fixed={'a': 0.5})
   assert fixed['a'] == 100
   assert sum(fixed[n] * sizes[n][2] for n in sizes) == 2000
   with pytest.raises(ValueError, match='not wrapped'):
-    sw.allocate(sizes, 2000, fixed={'zz': 0.5})
+    edges_lib.allocate(sizes, 2000, fixed={'zz': 0.5})
   with pytest.raises(ValueError, match='more parameters than the budget'):
-    sw.allocate(sizes, 100, fixed={'a': 1.0})
+    edges_lib.allocate(sizes, 100, fixed={'a': 1.0})
 
 
 def test_saturated_layers_pass_their_share_on():
   sizes = {'small': (2, 3, 1), 'big': (100, 100, 1)}
-  edges = sw.allocate(sizes, 1006)
+  edges = edges_lib.allocate(sizes, 1006)
   assert edges == {'small': 6, 'big': 1000}
 
 

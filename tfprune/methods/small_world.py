@@ -65,76 +65,14 @@ import numpy as np
 import tf_keras as keras
 
 from tfprune import graph as graph_lib
-from tfprune import optimizer_state, progress, schedules, structures, topology
+from tfprune import progress, schedules, structures, topology
 from tfprune.report import report as model_report
 from tfprune.methods import base
+from tfprune.methods import edges as edges_lib
 
 logger = logging.getLogger('tfprune')
 
 DEFAULT_P_GRID = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
-
-
-# --- level 1: the budget ---------------------------------------------------
-def allocate(sizes: Dict[str, Sequence[int]], budget: int,
-             fixed: Optional[Dict[str, float]] = None) -> Dict[str, int]:
-  """Edges per layer so that sum(edges * area) == budget (if possible).
-
-  Args:
-    sizes: per layer ``(n_in, n_out, area)``; an edge costs ``area`` params.
-    budget: parameters to spend on edges.
-    fixed: per layer a density in (0, 1] that is not rescaled.
-
-  Returns:
-    Edge counts per layer. The total cost is exactly ``budget`` when a
-    layer with area 1 has room for the rounding remainder; otherwise it is
-    below by what no layer with room can take (less than the smallest area
-    unless every free layer is full).
-  """
-  fixed = dict(fixed or {})
-  unknown = sorted(set(fixed) - set(sizes))
-  if unknown:
-    raise ValueError(f'layer_density names {unknown}, which are not wrapped '
-                     f'layers; wrapped: {sorted(sizes)}')
-  possible = {n: s[0] * s[1] for n, s in sizes.items()}
-  area = {n: s[2] for n, s in sizes.items()}
-  for name, d in fixed.items():
-    if not 0 < d <= 1:
-      raise ValueError(f'layer_density[{name!r}] must be in (0, 1], got {d}')
-  density = {n: float(d) for n, d in fixed.items()}
-  free = [n for n in sizes if n not in fixed]
-  left = budget - sum(density[n] * possible[n] * area[n] for n in fixed)
-  if left < 0:
-    raise ValueError('the layer_density overrides alone need more parameters'
-                     f' than the budget ({budget}); lower them or raise '
-                     'density')
-  ratio = {n: (sizes[n][0] + sizes[n][1]) / possible[n] for n in free}
-  while free:
-    weight = sum(ratio[n] * possible[n] * area[n] for n in free)
-    eps = left / weight if weight else 0.0
-    full = [n for n in free if eps * ratio[n] >= 1.0]
-    if not full:
-      for n in free:
-        density[n] = eps * ratio[n]
-      break
-    for n in full:
-      density[n] = 1.0
-      left -= possible[n] * area[n]
-      free.remove(n)
-  exact = {n: density[n] * possible[n] for n in sizes}
-  edges = {n: min(int(np.floor(exact[n])), possible[n]) for n in sizes}
-  remainder = budget - sum(edges[n] * area[n] for n in sizes)
-  for n in sorted(sizes, key=lambda n: exact[n] - edges[n], reverse=True):
-    if area[n] <= remainder and edges[n] < possible[n] and n not in fixed:
-      edges[n] += 1
-      remainder -= area[n]
-  # whatever is left: as many edges as fit, largest edges first, so area-1
-  # (Dense) layers take the last parameters and the total is exact
-  for n in sorted(sizes, key=lambda n: (-area[n], -possible[n])):
-    if n not in fixed and remainder > 0:
-      extra = min(remainder // area[n], possible[n] - edges[n])
-      edges[n] += extra
-      remainder -= extra * area[n]
-  return edges
 
 
 # --- level 2: the layer lattice and its rewiring ------------------------------
@@ -342,7 +280,8 @@ class SmallWorld(base.PruningMethod):
           f'{fixed_params} of them are not pruned by SmallWorld (biases, '
           'BatchNorm, unwrapped layers); the smallest possible density here '
           f'is {fixed_params / total:.4f}')
-    edges = allocate(sizes, budget - fixed_params, self.layer_density)
+    edges = edges_lib.allocate(sizes, budget - fixed_params,
+                               self.layer_density)
     empty = [n for n, e in edges.items() if e == 0]
     if empty:
       raise ValueError(
@@ -360,7 +299,7 @@ class SmallWorld(base.PruningMethod):
       mask = masks[wrapper.layer.name]
       wrapper.assign_mask(0, mask)
       if self.rescale_init:
-        rescale_to_fan_in(wrapper, mask)
+        edges_lib.rescale_to_fan_in(wrapper, mask)
     kept = fixed_params + sum(edges[n] * sizes[n][2] for n in sizes)
     if budget - kept >= min(s[2] for s in sizes.values()):
       warnings.warn(
@@ -457,18 +396,7 @@ class SmallWorld(base.PruningMethod):
       drop = active[np.argsort(scores[active], kind='stable')[:n_move]]
       rng = np.random.default_rng([self.seed, int(step), i])
       grow = rng.choice(absent, n_move, replace=False)
-      new = mask.reshape(-1).copy()
-      new[drop], new[grow] = False, True
-      new = new.reshape(mask.shape)
-      wrapper.assign_mask(0, new)
-      weight = wrapper.prunable[0]
-      changed = np.zeros(mask.size, np.float32)
-      changed[grow] = changed[drop] = 1
-      changed = np.asarray(self.structure.expand(
-          changed.reshape(mask.shape), weight.variable.shape,
-          weight.layout)) > 0
-      weight.variable.assign(np.where(changed, 0, weight.variable.numpy()))
-      optimizer_state.reset_slots(optimizer, weight.variable, changed)
+      edges_lib.move(wrapper, drop, grow, optimizer)
       moved += n_move
     if self.topology is not None:
       self.topology['regrow_events'] += 1
@@ -501,13 +429,3 @@ class SmallWorld(base.PruningMethod):
 
 def _p_key(p: float) -> int:
   return int(round(float(p) * 1e6))
-
-
-def rescale_to_fan_in(wrapper, mask: np.ndarray) -> None:
-  """Scale kept weights of output j by sqrt(n_in / fan_in_j) (a sparse start
-  with the dense initializer's output variance; Small-World, Synthesis)."""
-  kernel = wrapper.prunable[0].variable
-  fan_in = mask.sum(axis=0).astype(np.float64)
-  factor = np.where(fan_in > 0, np.sqrt(mask.shape[0] / np.maximum(fan_in, 1)),
-                    1.0)
-  kernel.assign(kernel * factor.astype(kernel.dtype.as_numpy_dtype))

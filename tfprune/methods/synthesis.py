@@ -16,7 +16,7 @@ units (columns ``j``). Densities count the edges of the wrapped kernels only
 1. *Budgets.* ``initial_density`` and ``capacity`` are fractions of all
    wrapped kernels' edges. Both are split over the layers with the
    Erdos-Renyi rule ``d_l ~ (n_in + n_out) / (n_in * n_out)`` (capped at 1,
-   the surplus passed on, totals exact; :func:`tfprune.methods.small_world.
+   the surplus passed on, totals exact; :func:`tfprune.methods.edges.
    allocate`), or uniformly (``layer_split='uniform'``). This gives every
    layer an initial edge count ``e_l`` and a capacity ``c_l``; the output
    layer is a layer like the others (with the ER rule the 10-unit classifier
@@ -81,9 +81,9 @@ import numpy as np
 from scipy import special
 import tensorflow as tf
 
-from tfprune import optimizer_state, schedules, structures
+from tfprune import schedules, structures
 from tfprune.methods import base
-from tfprune.methods import small_world
+from tfprune.methods import edges as edges_lib
 from tfprune.wrapper import collect_wrappers
 
 STRATEGIES = ('strategic', 'random')
@@ -376,7 +376,7 @@ class Synthesis(base.PruningMethod):
     budget = int(round(density * total))
     if self.layer_split == 'uniform':
       return {n: int(round(density * a * b)) for n, (a, b) in sizes.items()}
-    return small_world.allocate({n: (a, b, 1) for n, (a, b) in sizes.items()},
+    return edges_lib.allocate({n: (a, b, 1) for n, (a, b) in sizes.items()},
                                 budget)
 
   def layer_budgets(self, wrappers) -> Dict[str, Dict[str, int]]:
@@ -426,7 +426,7 @@ class Synthesis(base.PruningMethod):
       mask = mask.reshape(wrapper.prunable[0].variable.shape)
       wrapper.assign_mask(0, mask)
       if self.rescale_init:
-        small_world.rescale_to_fan_in(wrapper, mask)
+        edges_lib.rescale_to_fan_in(wrapper, mask)
     total = sum(p['possible'] for p in plan.values())
     initial = sum(p['initial'] for p in plan.values())
     self.history = {
@@ -461,8 +461,7 @@ class Synthesis(base.PruningMethod):
     for i, wrapper in enumerate(wrappers):
       name = wrapper.layer.name
       p = plan[name]
-      variable = wrapper.prunable[0].variable
-      kernel = variable.numpy()
+      kernel = wrapper.prunable[0].variable.numpy()
       mask = np.asarray(wrapper.masks[0]) > 0
       active = int(mask.sum())
       g, r = event_counts(active, p['capacity'], p['possible'], p['growth'],
@@ -474,19 +473,9 @@ class Synthesis(base.PruningMethod):
         grow = grow_random(mask, g, rng)
       drop = weakest(kernel, mask, r)
       if g or r:
-        new = mask.reshape(-1).copy()
-        new[grow], new[drop] = True, False
-        new = new.reshape(mask.shape)
-        wrapper.assign_mask(0, new)        # zeroes the dropped weights
-        values = variable.numpy().reshape(-1)
-        values[grow] = (rng.normal(0.0, self.init_std, g)
-                        if self.init_std > 0 else 0.0)
-        values[drop] = 0.0
-        variable.assign(values.reshape(mask.shape))
-        changed = np.zeros(mask.size, bool)
-        changed[grow] = changed[drop] = True
-        optimizer_state.reset_slots(optimizer, variable,
-                                    changed.reshape(mask.shape))
+        edges_lib.move(wrapper, drop, grow, optimizer,
+                       rng.normal(0.0, self.init_std, g)
+                       if self.init_std > 0 else None)
       active += g - r
       self.history['layers'][name]['edges'] = active
       grown_total, pruned_total = grown_total + g, pruned_total + r
