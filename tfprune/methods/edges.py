@@ -15,6 +15,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from tfprune import optimizer_state
+from tfprune.methods import base
 
 
 def allocate(sizes: Dict[str, Sequence[int]], budget: int,
@@ -87,6 +88,30 @@ def rescale_to_fan_in(wrapper, mask: np.ndarray) -> None:
   factor = np.where(fan_in > 0, np.sqrt(mask.shape[0] / np.maximum(fan_in, 1)),
                     1.0)
   kernel.assign(kernel * factor.astype(kernel.dtype.as_numpy_dtype))
+
+
+class BudgetMethod(base.PruningMethod):
+  """A method that keeps its own edge budget instead of a sparsity target,
+  and moves edges of the model being trained (whose optimizer slots it
+  resets)."""
+
+  _model = None
+
+  def on_train_begin(self, wrappers: Sequence, model) -> None:
+    self._model = model
+
+  @property
+  def optimizer(self):
+    """The optimizer of the model in training, or None."""
+    return getattr(self._model, 'optimizer', None)
+
+  def refuse_target(self, sparsity: Optional[float], schedules: str) -> None:
+    """Raise unless ``sparsity`` is None (``schedules`` says what to pass)."""
+    if sparsity is not None:
+      raise ValueError(
+          f'{type(self).__name__} keeps its own budget and got a target '
+          f'sparsity {sparsity} (a one-shot float or a target schedule); '
+          f'pass {schedules}')
 
 
 def move(wrapper, drop: np.ndarray, grow: np.ndarray, optimizer,

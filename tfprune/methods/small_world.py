@@ -167,7 +167,7 @@ class LayeredGraph:
 
 # --- the method ----------------------------------------------------------------
 @base.register
-class SmallWorld(base.PruningMethod):
+class SmallWorld(edges_lib.BudgetMethod):
   """Fixed Small-World masks over Dense units and Conv2D channel pairs.
 
   Args:
@@ -223,7 +223,6 @@ class SmallWorld(base.PruningMethod):
     self.p_grid = tuple(float(p) for p in p_grid)
     self.random_graphs = int(random_graphs)
     self.topology: Optional[dict] = None
-    self._model = None
 
   def score(self, wrapper, index):
     weight = wrapper.prunable[index]
@@ -370,19 +369,11 @@ class SmallWorld(base.PruningMethod):
     return best[0], grid, best[1]
 
   # --- stage 3: prune and regrow ------------------------------------------------
-  def on_train_begin(self, wrappers, model):
-    self._model = model
-
   def update_masks(self, wrappers: Sequence, sparsity: Optional[float],
                    step: int):
     """Drop the weakest ``regrow_fraction`` of each layer's edges, regrow."""
-    if sparsity is not None:
-      raise ValueError(
-          f'SmallWorld keeps its own density budget and got a target '
-          f'sparsity {sparsity} (a one-shot float or a target schedule); '
-          'pass schedule=None, or tfprune.schedules.Periodic for stage-3 '
-          'prune-and-regrow')
-    optimizer = getattr(self._model, 'optimizer', None)
+    self.refuse_target(sparsity, 'schedule=None, or tfprune.schedules.'
+                       'Periodic for stage-3 prune-and-regrow')
     moved = 0
     for i, wrapper in enumerate(wrappers):
       mask = np.asarray(wrapper.masks[0]) > 0
@@ -396,7 +387,7 @@ class SmallWorld(base.PruningMethod):
       drop = active[np.argsort(scores[active], kind='stable')[:n_move]]
       rng = np.random.default_rng([self.seed, int(step), i])
       grow = rng.choice(absent, n_move, replace=False)
-      edges_lib.move(wrapper, drop, grow, optimizer)
+      edges_lib.move(wrapper, drop, grow, self.optimizer)
       moved += n_move
     if self.topology is not None:
       self.topology['regrow_events'] += 1

@@ -251,7 +251,7 @@ def chance(masks_a: MaskSet, masks_b: MaskSet) -> float:
 
 # --- the method -------------------------------------------------------------------
 @base.register
-class Synthesis(base.PruningMethod):
+class Synthesis(edges_lib.BudgetMethod):
   """Grow a sparse MLP to a capacity, pruning alongside (inspired by the paper).
 
   Args:
@@ -336,7 +336,6 @@ class Synthesis(base.PruningMethod):
     self.end_step = int(end_step)
     self.schedule()            # validates begin_step / end_step
     self.history: Optional[dict] = None
-    self._model = None
 
   def schedule(self, begin_step: Optional[int] = None,
                end_step: Optional[int] = None) -> schedules.Periodic:
@@ -439,23 +438,15 @@ class Synthesis(base.PruningMethod):
         'log': []}
 
   # --- events -------------------------------------------------------------------
-  def on_train_begin(self, wrappers, model):
-    self._model = model
-
   def update_masks(self, wrappers: Sequence, sparsity: Optional[float],
                    step: int):
     """One synthesis event: grow ``g`` and prune ``r`` edges per layer."""
-    if sparsity is not None:
-      raise ValueError(
-          f'Synthesis keeps its own budget and got a target sparsity '
-          f'{sparsity} (a one-shot float or a target schedule); pass '
-          'schedule=None or method.schedule(...)')
+    self.refuse_target(sparsity, 'schedule=None or method.schedule(...)')
     plan = self.layer_budgets(wrappers)
     if self.history is None:       # e.g. a method built by hand
       self.history = {'events': 0, 'grown': 0, 'pruned': 0, 'log': [],
                       'at_capacity_step': None,
                       'layers': {n: dict(p) for n, p in plan.items()}}
-    optimizer = getattr(self._model, 'optimizer', None)
     grown_total = pruned_total = 0
     edges = possible = capacity = 0
     for i, wrapper in enumerate(wrappers):
@@ -473,7 +464,7 @@ class Synthesis(base.PruningMethod):
         grow = grow_random(mask, g, rng)
       drop = weakest(kernel, mask, r)
       if g or r:
-        edges_lib.move(wrapper, drop, grow, optimizer,
+        edges_lib.move(wrapper, drop, grow, self.optimizer,
                        rng.normal(0.0, self.init_std, g)
                        if self.init_std > 0 else None)
       active += g - r
