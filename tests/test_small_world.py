@@ -151,7 +151,7 @@ def test_conv_edges_are_whole_kernels_and_init_is_rescaled():
 def test_zero_edge_layers_one_shot_and_bad_arguments_are_refused():
   with pytest.raises(ValueError, match=r"\['logits'\] get no connection"):
     tfprune.prune(mlp(), SmallWorld(0.2, layer_density={'logits': 0.001}))
-  with pytest.raises(ValueError, match='own density budget'):
+  with pytest.raises(ValueError, match='keeps its own budget'):
     tfprune.prune(mlp(), SmallWorld(0.2), 0.9)
   with pytest.raises(ValueError, match='needs update points'):
     tfprune.prune(mlp(), SmallWorld(0.2, regrow_fraction=0.1))
