@@ -342,10 +342,9 @@ def run(config, workdir: str, overwrite: bool = False,
     phase('export: strip' + (', shrink' if shrinking else '') +
           ', convert to .tflite, check, time')
     if shrinking:
-      with progress.elapsed('shrinking: removing the masked channels'):
-        export, plan = tfprune.shrink(
-            stripped, round_to=config.shrink_round_to,
-            min_channels=config.shrink_min_channels, return_plan=True)
+      export, plan = tfprune.shrink(      # shows its own progress
+          stripped, round_to=config.shrink_round_to,
+          min_channels=config.shrink_min_channels, return_plan=True)
       export.compile(**compile_args)
       metrics['shrunk_test_accuracy'] = float(
           export.evaluate(x_test, y_test, batch_size=512, verbose=0)[1])

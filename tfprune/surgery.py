@@ -44,7 +44,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfprune import graph as graph_lib
-from tfprune import transform
+from tfprune import progress, transform
 from tfprune.wrapper import collect_wrappers
 
 L = keras.layers
@@ -200,7 +200,7 @@ def _probe(node, g, values):
 def _constants(g, facts: Dict[str, _ConvFacts]) -> Dict:
   """Per tensor: the constant value of every channel, NaN where it varies."""
   const = {}
-  for node in g.nodes:
+  for node in progress.track(g.nodes, 'shrink: finding constant channels'):
     out_channels = [g.channels(k) for k in node.outputs]
     result = [np.full(c, np.nan) for c in out_channels]
     if node.kind == graph_lib.CONV and not node.pin_outputs:
@@ -435,5 +435,7 @@ def shrink(model: keras.Model, round_to: int = 1, min_channels: int = 1,
   """
   plain = _prepare(model)
   g, p = _plan(plain, round_to, min_channels)
-  new_model = _rebuild(plain, g, p)
+  with progress.elapsed(f'shrink: rebuilding {model.name!r} without the '
+                        'removed channels'):
+    new_model = _rebuild(plain, g, p)
   return (new_model, p) if return_plan else new_model
