@@ -60,8 +60,9 @@ def _raw_convert(model, mode):
                              tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
   if mode == 'int8':
     rng = np.random.RandomState(0)
+    shape = (1,) + tuple(model.input_shape[1:])
     converter.representative_dataset = lambda: (
-        [rng.rand(1, 32).astype(np.float32)] for _ in range(20))
+        [rng.rand(*shape).astype(np.float32)] for _ in range(20))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
   else:
     converter.target_spec.supported_types = [tf.float16]
@@ -98,6 +99,43 @@ def test_refused_fp16_blocked_pattern_really_gives_nan(tmp_path):
   with pytest.raises(tflite_export.ConversionError, match='NaN'):
     tflite_export.convert(model, str(tmp_path / 'm.tflite'),
                           quantize='float16', sparse_encoding=True)
+
+
+def test_partial_sparse_block_really_drops_inputs_and_is_refused(tmp_path):
+  """Re-measures: an int8 FULLY_CONNECTED stored in 1x16 blocks over 500
+  inputs (31 blocks + 4) runs in LiteRT as if the last 4 inputs were 0."""
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
+  rng = np.random.RandomState(0)
+  inputs = keras.Input((500,))
+  model = keras.Model(inputs, keras.layers.Dense(10, name='fc')(inputs))
+  keep = np.zeros((500, 10), bool)
+  for unit in range(10):                     # 4 of 32 blocks per unit
+    for block in rng.choice(31, 4, replace=False):
+      keep[16 * block:16 * (block + 1), unit] = True
+  keep[496:] = True                          # the partial block
+  model.get_layer('fc').set_weights([rng.randn(500, 10).astype(np.float32) *
+                                     keep, np.zeros(10, np.float32)])
+  interpreter = Interpreter(model_content=_raw_convert(model, 'int8'))
+  interpreter.allocate_tensors()
+  x = rng.rand(4, 500).astype(np.float32)
+  got = []
+  for row in x:
+    interpreter.set_tensor(interpreter.get_input_details()[0]['index'],
+                           row[None])
+    interpreter.invoke()
+    got.append(interpreter.get_tensor(
+        interpreter.get_output_details()[0]['index'])[0])
+  cut = x.copy()
+  cut[:, 496:] = 0
+  off_full = np.abs(np.array(got) - model.predict(x, verbose=0)).max()
+  off_cut = np.abs(np.array(got) - model.predict(cut, verbose=0)).max()
+  assert off_full > 4 * off_cut        # it computed without the last 4
+  with pytest.raises(tflite_export.ConversionError,
+                     match='runs wrongly.*drops the last 4'):
+    tflite_export.convert(model, str(tmp_path / 'm.tflite'), quantize='int8',
+                          representative_data=x, sparse_encoding=True)
+  assert not os.path.exists(tmp_path / 'm.tflite')
 
 
 def test_dynamic_sparse_and_bad_arguments_are_refused(tmp_path):

@@ -30,7 +30,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Union
 
 import numpy as np
 
-from tflite_export import reader
+from tflite_export import reader, validation
 
 QUANTIZE_MODES = ('none', 'dynamic', 'int8', 'float16')
 
@@ -171,6 +171,12 @@ def convert(model, path: str, quantize: str = 'none',
     # the caller's business.
     info = reader.inspect(probe, reader.Limits(tensor_bytes=sys.maxsize,
                                                total_bytes=sys.maxsize))
+  except validation.PartialBlockError as e:
+    raise ConversionError(
+        f'sparse_encoding with quantize={quantize!r} made a file LiteRT runs '
+        f'wrongly: {str(e).split(": ", 1)[1]}. Convert without '
+        'sparse_encoding, or make the layer width a multiple of the block.'
+    ) from e
   finally:
     os.unlink(probe)
   if sparse_encoding:

@@ -163,6 +163,12 @@ def vector(union) -> np.ndarray:
   return np.asarray(union.values, np.int64)
 
 
+class PartialBlockError(InvalidModelError):
+  """A block-sparse weight whose blocks do not tile it: the TFLite converter
+  writes such files (int8 1x16 blocks on a 500-wide layer), and LiteRT runs
+  them without the remainder."""
+
+
 def _block_sizes(shape, order, block_map, metas, dense_format) -> List[int]:
   """Per traversed dimension its size: blocked axes split into outer*inner."""
   rank = len(shape)
@@ -170,9 +176,16 @@ def _block_sizes(shape, order, block_map, metas, dense_format) -> List[int]:
   for j, dim in enumerate(block_map):
     meta = metas[order.index(rank + j)]
     block = int(meta.denseSize)
-    if meta.format != dense_format or block < 1 or shape[dim] % block:
-      raise InvalidModelError(f'sparse block {block} does not divide '
-                              f'dimension {dim} of shape {list(shape)}')
+    if meta.format != dense_format or block < 1:
+      raise InvalidModelError(f'sparse block {block} of dimension {dim} '
+                              f'of shape {list(shape)} is not a dense level')
+    if shape[dim] % block:
+      raise PartialBlockError(
+          f'sparse block {block} does not divide dimension {dim} of shape '
+          f'{list(shape)}: LiteRT drops the last {shape[dim] % block} '
+          'entries of that dimension (measured: the outputs of such a '
+          'fully connected layer lose those inputs), so the file computes '
+          'something else than the model')
     sizes[dim] = shape[dim] // block
     sizes.append(block)
   return sizes
@@ -316,6 +329,8 @@ class _Checker:
       try:
         count = sparse_value_count(shape, tensor.sparsity,
                                    self.fb.DimensionType.DENSE)
+      except PartialBlockError as e:
+        self.fail(f'{name}: {e}', PartialBlockError)
       except InvalidModelError as e:
         self.corrupt(f'{name}: {e}')
       nbytes = (count * element_bits(type_name) + 7) // 8
