@@ -178,18 +178,27 @@ class Context:
       x_test, y_test = x_test[:data.test_examples], y_test[:data.test_examples]
     return (x[train], y[train]), (x[val], y[val]), (x_test, y_test)
 
-  def tflite(self, model, name: Optional[str] = None, **kwargs) -> str:
-    """Convert ``model`` to a .tflite file in the temporary folder."""
+  def tflite(self, model, name: Optional[str] = None, **kwargs) -> Dict:
+    """Convert ``model`` to a .tflite file in the temporary folder; what
+    ``tflite_export.convert`` returns (``path``, ``size``, ``densify``)."""
     import tflite_export  # pylint: disable=g-import-not-at-top
     path = os.path.join(self.tmp, (name or str(len(os.listdir(self.tmp))))
                         + '.tflite')
     with warnings.catch_warnings():
       warnings.simplefilter('ignore')
-      tflite_export.convert(model, path, **kwargs)
-    return path
+      return tflite_export.convert(model, path, **kwargs)
 
-  def plot_path(self, name: str) -> str:
-    return os.path.join(self.out_dir, name)
+  def plot(self, draw, name: str, *args) -> None:
+    """``draw(*args, path)`` with matplotlib into the output folder, or a
+    note in the section where matplotlib is not installed."""
+    try:
+      import matplotlib  # pylint: disable=g-import-not-at-top
+    except ImportError:
+      self.notes.append(f'matplotlib is not installed here: {name} was not '
+                        'redrawn by this run.')
+      return
+    matplotlib.use('Agg')
+    draw(*args, os.path.join(self.out_dir, name))
 
 
 def optimizer(kind: str, learning_rate, momentum: float = 0.9):
@@ -204,7 +213,8 @@ def fit(model, train, epochs: int, opt, batch_size: int, callbacks=(),
   """Compile with ``opt`` and fit on ``train`` (``(x, y)``); the model."""
   model.compile(opt, 'sparse_categorical_crossentropy', metrics)
   if epochs:
-    model.fit(*train, epochs=epochs, batch_size=batch_size, verbose=2,
+    kwargs.setdefault('verbose', 2)
+    model.fit(*train, epochs=epochs, batch_size=batch_size,
               callbacks=list(callbacks), **kwargs)
   return model
 

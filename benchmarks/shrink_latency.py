@@ -107,7 +107,7 @@ def _family(ctx, family):
     variants.append(('shrunk', sparsity, shrunk, (pruned, plan), gap))
   rows = []
   for name, sparsity, model, origin, gap in variants:
-    path = ctx.tflite(model)
+    path = ctx.tflite(model)['path']
     totals = tfprune.report(model)['totals']
     ok = None
     if origin is not None:
