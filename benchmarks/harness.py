@@ -43,10 +43,7 @@ RESULTS = os.path.join(ROOT, 'docs', 'RESULTS.md')
 HEADER = ('# tfprune results\n\nEvery section below was written by the '
           'benchmark command it names; rerun that command to regenerate it.\n')
 # What each dataset stands in for where the paper's is not available offline.
-SUBSTITUTES = {
-    'fashion_mnist': 'CIFAR-10 is not available offline. Substitute: '
-                     'Fashion-MNIST',
-}
+SUBSTITUTES = {'fashion_mnist': 'CIFAR-10 is not available offline'}
 SMOKE_DATA = 'digits'
 
 
@@ -69,18 +66,23 @@ def data_config(dataset: str, image_size: int = 0, channels: int = 0,
 
 
 def describe_data(data) -> str:
-  """One sentence naming the data and the substitute, from the config."""
+  """The dataset of a ``data_config`` and how its images were changed."""
   what = {'mnist': 'MNIST', 'fashion_mnist': 'Fashion-MNIST',
           'digits': 'digits'}.get(data.dataset, data.dataset)
-  shape = []
   if data.image_size:
-    shape.append(f'zero-padded to {data.image_size}x{data.image_size}')
-  shape.append(f'{data.channels} channels (grey replicated)'
-               if data.channels > 1 else 'one channel')
-  text = f'{what} {", ".join(shape)}'
+    what += f' zero-padded to {data.image_size}x{data.image_size}'
+  if data.channels > 1:
+    what += f', grey replicated to {data.channels} channels'
+  elif data.image_size:
+    what += ' (one channel)'
+  return what
+
+
+def substitute(data) -> str:
+  """``describe_data``, with the dataset it stands in for where it does."""
   if data.dataset in SUBSTITUTES:
-    text = SUBSTITUTES[data.dataset].replace('Fashion-MNIST', text)
-  return text
+    return f'{SUBSTITUTES[data.dataset]}. Substitute: {describe_data(data)}'
+  return describe_data(data)
 
 
 # --- machine and RESULTS -------------------------------------------------
@@ -189,8 +191,8 @@ class Context:
       return tflite_export.convert(model, path, **kwargs)
 
   def plot(self, draw, name: str, *args) -> None:
-    """``draw(*args, path)`` with matplotlib into the output folder, or a
-    note in the section where matplotlib is not installed."""
+    """Save the figure ``draw(*args)`` returns as ``name`` in the output
+    folder, or note in the section that matplotlib is not installed."""
     try:
       import matplotlib  # pylint: disable=g-import-not-at-top
     except ImportError:
@@ -198,7 +200,17 @@ class Context:
                         'redrawn by this run.')
       return
     matplotlib.use('Agg')
-    draw(*args, os.path.join(self.out_dir, name))
+    fig = draw(*args)
+    fig.tight_layout()
+    fig.savefig(os.path.join(self.out_dir, name), dpi=110)
+
+
+def label(ax, xlabel: str, ylabel: str, title: str, legend: int = 7):
+  """Axis labels, a small title and a legend of a matplotlib panel."""
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.set_title(title, fontsize=9)
+  ax.legend(fontsize=legend)
 
 
 def optimizer(kind: str, learning_rate, momentum: float = 0.9):
@@ -289,16 +301,13 @@ def _parse(argv, base) -> flags.FlagValues:
       'with --smoke a temporary one).', flag_values=values)
   config_flags.DEFINE_config_dict(
       'config', copy.deepcopy(base), 'Study settings; override with '
-      '--config.KEY=VALUE.', flag_values=values)
+      '--config.KEY=VALUE.', flag_values=values, sys_argv=list(argv))
   values(argv)
   return values
 
 
-def main(module, argv: Optional[Sequence[str]] = None) -> str:
-  """Parse the flags, run the study, write its section; the file written.
-
-  ``module`` is the study module; ``argv`` defaults to ``sys.argv`` (tests
-  pass their own, so one process can run several studies)."""
+def configure(module, argv: Optional[Sequence[str]] = None):
+  """``(study name, parsed flags, effective config)`` for a command line."""
   argv = list(sys.argv if argv is None else argv)
   name = module.__name__.rsplit('.', 1)[-1]
   if name == '__main__':
@@ -309,20 +318,31 @@ def main(module, argv: Optional[Sequence[str]] = None) -> str:
     with base.unlocked():
       _apply(base, base.smoke)
     values = _parse(argv, base)
-  logging.set_verbosity(logging.WARNING)
   cfg = values.config
   with cfg.unlocked():
     del cfg['smoke']
+  return name, values, cfg
+
+
+def main(module, argv: Optional[Sequence[str]] = None) -> str:
+  """Parse the flags, run the study, write its section; the file written.
+
+  ``module`` is the study module; ``argv`` defaults to ``sys.argv`` (tests
+  pass their own, so one process can run several studies)."""
+  name, values, cfg = configure(module, argv)
   path = values.results or (
       os.path.join(tempfile.mkdtemp(prefix='smoke_'), 'RESULTS.md')
       if values.smoke else RESULTS)
   if values.smoke and os.path.abspath(path) == RESULTS:
     raise flags.Error('--smoke does not write docs/RESULTS.md; pass '
                       '--results=ANOTHER_FILE')
+  logging.set_verbosity(logging.WARNING)
   ctx = Context(cfg, values.data_dir, values.smoke,
                 os.path.dirname(os.path.abspath(path)))
   title, body = module.run(ctx)
-  parts = [f'## {title}', '', stamp(command_line(name, argv)), '']
+  parts = [f'## {title}', '',
+           stamp(command_line(name, sys.argv if argv is None else argv)),
+           '']
   if values.smoke:
     parts += ['Smoke run (config.smoke applied): the numbers only show that '
               'the command runs.', '']

@@ -102,7 +102,7 @@ def _table(rows, layers):
                         'test acc.', 'elapsed s'], cells)
 
 
-def _plot(panels, path):
+def _plot(panels):
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3))
   for ax, (title, before, after) in zip(np.atleast_1d(axes), panels):
@@ -114,8 +114,7 @@ def _plot(panels, path):
     ax.legend(fontsize=7)
   axes = np.atleast_1d(axes)
   axes[0].set_ylabel('units')
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  return fig
 
 
 def run(ctx):
@@ -158,7 +157,7 @@ def run(ctx):
       '252) widths, 3.85x fewer params, at the baseline accuracy '
       '(recalled, docs/METHODS.md, Network Trimming).', '',
       '### VGG-16 (BatchNorm), substitute setting', '',
-      f'{harness.describe_data(v.data)}, VGG-16 at width {v.width:g}, dense '
+      f'{harness.substitute(v.data)}, VGG-16 at width {v.width:g}, dense '
       f'{v.epochs} epochs (Adam {v.learning_rate:g}, batch {v.batch_size}); '
       f'at most {v.iterations} trims of {", ".join(vlayers)}, the '
       f'{v.layers_per_trim} layers with the highest mean APoZ each time '

@@ -126,7 +126,7 @@ def _table(setting) -> str:
         f'{r["seconds"]:.0f}'] for r in setting.rows])
 
 
-def _plot(settings, path):
+def _plot(settings):
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.3))
   for ax, setting in zip(axes[:2], settings):
@@ -140,10 +140,8 @@ def _plot(settings, path):
         ax.plot([100 * r['sparsity'] for r in rows],
                 [100 * r['accuracy'] for r in rows], style,
                 label=f'{method} {structure}')
-    ax.set_title(setting.name, fontsize=9)
-    ax.set_xlabel('structures pruned (%)')
-    ax.set_ylabel('test accuracy (%)')
-    ax.legend(fontsize=7)
+    harness.label(ax, 'structures pruned (%)', 'test accuracy (%)',
+                  setting.name)
   ax = axes[2]
   bins = np.linspace(-6, 1, 36)
   for setting in settings:
@@ -152,12 +150,9 @@ def _plot(settings, path):
         ax.hist(np.log10(alpha + 1e-7), bins=bins, histtype='step',
                 label=f'{setting.name.split()[0]} lambda {decay:g}')
   ax.axvline(-2, color='grey', ls=':')
-  ax.set_xlabel('log10 |alpha| at the freeze (column PSP)')
-  ax.set_ylabel('structures')
-  ax.set_title('alpha distribution (epsilon dotted)', fontsize=9)
-  ax.legend(fontsize=6)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  harness.label(ax, 'log10 |alpha| at the freeze (column PSP)', 'structures',
+                'alpha distribution (epsilon dotted)', legend=6)
+  return fig
 
 
 def run(ctx):
@@ -204,7 +199,7 @@ def run(ctx):
       f'wrapped, batch {l.batch_size}, LR {l.learning_rate:g}.', '',
       _table(lenet), '',
       f'### {resnet.name} (substitute for CIFAR-10)', '',
-      f'{harness.describe_data(r.data)}, the first {len(rtrain[0]):,} '
+      f'{harness.substitute(r.data)}, the first {len(rtrain[0]):,} '
       'training images, full test set; ResNet-20 (option-B projections), '
       f'every Conv2D wrapped, batch {r.batch_size}, LR {r.learning_rate:g} (a '
       'first run at batch 128 and 2 epochs, 188 steps, measured 33% dense '

@@ -21,7 +21,6 @@ width and epoch count: dense vs Small-World vs random.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 
@@ -143,7 +142,7 @@ def _density_table(info):
        for name, layer in info['layers'].items()])
 
 
-def _plot(grids, path):
+def _plot(grids):
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, axes = plt.subplots(1, len(grids), figsize=(5 * len(grids), 3.6))
   for ax, (title, (grid, chosen)) in zip(np.atleast_1d(axes), grids.items()):
@@ -158,8 +157,7 @@ def _plot(grids, path):
     ax.set_title(title)
     ax.set_xlabel('rewiring probability p (p=0 drawn at 3e-4)')
     ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  return fig
 
 
 def _tfmot_row(s, train, test):
@@ -248,7 +246,7 @@ def run(ctx):
       _density_table(lenet_info), '',
       f'### VGG-16 (BatchNorm), {vgg_pct} of the parameters, substitute '
       'setting', '',
-      f'{harness.describe_data(v.data)}, VGG-16 at width {v.width:g} '
+      f'{harness.substitute(v.data)}, VGG-16 at width {v.width:g} '
       f'({vgg_rows[0]["params"]:,} params), {v.epochs} epochs at '
       f'{v.learning_rate:g} then {v.final_epochs} at '
       f'{v.final_learning_rate:g}, Adam, batch {v.batch_size}. '

@@ -57,6 +57,8 @@ def get_config():
                width=0.25, epochs=3, batch_size=128, learning_rate=1e-3,
                finetune_learning_rate=5e-4),
       smoke=dict(
+          section='synaptic_strength_floors', models='lenet',
+          sparsities='0.9', criteria='kernel_l1@0.5,synaptic_strength@0.5',
           finetune=1,
           lenet=dict(data=dict(train_examples=64, test_examples=200),
                      epochs=1),
@@ -237,7 +239,7 @@ def _table(setting) -> str:
   return '\n'.join(lines)
 
 
-def _plot(settings, path):
+def _plot(settings):
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
   for ax, setting in zip(axes[:2], settings):
@@ -250,22 +252,17 @@ def _plot(settings, path):
       ax.plot([100 * r['sparsity'] for r in rows],
               [100 * r['accuracy'] for r in rows], marker=marker,
               label=criterion)
-    ax.set_title(setting.name, fontsize=9)
-    ax.set_xlabel('conv connections pruned (%)')
-    ax.set_ylabel('test accuracy (%)')
-    ax.legend(fontsize=7)
+    harness.label(ax, 'conv connections pruned (%)', 'test accuracy (%)',
+                  setting.name)
   ax = axes[2]
   for setting in settings:
     for label, values in setting.strengths.items():
       ranked = np.sort(values / values.max())[::-1]
       ax.semilogy(np.linspace(0, 100, ranked.size), ranked + 1e-8,
                   label=f'{setting.name.split()[0]} {label}')
-  ax.set_xlabel('connections, strongest first (%)')
-  ax.set_ylabel('|s| / max |s|')
-  ax.set_title('strengths before pruning', fontsize=9)
-  ax.legend(fontsize=6)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  harness.label(ax, 'connections, strongest first (%)', '|s| / max |s|',
+                'strengths before pruning', legend=6)
+  return fig
 
 
 def run(ctx):
@@ -336,7 +333,7 @@ def run(ctx):
       'SynapticStrength(max_ratio=r); for the kernel L1 norm the same '
       'selection over the kernels\' L1 norms). Rows without a floor keep '
       'only the strongest connection of each layer for sure.')
-  vgg_note = (f'{harness.describe_data(c.vgg.data)}; VGG-16 at width '
+  vgg_note = (f'{harness.substitute(c.vgg.data)}; VGG-16 at width '
               f'{c.vgg.width:g} '
               f'({tfprune.report(vgg.build())["totals"]["params"]:,} '
               'params).' if vgg else '')

@@ -266,7 +266,7 @@ def _findings(everything, overlap_capacity):
   return lines
 
 
-def _plot(results, path):
+def _plot(results):
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4))
   styles = {'strategic synthesis': 'o-', 'random synthesis': 's--',
@@ -291,8 +291,7 @@ def _plot(results, path):
     ax.set_xlabel('final edge density of the kernels (%)')
     ax.set_ylabel('MNIST test accuracy (%)')
     ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  return fig
 
 
 def _settings(ctx):

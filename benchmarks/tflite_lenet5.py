@@ -25,7 +25,7 @@ def get_config():
       block_layers='ip1,ip2', block='block(4,1)', calibration_images=200,
       quantize=['none', 'int8'], rounds=7,
       smoke=dict(**magnitude_baseline.lenet5_smoke(), calibration_images=8,
-                 rounds=1))
+                 quantize=['int8'], rounds=1))
 
 
 def _convert(ctx, name, model, expected, x, x_test, y_test):

@@ -43,7 +43,7 @@ def get_config():
           mobilenetv2=dict(title='MobileNetV2 alpha 0.35 (96x96x3)',
                            steps=10, modes='graph,jit,bf16')),
       smoke=dict(models='lenet300', rounds=1,
-                 specs=dict(lenet300=dict(steps=5, modes='graph'))))
+                 specs=dict(lenet300=dict(steps=2, modes='graph'))))
 
 
 def _model_specs(keras, tfprune, c) -> Dict[str, dict]:
