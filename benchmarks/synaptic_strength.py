@@ -58,7 +58,7 @@ def get_config():
                finetune_learning_rate=5e-4),
       smoke=dict(
           section='synaptic_strength_floors', models='lenet',
-          sparsities='0.9', criteria='kernel_l1@0.5,synaptic_strength@0.5',
+          sparsities='0.9', criteria='kernel_l1@0.95,synaptic_strength@0.95',
           finetune=1,
           lenet=dict(data=dict(train_examples=64, test_examples=200),
                      epochs=1),
