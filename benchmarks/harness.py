@@ -25,6 +25,7 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -339,7 +340,10 @@ def main(module, argv: Optional[Sequence[str]] = None) -> str:
   logging.set_verbosity(logging.WARNING)
   ctx = Context(cfg, values.data_dir, values.smoke,
                 os.path.dirname(os.path.abspath(path)))
-  title, body = module.run(ctx)
+  try:
+    title, body = module.run(ctx)
+  finally:
+    shutil.rmtree(ctx.tmp, ignore_errors=True)
   parts = [f'## {title}', '',
            stamp(command_line(name, sys.argv if argv is None else argv)),
            '']

@@ -9,7 +9,8 @@ included) and the effective settings, dumped.
 Together the smoke runs take minutes, not seconds (each .tflite conversion,
 model build and training-function trace is a fixed cost), so by default
 only FAST runs, within the suite's budget for this file;
-``BENCHMARK_SMOKE=all`` runs every study.
+``BENCHMARK_SMOKE=all`` runs every study. Every section of docs/RESULTS.md
+is also checked against its study's config (cheap: no run).
 """
 
 import importlib
@@ -96,3 +97,26 @@ def test_write_section_replaces_only_its_own(tmp_path):
   assert 'one' not in text and text.index('three') < text.index('two')
   assert text.count('<!-- BEGIN a -->') == 1
   assert not os.path.exists(path + '.tmp')
+
+
+def _sections():
+  with open(harness.RESULTS) as f:
+    text = f.read()
+  return re.findall(r'<!-- BEGIN (\w+) -->\n(.*?)<!-- END \1 -->', text, re.S)
+
+
+@pytest.mark.parametrize('section,body', _sections(),
+                         ids=[s for s, _ in _sections()])
+def test_results_section_matches_its_command_and_config(section, body):
+  """docs/RESULTS.md: each section's command parses to the config it dumps,
+  so a changed setting shows up here until the section is regenerated."""
+  command = re.search(r'^Command: `python -m benchmarks\.(\w+)(.*?)`',
+                      body, re.M)
+  assert command, section
+  name, flags = command.group(1), command.group(2).split()
+  module = importlib.import_module(f'benchmarks.{name}')
+  _, values, config = harness.configure(module, [f'{name}.py'] + flags)
+  assert config.section == section and not values.smoke
+  dumped = re.search(r'```yaml\n(.*?)\n```', body, re.S)
+  assert dumped, f'{section}: no settings dumped'
+  assert yaml.safe_load(dumped.group(1)) == config.to_dict()
