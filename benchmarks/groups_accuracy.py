@@ -12,7 +12,7 @@ number of fine-tuning epochs:
   with one update a quarter of the way through the fine-tuning; the alphas
   train before it (weight decay on alpha, SGD momentum), the update keeps the
   groups with the largest ``|alpha|`` and the masks are held after it. One
-  row per weight decay (``--psp_decays``).
+  row per weight decay (``config.psp_decays``).
 * ``NetworkTrimming``: APoZ measured on the held-out validation split, then
   the group ranking of ``1 - APoZ`` at 50% one-shot. APoZ needs a ReLU after
   the layer, so only the convs that have one are wrapped (not the linear
@@ -33,56 +33,36 @@ BatchNorm momentum 0.99: about 15-25 minutes on 2 CPU cores.
 from __future__ import annotations
 
 import logging as std_logging
-import os
 import sys
-import tempfile
 import time
 import warnings
 
-from absl import app
-from absl import flags
-from absl import logging
 import numpy as np
 
-_DATA_DIR = flags.DEFINE_string('data_dir', '../shared/data',
-                                'Folder holding fashion_mnist/.')
-_EPOCHS = flags.DEFINE_integer('epochs', 5, 'Dense training epochs.')
-_FINETUNE = flags.DEFINE_integer('finetune', 2, 'Fine-tuning epochs after '
-                                 'pruning (the same for every method).')
-_BATCH = flags.DEFINE_integer('batch', 128, 'Batch size.')
-_LR = flags.DEFINE_float('lr', 0.05, 'Dense SGD(momentum 0.9) peak LR '
-                         '(cosine decay to 0 over the dense epochs).')
-_FINETUNE_LR = flags.DEFINE_float('finetune_lr', 0.005, 'Fine-tuning '
-                                  'SGD(momentum 0.9) LR (constant).')
-_VALIDATION = flags.DEFINE_integer('validation', 5000, 'Training images held '
-                                   'out as the validation split (APoZ).')
-_SPARSITY = flags.DEFINE_float('sparsity', 0.5, 'Channel-group sparsity.')
-_PSP_UPDATE = flags.DEFINE_float(
-    'psp_update', 0.25, 'PSP: fraction of the fine-tuning steps trained '
-    'before its one mask update.')
-_PSP_DECAYS = flags.DEFINE_list(
-    'psp_decays', ['1e-2', '1e-3', '0'], 'PSP weight decays on alpha (one '
-    'row each).')
-_BN_MOMENTUM = flags.DEFINE_float(
-    'bn_momentum', 0.99, 'If > 0: every BatchNormalization momentum is set '
-    'to this (keras.applications builds 0.999, whose moving statistics lag '
-    'far behind a ~400-step fine-tune); 0 keeps the model as built.')
-_ROUNDS = flags.DEFINE_integer('rounds', 7, 'Interleaved timing rounds.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Random seed.')
-_QUICK = flags.DEFINE_bool('quick', False, 'Tiny subset (2,000 train, 1,000 '
-                           'validation, 2,000 test), 1 epoch per stage, 2 '
-                           'timing rounds; RESULTS.md is not written.')
+from benchmarks import harness
 
 
+def get_config():
+  return harness.config(
+      section='groups_accuracy', alpha=0.35, classes=10,
+      data=harness.data_config('fashion_mnist', image_size=32, channels=3,
+                               validation=5000),
+      epochs=5, finetune=2, batch_size=128, momentum=0.9, learning_rate=0.05,
+      finetune_learning_rate=0.005, sparsity=0.5, psp_update=0.25,
+      psp_decays=[1e-2, 1e-3, 0.0], bn_momentum=0.99, rounds=7,
+      bn_images=1024, gap_images=500,
+      smoke=dict(data=dict(validation=64, train_examples=128,
+                           test_examples=200),
+                 epochs=1, finetune=1, psp_decays=[1e-2], rounds=1,
+                 bn_images=64, gap_images=50))
 
-def _prepare(x, tfprune):
-  """28x28x1 in [0, 1] -> 32x32x3: 2 px zero padding, gray replicated."""
-  return tfprune.data.resize_images(x, size=32, channels=3)
 
-
-def _build(keras, bn_momentum: float):
+def _build(keras, c):
+  bn_momentum = c.bn_momentum
   model = keras.applications.MobileNetV2(
-      alpha=0.35, input_shape=(32, 32, 3), weights=None, classes=10)
+      alpha=c.alpha, input_shape=(c.data.image_size, c.data.image_size,
+                                  c.data.channels),
+      weights=None, classes=c.classes)
   if bn_momentum <= 0:
     return model
 
@@ -93,15 +73,6 @@ def _build(keras, bn_momentum: float):
     return layer.__class__.from_config(config)
 
   return keras.models.clone_model(model, clone_function=clone)
-
-
-def _fit(model, train, epochs, optimizer, batch, tfprune, validation=None):
-  model.compile(optimizer, 'sparse_categorical_crossentropy',
-                metrics=['accuracy'])
-  history = model.fit(*train, epochs=epochs, batch_size=batch, verbose=2,
-                      validation_data=validation,
-                      callbacks=[tfprune.PruningStep()])
-  return history.history
 
 
 def _shrunk_sparsity(cg, plan) -> float:
@@ -151,20 +122,13 @@ def _relu_layers(model, keras, apoz_lib):
   return names
 
 
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  sys.path.insert(0, root)
+def run(ctx):
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
   import tfprune  # pylint: disable=g-import-not-at-top
   import tflite_export  # pylint: disable=g-import-not-at-top
   from tfprune import apoz as apoz_lib  # pylint: disable=g-import-not-at-top
   from tfprune import groups as groups_lib  # pylint: disable=g-import-not-at-top
   from tfprune.methods import PSP, Magnitude, NetworkTrimming  # pylint: disable=g-import-not-at-top
-  from benchmarks import common  # pylint: disable=g-import-not-at-top
-  from benchmarks import results  # pylint: disable=g-import-not-at-top
-
   psp_warnings = []
 
   class _Keep(std_logging.Handler):
@@ -172,54 +136,46 @@ def main(argv):
       if record.getMessage().startswith('PSP'):
         psp_warnings.append(record.getMessage())
 
-  std_logging.getLogger('tfprune').addHandler(_Keep())
+  keep = _Keep()
+  std_logging.getLogger('tfprune').addHandler(keep)
 
   started = time.time()
-  quick = _QUICK.value
-  epochs = 1 if quick else _EPOCHS.value
-  finetune = 1 if quick else _FINETUNE.value
-  rounds = 2 if quick else _ROUNDS.value
-  batch, sparsity, seed = _BATCH.value, _SPARSITY.value, _SEED.value
-  n_val = 1000 if quick else _VALIDATION.value
-
-  x, y = tfprune.data.load('fashion_mnist', 'train', data_dir=_DATA_DIR.value)
-  x_test, y_test = tfprune.data.load('fashion_mnist', 'test',
-                                     data_dir=_DATA_DIR.value)
-  order = np.random.RandomState(seed).permutation(len(x))
-  x, y = _prepare(x, tfprune)[order], y[order]
-  x_val, y_val = x[:n_val], y[:n_val]
-  x_train, y_train = x[n_val:], y[n_val:]
-  x_test = _prepare(x_test, tfprune)
-  if quick:
-    x_train, y_train = x_train[:2000], y_train[:2000]
-    x_test, y_test = x_test[:2000], y_test[:2000]
-  train = (x_train, y_train)
+  c = ctx.config
+  epochs, finetune, rounds = c.epochs, c.finetune, c.rounds
+  batch, sparsity, seed = c.batch_size, c.sparsity, c.data.seed
+  train, (x_val, y_val), (x_test, y_test) = ctx.load(c.data)
+  x_train = train[0]
+  n_val = len(x_val)
   steps_per_epoch = int(np.ceil(len(x_train) / batch))
 
   def sgd(lr):
-    return keras.optimizers.SGD(lr, momentum=0.9)
+    return harness.optimizer('sgd', lr, c.momentum)
+
+  def fit(model, epochs, opt, **kwargs):
+    return harness.fit(model, train, epochs, opt, batch,
+                       harness.pruning_step(), metrics=['accuracy'],
+                       **kwargs).history.history
 
   # --- dense --------------------------------------------------------------
   keras.utils.set_random_seed(seed)
-  dense = _build(keras, _BN_MOMENTUM.value)
+  dense = _build(keras, c)
   bn_momentum = next(l.momentum for l in dense.layers
                      if isinstance(l, keras.layers.BatchNormalization))
   t0 = time.time()
-  lr = keras.optimizers.schedules.CosineDecay(_LR.value,
+  lr = keras.optimizers.schedules.CosineDecay(c.learning_rate,
                                               epochs * steps_per_epoch)
-  history = _fit(dense, train, epochs, sgd(lr), batch, tfprune,
-                 validation=(x_val, y_val))
+  fit(dense, epochs, sgd(lr), validation_data=(x_val, y_val))
   dense_s = time.time() - t0
   epoch_s = dense_s / epochs
-  dense_acc = common.accuracy(dense, x_test, y_test)
+  dense_acc = harness.accuracy(dense, x_test, y_test)
   print(f'dense: test accuracy {dense_acc:.4f} ({dense_s:.0f} s, '
         f'{epoch_s:.0f} s/epoch)', flush=True)
 
   # --- the three methods --------------------------------------------------
   finetune_steps = finetune * steps_per_epoch
-  psp_step = max(1, int(_PSP_UPDATE.value * finetune_steps))   # one update
+  psp_step = max(1, int(c.psp_update * finetune_steps))   # one update
   relu_names = _relu_layers(dense, keras, apoz_lib)
-  decays = [float(d) for d in _PSP_DECAYS.value]
+  decays = [float(d) for d in c.psp_decays]
   keys = (['Magnitude'] + [f'PSP {d:g}' for d in decays] +
           ['NetworkTrimming'])
   psp_keys = [k for k in keys if k.startswith('PSP')]
@@ -250,9 +206,8 @@ def main(argv):
       method.measure(dense, x_val, wrappers)
       apoz_s = time.time() - a0
       method.update_masks(wrappers, sparsity, 0)
-    before_acc = common.accuracy(pruned, x_test, y_test)
-    ft = _fit(pruned, train, finetune, sgd(_FINETUNE_LR.value), batch,
-              tfprune)
+    before_acc = harness.accuracy(pruned, x_test, y_test)
+    ft = fit(pruned, finetune, sgd(c.finetune_learning_rate))
     wrappers = tfprune.wrapper.collect_wrappers(pruned)
     method = wrappers[0].method
     cg = method.channel_groups
@@ -260,9 +215,9 @@ def main(argv):
     with warnings.catch_warnings(record=True) as caught:
       warnings.simplefilter('always')
       shrunk, plan = tfprune.shrink(stripped, return_plan=True)
-    acc = common.accuracy(shrunk, x_test, y_test)
-    gap = float(np.abs(shrunk.predict(x_test[:500], verbose=0) -
-                       pruned.predict(x_test[:500], verbose=0)).max())
+    acc = harness.accuracy(shrunk, x_test, y_test)
+    gap = float(np.abs(shrunk.predict(x_test[:c.gap_images], verbose=0) -
+                       pruned.predict(x_test[:c.gap_images], verbose=0)).max())
     run = {'method': method, 'pruned': pruned, 'stripped': stripped,
            'shrunk': shrunk, 'plan': plan, 'accuracy': acc,
            'before': before_acc, 'gap': gap,
@@ -274,8 +229,8 @@ def main(argv):
                for w in wrappers),
            'groups': cg.n_prunable, 'wrapped': len(wrappers),
            'seconds': time.time() - t0, 'apoz_s': apoz_s,
-           'loss': ft['loss'][-1], 'bn_lag': _bn_lag(shrunk, x_val[:1024],
-                                                     keras),
+           'loss': ft['loss'][-1], 'bn_lag': _bn_lag(
+               shrunk, x_val[:c.bn_images], keras),
            'shrink_warnings': [str(w.message) for w in caught]}
     if name.startswith('PSP'):
       alive = np.concatenate([np.asarray(w.masks[0]).ravel() != 0
@@ -297,23 +252,18 @@ def main(argv):
           f'pruned| {gap:.1e} ({run["seconds"]:.0f} s)', flush=True)
 
   # --- TFLite: convert, check, one interleaved timing run -----------------
-  folder = tempfile.mkdtemp()
-  paths = {'dense': os.path.join(folder, 'dense.tflite')}
-  with warnings.catch_warnings():
-    warnings.simplefilter('ignore')
-    tflite_export.convert(dense, paths['dense'])
-    for name, run in runs.items():
-      paths[name] = os.path.join(folder, name.replace(' ', '_') + '.tflite')
-      tflite_export.convert(run['shrunk'], paths[name])
+  paths = {'dense': ctx.tflite(dense, 'dense')['path']}
+  for name, run in runs.items():
+    paths[name] = ctx.tflite(run['shrunk'], name.replace(' ', '_'))['path']
   checks = {'dense': tflite_export.check(paths['dense'],
                                          tfprune.report(dense)).ok}
   for name, run in runs.items():
     checks[name] = tflite_export.check(
         paths[name], tfprune.report(run['stripped']), plan=run['plan']).ok
-  timing = tflite_export.bench([paths[k] for k in ['dense'] + keys],
+  by_key, load = harness.bench([paths[k] for k in ['dense'] + keys],
                                threads=(1,), rounds=rounds,
                                reference=paths['dense'])
-  by_path = {r['path']: r for r in timing['results']}
+  by_path = {path: r for (path, _), r in by_key.items()}
   wall = time.time() - started
 
   # --- the section --------------------------------------------------------
@@ -324,7 +274,7 @@ def main(argv):
             'NetworkTrimming': 'NetworkTrimming (1 - APoZ) one-shot'}
   labels.update({k: f"PSP('filter', weight_decay={d:g}) target"
                  for k, d in zip(psp_keys, decays)})
-  dense_lag = _bn_lag(dense, x_val[:1024], keras)
+  dense_lag = _bn_lag(dense, x_val[:c.bn_images], keras)
   header = ('| model | test acc. | achieved channel sparsity (of prunable '
             'groups) | groups removed by shrink | params | MACs | .tflite '
             'bytes | 1-thread latency ms | speedup vs dense | TFLite check | '
@@ -421,8 +371,8 @@ def main(argv):
   lag = {k: runs[k]['bn_lag'] for k in keys}
   reading.append(
       '- BatchNorm moving variance / the variance its input really has in '
-      'inference mode (median over channels, worst layer, 1,024 validation '
-      f'images): dense {dense_lag[0]:.3g} ({dense_lag[1]}), ' + ', '.join(
+      'inference mode (median over channels, worst layer, '
+      f'{min(c.bn_images, n_val):,} validation images): dense {dense_lag[0]:.3g} ({dense_lag[1]}), ' + ', '.join(
           f'{k} {v[0]:.3g} ({v[1]})' for k, v in lag.items()) + '. ' +
       ('With weight decay on alpha, every alpha shrinks a little every '
        'step; each BatchNorm\'s moving variance trails the shrinking scale '
@@ -443,33 +393,32 @@ def main(argv):
       f'{runs["NetworkTrimming"]["apoz_s"]:.1f} s.')
   gaps = max(r['gap'] for r in runs.values())
   reading.append(f'- Shrunk vs wrapped model, max |softmax difference| on '
-                 f'500 test images: {gaps:.1e} (shrink removes exactly the '
+                 f'{c.gap_images} test images: {gaps:.1e} (shrink removes exactly the '
                  'masked channels).')
   warned = [f'{k}: {w}' for k in keys for w in runs[k]['shrink_warnings']]
   if warned:
     reading.append('- shrink warnings: ' + ' | '.join(warned))
 
-  command = 'python -m benchmarks.groups_accuracy ' + ' '.join(sys.argv[1:])
   prose = (
-      'MobileNetV2 (`keras.applications.MobileNetV2(alpha=0.35, input_shape='
-      '(32, 32, 3), weights=None, classes=10)`'
+      f'MobileNetV2 (`keras.applications.MobileNetV2(alpha={c.alpha:g}, '
+      f'input_shape=({c.data.image_size}, {c.data.image_size}, '
+      f'{c.data.channels}), weights=None, classes={c.classes})`'
       + (f', BatchNormalization momentum set to {bn_momentum:g}'
-         if _BN_MOMENTUM.value > 0 else '') +
-      ') trained from scratch on Fashion-MNIST: the 28x28 gray images are '
-      'zero-padded by 2 px on each side to 32x32, the gray channel is '
-      'replicated to 3 channels, and pixels are scaled to [0, 1]. '
+         if c.bn_momentum > 0 else '') +
+      f') trained from scratch on {harness.describe_data(c.data)} (pixels '
+      'scaled to [0, 1]). '
       f'{n_val:,} training images (seed {seed}) are held out as the '
       f'validation split; every model trains on the other {len(x_train):,}; '
       f'test accuracy is on the official test split ({len(x_test):,} '
       f'images). Dense: {epochs} epochs, batch {batch}, SGD(momentum 0.9), '
-      f'LR {_LR.value:g} cosine-decayed to 0 (BatchNorm momentum '
+      f'LR {c.learning_rate:g} cosine-decayed to 0 (BatchNorm momentum '
       f'{bn_momentum:g}); {epoch_s:.0f} s per epoch here. Each method then '
       f'prunes {100 * sparsity:g}% of the channel groups of the trained '
       'model (uniform ranking per coupled set, `tfprune.groups`) and is '
       f'fine-tuned {finetune} epoch(s) at batch {batch} with SGD(momentum '
-      f'0.9), constant LR {_FINETUNE_LR.value:g} (PSP\'s decay matches its '
+      f'{c.momentum:g}), constant LR {c.finetune_learning_rate:g} (PSP\'s decay matches its '
       'paper only with SGD momentum; every method gets the same recipe). '
-      "(1) `Magnitude('channel')`, one-shot (`schedule=0.5`), default "
+      "(1) `Magnitude('channel')`, one-shot (`schedule=" f'{sparsity:g}`), default '
       'layers (every conv but the logits). '
       "(2) `PSP('filter', weight_decay=lambda)` in target mode, one row per "
       'lambda in {' + ', '.join(f'{d:g}' for d in decays) + '} (lambda 0: '
@@ -508,21 +457,17 @@ def main(argv):
       'ai_edge_litert (XNNPACK), batch 1, 1 thread, median of dense and the '
       f'{len(keys)} shrunk files interleaved in one `tflite_export.bench` '
       'call '
-      f'({rounds} rounds; load average {timing["loadavg"]:.2f} at the end, '
+      f'({rounds} rounds; load average {load:.2f} at the end, '
       'another process may have been training); check: `tflite_export.'
       'check(shrunk_path, tfprune.report(stripped), plan=plan).ok` (dense: '
       'against its own report). One seed; '
       f'whole command {wall / 60:.1f} min wall clock.')
-  text = '\n'.join([
-      '## Channel groups: accuracy of three methods at 50% on MobileNetV2 / '
-      'Fashion-MNIST', '', results.stamp(command), '', prose, '', table, '']
-      + reading + [''])
-  print(text)
-  if quick:
-    print('quick run: RESULTS.md not written')
-    return
-  results.write_section('groups_accuracy', text)
+  std_logging.getLogger('tfprune').removeHandler(keep)
+  return ('Channel groups: accuracy of three methods at '
+          f'{100 * sparsity:g}% on MobileNetV2 / Fashion-MNIST',
+          '\n'.join([prose, '', table, ''] + reading))
+
 
 
 if __name__ == '__main__':
-  app.run(main)
+  harness.main(sys.modules[__name__])

@@ -10,21 +10,18 @@ TFLite check, and 1- and 2-thread latency interleaved in one run. A second
 prune of the same trained weights with ``round_to=8`` reports its MACs and
 whether every kept count is a multiple of 8. No dataset is needed.
 
-    python -m benchmarks.real_models [--models=MobileNetV2,ResNet50] [--quick]
+    python -m benchmarks.real_models [--config.models=MobileNetV2,ResNet50]
 """
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import time
 import warnings
 
-from absl import app
-from absl import flags
-from absl import logging
 import numpy as np
+
+from benchmarks import harness
 
 MODELS = ('MobileNet', 'MobileNetV2', 'MobileNetV3Small', 'EfficientNetB0',
           'ResNet50', 'DenseNet121', 'Xception', 'NASNetMobile')
@@ -33,27 +30,24 @@ MODELS = ('MobileNet', 'MobileNetV2', 'MobileNetV3Small', 'EfficientNetB0',
 TORCH_PRUNING = {'MobileNetV2': 3.6, 'MobileNetV3Small': 3.3,
                  'EfficientNetB0': 3.6, 'ResNet50': 3.9, 'DenseNet121': 3.8}
 
-_MODELS = flags.DEFINE_list('models', list(MODELS), 'keras.applications '
-                            'model names.')
-_SPARSITY = flags.DEFINE_float('sparsity', 0.5, 'Requested channel sparsity.')
-_STEPS = flags.DEFINE_integer('steps', 3, 'Training steps before and after '
-                              'pruning (batch 8, random images).')
-_ROUNDS = flags.DEFINE_integer('rounds', 5, 'Interleaved timing rounds.')
-_QUICK = flags.DEFINE_bool('quick', False, 'MobileNetV2 only, 1 step, 2 '
-                           'rounds; RESULTS.md is not written.')
-
-SIZE, CLASSES, BATCH = 96, 10, 8
-tfprune_groups = None   # imported in main() (after the path is set)
 
 
-def _fit(model, keras, tfprune, steps: int, seed: int) -> None:
+def get_config():
+  return harness.config(
+      section='real_models', models=','.join(MODELS), sparsity=0.5, steps=3,
+      rounds=5, size=96, classes=10, batch_size=8, learning_rate=0.01,
+      round_to=8,
+      smoke=dict(models='MobileNet', size=32, steps=1, rounds=1))
+
+
+def _fit(model, c, seed: int) -> None:
+  """``c.steps`` SGD steps on random images (seeded)."""
   rng = np.random.RandomState(seed)
-  x = rng.rand(BATCH * steps, SIZE, SIZE, 3).astype(np.float32)
-  y = rng.randint(0, CLASSES, BATCH * steps)
-  model.compile(keras.optimizers.SGD(0.01),
-                'sparse_categorical_crossentropy')
-  model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0,
-            callbacks=[tfprune.PruningStep()])
+  x = rng.rand(c.batch_size * c.steps, c.size, c.size, 3).astype(np.float32)
+  y = rng.randint(0, c.classes, c.batch_size * c.steps)
+  harness.fit(model, (x, y), 1, harness.optimizer('sgd', c.learning_rate,
+                                                  0.0), c.batch_size,
+              harness.pruning_step(), verbose=0)
 
 
 def _mask_vs_plan(pruned, plan, tfprune) -> tuple:
@@ -70,6 +64,7 @@ def _mask_vs_plan(pruned, plan, tfprune) -> tuple:
 
 
 def _multiples(plan, cg, round_to: int) -> bool:
+  from tfprune import groups as tfprune_groups  # pylint: disable=g-import-not-at-top
   """Every coupled set keeps a multiple of its rounding unit (or all of its
   channels), judged on the kept counts of its producers."""
   kept = plan.kept_counts()
@@ -81,25 +76,32 @@ def _multiples(plan, cg, round_to: int) -> bool:
   return True
 
 
-def run_model(name, keras, tfprune, tflite_export, folder, sparsity, steps):
+def run_model(ctx, name):
   """Prune, shrink, convert and check one model; returns its row."""
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+  import tfprune  # pylint: disable=g-import-not-at-top
+  import tflite_export  # pylint: disable=g-import-not-at-top
+  from tfprune import groups as tfprune_groups  # pylint: disable=g-import-not-at-top
+  c = ctx.config
+  sparsity = c.sparsity
   keras.backend.clear_session()
   keras.utils.set_random_seed(0)
   build = getattr(keras.applications, name)
-  dense = build(weights=None, input_shape=(SIZE, SIZE, 3), classes=CLASSES)
-  _fit(dense, keras, tfprune, steps, seed=1)
+  dense = build(weights=None, input_shape=(c.size, c.size, 3),
+                classes=c.classes)
+  _fit(dense, c, seed=1)
   start = time.perf_counter()
   pruned = tfprune.prune(dense, tfprune.methods.Magnitude('channel'),
                          schedule=sparsity)
   prune_s = time.perf_counter() - start
-  _fit(pruned, keras, tfprune, steps, seed=2)
+  _fit(pruned, c, seed=2)
   stripped = tfprune.strip(pruned)
   start = time.perf_counter()
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter('always')
     shrunk, plan = tfprune.shrink(stripped, return_plan=True)
   shrink_s = time.perf_counter() - start
-  x = np.random.RandomState(3).rand(4, SIZE, SIZE, 3).astype(np.float32)
+  x = np.random.RandomState(3).rand(4, c.size, c.size, 3).astype(np.float32)
   gap = float(np.abs(shrunk.predict(x, verbose=0) -
                      stripped.predict(x, verbose=0)).max())
   method = tfprune.wrapper.collect_wrappers(pruned)[0].method
@@ -108,15 +110,12 @@ def run_model(name, keras, tfprune, tflite_export, folder, sparsity, steps):
   achieved = tfprune_groups.achieved_sparsity(cg)
   rounded = tfprune.prune(dense, tfprune.methods.Magnitude('channel'),
                           schedule=sparsity,
-                          selection=tfprune.ChannelSelection(round_to=8))
+                          selection=tfprune.ChannelSelection(
+                              round_to=c.round_to))
   r_shrunk, r_plan = tfprune.shrink(rounded, return_plan=True)
   r_cg = tfprune.wrapper.collect_wrappers(rounded)[0].method.channel_groups
-  paths = {}
-  for key, model in (('dense', dense), ('shrunk', shrunk)):
-    paths[key] = os.path.join(folder, f'{name}_{key}.tflite')
-    with warnings.catch_warnings():
-      warnings.simplefilter('ignore')
-      tflite_export.convert(model, paths[key])
+  paths = {key: ctx.tflite(model, f'{name}_{key}')['path']
+           for key, model in (('dense', dense), ('shrunk', shrunk))}
   ok = tflite_export.check(paths['shrunk'], tfprune.report(stripped),
                            plan=plan).ok
   before = tfprune.report(dense)['totals']
@@ -130,14 +129,16 @@ def run_model(name, keras, tfprune, tflite_export, folder, sparsity, steps):
       'multi': sum(len(s) > 1 for s in cg.sets),
       'masked': masked, 'removed': removed, 'agree': agree,
       'warnings': [str(w.message) for w in caught],
-      'round8_macs': r_after['macs'], 'round8_ok': _multiples(r_plan, r_cg, 8),
+      'round8_macs': r_after['macs'],
+      'round8_ok': _multiples(r_plan, r_cg, c.round_to),
       'paths': paths}
 
 
-def _table(rows, timing):
+def _table(rows, timing, round_to):
   lines = [
       '| model | params dense -> shrunk | MACs dense -> shrunk | MAC '
-      'reduction | Torch-Pruning | round_to=8 MAC reduction (multiples ok) | '
+      f'reduction | Torch-Pruning | round_to={round_to} MAC reduction '
+      '(multiples ok) | '
       'achieved channel sparsity | channels masked / removed by shrink | '
       '1 thread dense ms | speedup | speedup / MAC red. | 2 threads dense ms '
       '| speedup | max abs diff | check | prune s | shrink s |',
@@ -166,7 +167,7 @@ def _table(rows, timing):
   return lines
 
 
-def _reading(rows, timing):
+def _reading(rows, timing, sparsity):
   short, met = [], []
   for r in rows:
     red = r['macs'][0] / r['macs'][1]
@@ -178,7 +179,7 @@ def _reading(rows, timing):
       (met if value >= 0.8 else short).append(label)
   low = [r['name'] for r in rows if r['macs'][0] / r['macs'][1] < 3.0]
   off = [f'{r["name"]} {100 * r["achieved"]:.1f}%' for r in rows
-         if abs(r['achieved'] - _SPARSITY.value) > 0.02]
+         if abs(r['achieved'] - sparsity) > 0.02]
   lines = ['### Reading it', '']
   lines.append('- MAC reduction >= 3.0x: ' + (
       'every model.' if not low else f'missed on {", ".join(low)}.'))
@@ -198,66 +199,43 @@ def _reading(rows, timing):
   return lines + ['']
 
 
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-      __file__))))
-  import tf_keras as keras  # pylint: disable=g-import-not-at-top
-  import tfprune  # pylint: disable=g-import-not-at-top
-  import tflite_export  # pylint: disable=g-import-not-at-top
-  from benchmarks import results  # pylint: disable=g-import-not-at-top
-  global tfprune_groups  # pylint: disable=global-statement
-  from tfprune import groups as tfprune_groups  # pylint: disable=g-import-not-at-top,redefined-outer-name
-
-  names = ['MobileNetV2'] if _QUICK.value else _MODELS.value
-  steps = 1 if _QUICK.value else _STEPS.value
-  rounds = 2 if _QUICK.value else _ROUNDS.value
-  folder = tempfile.mkdtemp()
+def run(ctx):
+  c = ctx.config
   rows = []
-  for name in names:
-    rows.append(run_model(name, keras, tfprune, tflite_export, folder,
-                          _SPARSITY.value, steps))
+  for name in c.models.split(','):
+    rows.append(run_model(ctx, name))
     r = rows[-1]
     print(f'{name}: MACs {r["macs"][0]:,} -> {r["macs"][1]:,}, check '
           f'{r["check"]}, achieved {r["achieved"]:.3f}', flush=True)
   timing = {}
   for r in rows:       # each pair interleaved in one run
-    result = tflite_export.bench(
-        [r['paths']['dense'], r['paths']['shrunk']], threads=(1, 2),
-        rounds=rounds, reference=r['paths']['dense'])
-    timing.update({(t['path'], t['threads']): t for t in result['results']})
-  command = 'python -m benchmarks.real_models'
-  lines = ['## Channel groups on keras.applications nets', '',
-           results.stamp(command), '',
-           f'`Magnitude(\'channel\')` at {int(100 * _SPARSITY.value)}% with the'
+    timing.update(harness.bench(
+        [r['paths']['dense'], r['paths']['shrunk']], rounds=c.rounds,
+        reference=r['paths']['dense'])[0])
+  lines = [f'`Magnitude(\'channel\')` at {100 * c.sparsity:g}% with the'
            ' default `layers` (the logits are never wrapped), one-shot, uniform '
            'ranking over coupled channel groups (`tfprune.groups`). Each model:'
-           f' `weights=None`, {SIZE}x{SIZE}x3, {CLASSES} classes; {steps} SGD '
-           f'steps (batch {BATCH}) on random images before pruning and '
-           f'{steps} with the masks held (BatchNorm statistics and shifts '
+           f' `weights=None`, {c.size}x{c.size}x3, {c.classes} classes; '
+           f'{c.steps} SGD steps (LR {c.learning_rate:g}, batch '
+           f'{c.batch_size}) on random images before pruning and '
+           f'{c.steps} with the masks held (BatchNorm statistics and shifts '
            'move, so a pruned channel is only exactly zero because its '
            'BatchNorm follower is masked too), then `strip`, `shrink`, float '
            '.tflite, `tflite_export.check` of the shrunk file against the '
            'stripped model\'s report with the shrink plan, and ai_edge_litert '
            '(XNNPACK) latency of dense vs shrunk, batch 1, each pair '
-           f'interleaved in one run ({rounds} rounds). MACs are '
+           f'interleaved in one run ({c.rounds} rounds). MACs are '
            '`tfprune.report` totals (Conv/Dense/Depthwise/Separable weights '
            'x output positions). "achieved channel sparsity" = removed '
            'prunable groups / prunable groups, read from the masks. '
-           '"round_to=8" prunes the same trained weights again with '
-           '`ChannelSelection(round_to=8)`. Torch-Pruning column: its MAC '
-           'reduction on torchvision\'s version of the net at ratio 0.5, as '
-           'measured for issue 14 (not rerun here).', '']
-  lines += _table(rows, timing) + ['']
-  lines += _reading(rows, timing)
-  text = '\n'.join(lines)
-  print(text)
-  if _QUICK.value:
-    print('quick run: RESULTS.md not written')
-    return
-  results.write_section('real_models', text)
+           f'"round_to={c.round_to}" prunes the same trained weights again '
+           f'with `ChannelSelection(round_to={c.round_to})`. Torch-Pruning '
+           'column: its MAC reduction on torchvision\'s version of the net at '
+           'ratio 0.5, 96x96, as measured for issue 14 (not rerun here).', '']
+  lines += _table(rows, timing, c.round_to) + ['']
+  lines += _reading(rows, timing, c.sparsity)
+  return 'Channel groups on keras.applications nets', '\n'.join(lines)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  harness.main(sys.modules[__name__])

@@ -14,29 +14,35 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
-import warnings
 
-from absl import app
-from absl import flags
-from absl import logging
 import numpy as np
 
-_ROUNDS = flags.DEFINE_integer('rounds', 7, 'Interleaved timing rounds.')
-_QUICK = flags.DEFINE_bool('quick', False, 'LeNet-5 only, 2 rounds (smoke '
-                           'run; RESULTS.md is not written).')
+from benchmarks import harness
+
+VGG_LAYERS = ','.join(f'conv{b}_{c}' for b, n in ((1, 2), (2, 2), (3, 3),
+                                                  (4, 3), (5, 3))
+                      for c in range(1, n + 1))
 
 
-def _families(tfprune):
-  lenet = ('LeNet-5 (28x28x1)', lambda: tfprune.models.lenet5(),
-           ['conv1', 'conv2', 'ip1'])
-  vgg_layers = [f'conv{b}_{c}' for b, n in ((1, 2), (2, 2), (3, 3), (4, 3),
-                                            (5, 3)) for c in range(1, n + 1)]
-  vgg = ('VGG-16 (32x32x3, width 1)', lambda: tfprune.models.vgg16(),
-         vgg_layers)
-  half = ('VGG-16 (32x32x3, width 0.5)',
-          lambda: tfprune.models.vgg16(width=0.5), vgg_layers)
-  return [lenet, vgg, half]
+def get_config():
+  return harness.config(
+      section='shrink_latency', seed=0, rounds=7, sparsities=[0.5, 0.75],
+      families='lenet5,vgg16,vgg16_half',
+      specs=dict(
+          lenet5=dict(title='LeNet-5 (28x28x1)', model='lenet5', width=1.0,
+                      layers='conv1,conv2,ip1'),
+          vgg16=dict(title='VGG-16 (32x32x3, width 1)', model='vgg16',
+                     width=1.0, layers=VGG_LAYERS),
+          vgg16_half=dict(title='VGG-16 (32x32x3, width 0.5)', model='vgg16',
+                          width=0.5, layers=VGG_LAYERS)),
+      smoke=dict(rounds=1, families='lenet5'))
+
+
+def _build(family):
+  import tfprune  # pylint: disable=g-import-not-at-top
+  if family.model == 'lenet5':
+    return tfprune.models.lenet5()
+  return tfprune.models.vgg16(width=family.width)
 
 
 def _summary(sections):
@@ -55,7 +61,7 @@ def _summary(sections):
             label)
   lines = ['### Reading it', '',
            '- `strip` alone (zeros in place) runs at dense speed, as '
-           'TFLITE.md measured; all the gain comes from `shrink`.']
+           'docs/TFLITE.md measured; all the gain comes from `shrink`.']
   if met:
     lines.append(f'- Target met (0.8-1.05): {"; ".join(met)}.')
   if above:
@@ -80,64 +86,58 @@ def _summary(sections):
   return lines
 
 
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-      __file__))))
-  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+def _family(ctx, family):
+  """Dense, stripped and shrunk variants of one family, converted and
+  timed in one interleaved run."""
   import tfprune  # pylint: disable=g-import-not-at-top
   import tflite_export  # pylint: disable=g-import-not-at-top
-  from benchmarks import results  # pylint: disable=g-import-not-at-top
+  dense = _build(family)
+  x = np.random.RandomState(0).rand(4, *dense.input_shape[1:]).astype(
+      np.float32)
+  variants = [('dense', '-', dense, None, None)]
+  for sparsity in ctx.config.sparsities:
+    pruned = tfprune.prune(dense, tfprune.methods.Magnitude('channel'),
+                           schedule=sparsity,
+                           layers=family.layers.split(','))
+    stripped = tfprune.strip(pruned)
+    shrunk, plan = tfprune.shrink(stripped, return_plan=True)
+    gap = float(np.abs(shrunk.predict(x, verbose=0) -
+                       stripped.predict(x, verbose=0)).max())
+    variants.append(('stripped', sparsity, stripped, None, None))
+    variants.append(('shrunk', sparsity, shrunk, (pruned, plan), gap))
+  rows = []
+  for name, sparsity, model, origin, gap in variants:
+    path = ctx.tflite(model)['path']
+    totals = tfprune.report(model)['totals']
+    ok = None
+    if origin is not None:
+      ok = tflite_export.check(path, tfprune.report(origin[0]),
+                               plan=origin[1]).ok
+    rows.append({'name': name, 'sparsity': sparsity, 'path': path,
+                 'params': totals['params'], 'macs': totals['macs'],
+                 'gap': gap, 'check': ok})
+  by_key, load = harness.bench([r['path'] for r in rows],
+                               rounds=ctx.config.rounds,
+                               reference=rows[0]['path'])
+  return family.title, rows, by_key, load
 
-  keras.utils.set_random_seed(0)
-  folder = tempfile.mkdtemp()
-  families = _families(tfprune)[:1] if _QUICK.value else _families(tfprune)
-  rounds = 2 if _QUICK.value else _ROUNDS.value
-  sections = []
-  for title, build, layers in families:
-    dense = build()
-    x = np.random.RandomState(0).rand(4, *dense.input_shape[1:]).astype(
-        np.float32)
-    variants = [('dense', '-', dense, None, None)]
-    for sparsity in (0.5, 0.75):
-      pruned = tfprune.prune(dense, tfprune.methods.Magnitude('channel'),
-                             schedule=sparsity, layers=layers)
-      stripped = tfprune.strip(pruned)
-      shrunk, plan = tfprune.shrink(stripped, return_plan=True)
-      gap = float(np.abs(shrunk.predict(x, verbose=0) -
-                         stripped.predict(x, verbose=0)).max())
-      variants.append(('stripped', sparsity, stripped, None, None))
-      variants.append(('shrunk', sparsity, shrunk, (pruned, plan), gap))
-    rows = []
-    for name, sparsity, model, origin, gap in variants:
-      path = os.path.join(folder, f'{len(os.listdir(folder))}.tflite')
-      with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        tflite_export.convert(model, path)
-      totals = tfprune.report(model)['totals']
-      ok = None
-      if origin is not None:
-        ok = tflite_export.check(path, tfprune.report(origin[0]),
-                                 plan=origin[1]).ok
-      rows.append({'name': name, 'sparsity': sparsity, 'path': path,
-                   'params': totals['params'], 'macs': totals['macs'],
-                   'gap': gap, 'check': ok})
-    timing = tflite_export.bench([r['path'] for r in rows], threads=(1, 2),
-                                 rounds=rounds, reference=rows[0]['path'])
-    by_key = {(t['path'], t['threads']): t for t in timing['results']}
-    sections.append((title, rows, by_key, timing['loadavg']))
 
-  lines = ['## shrink(): TFLite latency of dense vs stripped vs shrunk', '',
-           results.stamp('python -m benchmarks.shrink_latency'), '',
-           'One-shot channel magnitude pruning (Magnitude(\'channel\')) of '
+def run(ctx):
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+  c = ctx.config
+  keras.utils.set_random_seed(c.seed)
+  sections = [_family(ctx, c.specs[name])
+              for name in c.families.split(',')]
+  lines = ['One-shot channel magnitude pruning (Magnitude(\'channel\')) of '
            'every conv and hidden Dense layer (the classifier kept), then '
-           '`strip` (zeros in place) and `shrink` (dead channels removed). '
+           '`strip` (zeros in place) and `shrink` (dead channels removed), '
+           'at channel sparsities '
+           f'{", ".join(f"{100 * s:g}%" for s in c.sparsities)}. '
            'Initial weights: latency depends on shapes, not values; BatchNorm '
            'is at its initial state, so a dead channel outputs exactly 0 '
            '(after training, see the note below). Float32 .tflite, '
            'ai_edge_litert with XNNPACK, batch 1; each family timed in one '
-           f'interleaved run ({rounds} rounds) against its dense model. '
+           f'interleaved run ({c.rounds} rounds) against its dense model. '
            '"MAC ratio" = dense MACs / this model\'s MACs (tfprune.report); '
            '"speedup / MAC ratio" is the target column (>= 0.8 wanted). '
            'Every shrunk model\'s outputs equal the '
@@ -145,13 +145,8 @@ def main(argv):
            'tflite_export.check against the report before shrinking, with '
            'the shrink plan.', '']
   for title, rows, by_key, load in sections:
-    lines += [f'### {title}', '',
-              f'load average while timing: {load:.2f}', '',
-              '| variant | channel sparsity | params | MACs | MAC ratio | '
-              '.tflite bytes | 1 thread us | speedup | speedup / MAC ratio | '
-              '2 threads us | speedup | speedup / MAC ratio | max abs diff '
-              'to stripped |', '|' + '---|' * 13]
     dense_macs = rows[0]['macs']
+    cells = []
     for r in rows:
       ratio = dense_macs / r['macs']
       t1, t2 = by_key[(r['path'], 1)], by_key[(r['path'], 2)]
@@ -159,22 +154,23 @@ def main(argv):
       gap = '-' if r['gap'] is None else f'{r["gap"]:.1e}'
       if r['check'] is False:
         gap += ' (CHECK FAILED)'
-      lines.append(
-          f'| {r["name"]} | {sp} | {r["params"]:,} | {r["macs"]:,} | '
-          f'{ratio:.2f} | {os.path.getsize(r["path"]):,} | '
-          f'{t1["median_us"]:.1f} | {t1["ratio"]:.2f}x | '
-          f'{t1["ratio"] / ratio:.2f} | {t2["median_us"]:.1f} | '
-          f'{t2["ratio"]:.2f}x | {t2["ratio"] / ratio:.2f} | {gap} |')
-    lines.append('')
+      cells.append([
+          r['name'], sp, f'{r["params"]:,}', f'{r["macs"]:,}',
+          f'{ratio:.2f}', f'{os.path.getsize(r["path"]):,}',
+          f'{t1["median_us"]:.1f}', f'{t1["ratio"]:.2f}x',
+          f'{t1["ratio"] / ratio:.2f}', f'{t2["median_us"]:.1f}',
+          f'{t2["ratio"]:.2f}x', f'{t2["ratio"] / ratio:.2f}', gap])
+    lines += [f'### {title}', '', f'load average while timing: {load:.2f}',
+              '', harness.table(
+                  ['variant', 'channel sparsity', 'params', 'MACs',
+                   'MAC ratio', '.tflite bytes', '1 thread us', 'speedup',
+                   'speedup / MAC ratio', '2 threads us', 'speedup',
+                   'speedup / MAC ratio', 'max abs diff to stripped'],
+                  cells), '']
   lines += _summary(sections)
-  text = '\n'.join(lines)
-  if _QUICK.value:
-    print(text)
-    print('quick run: RESULTS.md not written')
-    return
-  results.write_section('shrink_latency', text)
-  print(text)
+  return ('shrink(): TFLite latency of dense vs stripped vs shrunk',
+          '\n'.join(lines))
 
 
 if __name__ == '__main__':
-  app.run(main)
+  harness.main(sys.modules[__name__])

@@ -20,63 +20,50 @@ Every pruned model is stripped, shrunk (dead channels removed), converted to
 
     python -m benchmarks.synaptic_strength --data_dir=../shared/data
 
-Floors: ``--criteria`` names the pruned rows, each optionally with
+Floors: ``config.criteria`` names the pruned rows, each optionally with
 ``@MAX_RATIO`` (no layer loses more than that fraction of its connections;
 ``SynapticStrength(max_ratio=...)``, and for the kernel L1 norm the same
-core selection over the kernels' L1 norms), ``--models`` picks the
-networks. Only the full default run writes the ``synaptic_strength``
-section of docs/RESULTS.md (and its plot); any other run writes its own
-section (``--section``, default ``synaptic_strength_floors``), e.g.
+core selection over the kernels' L1 norms), ``config.models`` picks the
+networks. Only the full default run may write the ``synaptic_strength``
+section (and its plot); a subset writes ``config.section``, e.g.
 
     python -m benchmarks.synaptic_strength --data_dir=../shared/data \\
-        --models=vgg --sparsities=0.96 \\
-        --criteria=synaptic_strength,synaptic_strength@0.98,kernel_l1@0.98
+        --config.section=synaptic_strength_floors --config.models=vgg \\
+        --config.sparsities=0.96 \\
+        --config.criteria=synaptic_strength,synaptic_strength@0.98,kernel_l1@0.98
 """
 
 from __future__ import annotations
 
-import os
-import shlex
 import sys
-import tempfile
 import time
 
-from absl import app
-from absl import flags
-from absl import logging
 import numpy as np
 
-from benchmarks import common
+from benchmarks import harness
 
-_DATA_DIR = flags.DEFINE_string('data_dir', '../shared/data',
-                                'Folder holding mnist/ and fashion_mnist/.')
-_L1 = flags.DEFINE_float('l1', 1e-4, 'Penalty weight on sum |s|.')
-_SPARSITIES = flags.DEFINE_list('sparsities', ['0.9', '0.96'],
-                                'Connection sparsities.')
-_LENET_EPOCHS = flags.DEFINE_integer('lenet_epochs', 4,
-                                     'LeNet-5 epochs before pruning.')
-_VGG_EPOCHS = flags.DEFINE_integer('vgg_epochs', 3,
-                                   'VGG-16 epochs before pruning.')
-_FINETUNE = flags.DEFINE_integer('finetune', 2, 'Fine-tuning epochs.')
-_VGG_WIDTH = flags.DEFINE_float('vgg_width', 0.25, 'VGG-16 width factor.')
-_MODELS = flags.DEFINE_list('models', ['lenet', 'vgg'],
-                            'Networks to run: lenet, vgg.')
-_CRITERIA = flags.DEFINE_list(
-    'criteria', ['kernel_l1', 'strength_no_penalty', 'synaptic_strength'],
-    'Pruned rows, each NAME or NAME@MAX_RATIO (a per-layer floor: no layer '
-    'loses more than MAX_RATIO of its connections; default 1.0, none). '
-    'NAME: kernel_l1, strength_no_penalty, synaptic_strength.')
-_SECTION = flags.DEFINE_string(
-    'section', None, 'RESULTS.md section to write; default: '
-    'synaptic_strength for the full default run, else '
-    'synaptic_strength_floors (the full section is never overwritten by a '
-    'subset).')
-_SMOKE = flags.DEFINE_integer(
-    'smoke', 0, 'If > 0: this many training examples, 1 epoch per stage; '
-    'RESULTS.md is not written.')
-
-PLOT = os.path.join('docs', 'synaptic_strength.png')
+PLOT = 'synaptic_strength.png'
 FULL_SECTION = 'synaptic_strength'
+DEFAULTS = dict(models='lenet,vgg', sparsities='0.9,0.96',
+                criteria='kernel_l1,strength_no_penalty,synaptic_strength')
+
+
+def get_config():
+  return harness.config(
+      section=FULL_SECTION, **DEFAULTS, l1=1e-4, finetune=2,
+      lenet=dict(data=harness.data_config('mnist'), epochs=4, batch_size=64,
+                 learning_rate=1e-3, finetune_learning_rate=5e-4),
+      vgg=dict(data=harness.data_config('fashion_mnist', image_size=32),
+               width=0.25, epochs=3, batch_size=128, learning_rate=1e-3,
+               finetune_learning_rate=5e-4),
+      smoke=dict(
+          section='synaptic_strength_floors', models='lenet',
+          sparsities='0.9', criteria='kernel_l1@0.95,synaptic_strength@0.95',
+          finetune=1,
+          lenet=dict(data=dict(train_examples=64, test_examples=200),
+                     epochs=1),
+          vgg=dict(data=dict(train_examples=16, test_examples=100),
+                   width=0.125, epochs=1, batch_size=16)))
 LABELS = {'kernel_l1': 'kernel L1 norm',
           'strength_no_penalty': 'strength, no penalty',
           'synaptic_strength': 'Synaptic Strength'}
@@ -120,18 +107,19 @@ def floor_kernel_l1(pruned, sparsity, max_ratio):
 class Setting:
   """One network + data + training recipe; runs every row."""
 
-  def __init__(self, name, build, train, test, epochs, finetune, batch_size,
-               lr, finetune_lr, tmp):
-    self.name, self.build, self.train, self.test = name, build, train, test
-    self.epochs, self.finetune, self.batch_size = epochs, finetune, batch_size
-    self.lr, self.finetune_lr, self.tmp = lr, finetune_lr, tmp
+  def __init__(self, ctx, name, build, s, train, test):
+    self.ctx, self.name, self.build = ctx, name, build
+    self.train, self.test = train, test
+    self.epochs, self.finetune = s.epochs, ctx.config.finetune
+    self.batch_size, self.lr = s.batch_size, s.learning_rate
+    self.finetune_lr = s.finetune_learning_rate
     self.rows = []
     self.strengths = {}
 
   def fit(self, model, epochs, lr):
-    import tf_keras as keras  # pylint: disable=g-import-not-at-top
-    return common.fit(model, self.train, epochs, keras.optimizers.Adam(lr),
-                      self.batch_size)
+    return harness.fit(model, self.train, epochs,
+                       harness.optimizer('adam', lr), self.batch_size,
+                       harness.pruning_step())
 
   def export(self, criterion, sparsity, pruned, started, max_ratio=1.0):
     """Fine-tune, strip, shrink, convert, check; one table row."""
@@ -144,8 +132,8 @@ class Setting:
     thinnest = min(range(len(masks)), key=lambda i: masks[i].mean())
     stripped = tfprune.strip(pruned)
     shrunk, plan = tfprune.shrink(stripped, return_plan=True)
-    path = os.path.join(self.tmp, f'{self.name}_{criterion}_{sparsity}.tflite')
-    size = tflite_export.convert(shrunk, path)['size']
+    out = self.ctx.tflite(shrunk)
+    path, size = out['path'], out['size']
     checked = tflite_export.check(path, rep, plan=plan)
     total = sum(m.size for m in masks)
     self.rows.append({
@@ -155,7 +143,7 @@ class Setting:
         'connections': total,
         'thinnest': f'{wrappers[thinnest].layer.name} '
                     f'{int(masks[thinnest].sum())}/{masks[thinnest].size}',
-        'accuracy': common.accuracy(pruned, *self.test),
+        'accuracy': harness.accuracy(pruned, *self.test),
         'tflite_accuracy': tflite_export.evaluate(path, *self.test),
         'params': tfprune.report(stripped)['totals']['params'],
         'shrunk_params': tfprune.report(shrunk)['totals']['params'],
@@ -175,7 +163,7 @@ class Setting:
     started = time.time()
     dense = self.fit(self.build(), self.epochs, self.lr)
     self.rows.append({'criterion': 'dense', 'target': 0.0, 'sparsity': 0.0,
-                      'accuracy': common.accuracy(dense, *self.test),
+                      'accuracy': harness.accuracy(dense, *self.test),
                       'seconds': time.time() - started})
     unpenalised = tfprune.prune(dense, SynapticStrength(l1=0), layers=conv)
     self.strengths['dense: gamma * ||K||'] = _strengths(unpenalised)
@@ -210,7 +198,7 @@ class Setting:
     self.strengths[f'penalised (l1={l1:g})'] = _strengths(penalised)
     self.rows.append({'criterion': 'Synaptic Strength, before pruning',
                       'target': 0.0, 'sparsity': 0.0,
-                      'accuracy': common.accuracy(penalised, *self.test),
+                      'accuracy': harness.accuracy(penalised, *self.test),
                       'seconds': time.time() - started})
     base = tfprune.strip(penalised)   # s * V/||V|| folded: |s| = ||K||
     penalty_seconds = time.time() - started
@@ -251,9 +239,7 @@ def _table(setting) -> str:
   return '\n'.join(lines)
 
 
-def _plot(settings, path):
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
+def _plot(settings):
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
   for ax, setting in zip(axes[:2], settings):
@@ -266,110 +252,67 @@ def _plot(settings, path):
       ax.plot([100 * r['sparsity'] for r in rows],
               [100 * r['accuracy'] for r in rows], marker=marker,
               label=criterion)
-    ax.set_title(setting.name, fontsize=9)
-    ax.set_xlabel('conv connections pruned (%)')
-    ax.set_ylabel('test accuracy (%)')
-    ax.legend(fontsize=7)
+    harness.label(ax, 'conv connections pruned (%)', 'test accuracy (%)',
+                  setting.name)
   ax = axes[2]
   for setting in settings:
     for label, values in setting.strengths.items():
       ranked = np.sort(values / values.max())[::-1]
       ax.semilogy(np.linspace(0, 100, ranked.size), ranked + 1e-8,
                   label=f'{setting.name.split()[0]} {label}')
-  ax.set_xlabel('connections, strongest first (%)')
-  ax.set_ylabel('|s| / max |s|')
-  ax.set_title('strengths before pruning', fontsize=9)
-  ax.legend(fontsize=6)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  harness.label(ax, 'connections, strongest first (%)', '|s| / max |s|',
+                'strengths before pruning', legend=6)
+  return fig
 
 
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  sys.path.insert(0, root)
+def run(ctx):
   import tfprune  # pylint: disable=g-import-not-at-top
-  from tfprune import experiment  # pylint: disable=g-import-not-at-top
-  from benchmarks import results  # pylint: disable=g-import-not-at-top
-  from configs import lenet5_bn_mnist_synaptic_strength as lenet_cfg  # pylint: disable=g-import-not-at-top
-  from configs import vgg16_synaptic_strength as vgg_cfg  # pylint: disable=g-import-not-at-top
-
-  command = ' '.join(['python -m benchmarks.synaptic_strength'] +
-                     [shlex.quote(a) for a in sys.argv[1:]])
-  smoke = _SMOKE.value
-  tmp = tempfile.mkdtemp()
-  sparsities = [float(s) for s in _SPARSITIES.value]
-  finetune = 1 if smoke else _FINETUNE.value
-  models = [m.strip() for m in _MODELS.value]
-  unknown = set(models) - {'lenet', 'vgg'}
-  if unknown or not models:
-    raise app.UsageError(f'--models: lenet and/or vgg, got {models}')
-  criteria = parse_criteria(_CRITERIA.value)
-  full = (set(models) == {'lenet', 'vgg'} and sparsities == [
-      float(s) for s in _SPARSITIES.default] and criteria == parse_criteria(
-          _CRITERIA.default))
-  section = _SECTION.value or (FULL_SECTION if full else
-                               'synaptic_strength_floors')
-  if section == FULL_SECTION and not full:
-    raise app.UsageError(
+  c = ctx.config
+  sparsities = [float(s) for s in c.sparsities.split(',')]
+  models = c.models.split(',')
+  if set(models) - {'lenet', 'vgg'} or not models:
+    raise ValueError(f'config.models: lenet and/or vgg, got {c.models}')
+  criteria = parse_criteria(c.criteria.split(','))
+  full = all(c[k] == v for k, v in DEFAULTS.items())
+  if c.section == FULL_SECTION and not full:
+    raise ValueError(
         f'the {FULL_SECTION} section holds the full default run (both '
         'models, sparsities 0.9 and 0.96, every criterion without a floor); '
-        'choose another --section for a subset')
-
-  def data(config):
-    train, _, test = experiment.load_data(config, _DATA_DIR.value)
-    if smoke:
-      train, test = (train[0][:smoke], train[1][:smoke]), (test[0][:2000],
-                                                          test[1][:2000])
-    return train, test
-
+        'set config.section for a subset')
   settings = []
   lenet = vgg = None
-  width = _VGG_WIDTH.value
   if 'lenet' in models:
-    lc = lenet_cfg.get_config()
-    ltrain, ltest = data(lc)
+    ltrain, _, ltest = ctx.load(c.lenet.data)
     lenet = Setting(
-        'LeNet-5 (BN) / MNIST',
+        ctx, 'LeNet-5 (BN) / MNIST',
         lambda: tfprune.models.lenet5(ltrain[0].shape[1:], 10,
                                       batch_norm=True),
-        ltrain, ltest, 1 if smoke else _LENET_EPOCHS.value, finetune,
-        lc.batch_size, lc.learning_rate, lc.final_learning_rate, tmp)
-    lenet.run(_L1.value, sparsities, criteria)
-    print(_table(lenet))
+        c.lenet, ltrain, ltest)
+    lenet.run(c.l1, sparsities, criteria)
     settings.append(lenet)
-
   if 'vgg' in models:
-    vc = vgg_cfg.get_config()
-    vc.dataset = 'fashion_mnist'
-    vtrain, vtest = data(vc)
+    vtrain, _, vtest = ctx.load(c.vgg.data)
     vgg = Setting(
-        f'VGG-16 (BN) width {width} / Fashion-MNIST 32x32',
-        lambda: tfprune.models.vgg16(vtrain[0].shape[1:], 10, width=width,
-                                     batch_norm=True),
-        vtrain, vtest, 1 if smoke else _VGG_EPOCHS.value, finetune,
-        vc.batch_size, vc.learning_rate, 5e-4, tmp)
-    vgg.run(_L1.value, sparsities, criteria)
-    print(_table(vgg))
+        ctx, f'VGG-16 (BN) width {c.vgg.width:g} / Fashion-MNIST 32x32',
+        lambda: tfprune.models.vgg16(vtrain[0].shape[1:], 10,
+                                     width=c.vgg.width, batch_norm=True),
+        c.vgg, vtrain, vtest)
+    vgg.run(c.l1, sparsities, criteria)
     settings.append(vgg)
-  if smoke:
-    if full:
-      _plot(settings, os.path.join(tmp, 'plot.png'))
-    print('smoke run: RESULTS.md not written; files in', tmp)
-    return
 
   epochs = ' or '.join(f'{s.epochs} ({s.name.split()[0]})' for s in settings)
+  lrs = ', '.join(f'{s.name.split()[0]} {s.lr:g} then {s.finetune_lr:g}'
+                  for s in settings)
   recipe = (
       f'Every pruned row trains for the same number of epochs: {epochs} '
-      f'before pruning, then {finetune} fine-tuning epochs at a lower LR '
-      '(Adam; LRs from the configs); the dense row is the model after the '
+      f'before pruning, then {c.finetune} fine-tuning epochs at a lower LR '
+      f'(Adam; {lrs}); the dense row is the model after the '
       'first stage only, so a pruned row above it owes that to its extra '
       'epochs. Pruning is global over all convs and counts whole 2-D '
       'kernels (connections); each row is pruned to exactly the stated '
       'fraction. "kernel L1 norm" and "strength, no penalty" prune the '
       'dense model once; "Synaptic Strength" trains from scratch with the '
-      f'L1 penalty {_L1.value:g} on |s| (BN scale dropped), is pruned once '
+      f'L1 penalty {c.l1:g} on |s| (BN scale dropped), is pruned once '
       'at the percentile and fine-tuned with the penalty off (one penalised '
       'model, pruned at each sparsity). "strength, no penalty" also drops '
       'the BN scale (folded into s), so its fine-tuning runs without gamma, '
@@ -390,36 +333,32 @@ def main(argv):
       'SynapticStrength(max_ratio=r); for the kernel L1 norm the same '
       'selection over the kernels\' L1 norms). Rows without a floor keep '
       'only the strongest connection of each layer for sure.')
-  vgg_note = (f'CIFAR-10 is not available offline. Fashion-MNIST '
-              f'zero-padded to 32x32, one channel; VGG-16 at width {width} '
+  vgg_note = (f'{harness.substitute(c.vgg.data)}; VGG-16 at width '
+              f'{c.vgg.width:g} '
               f'({tfprune.report(vgg.build())["totals"]["params"]:,} '
               'params).' if vgg else '')
   if full:
-    _plot(settings, os.path.join(root, PLOT))
-    lines = [
-        '## Synaptic Strength: LeNet-5 (BN) on MNIST, VGG-16 substitute', '',
-        results.stamp(command), '', recipe, '',
-        f'### {lenet.name}', '', _table(lenet), '',
-        f'### {vgg.name} (substitute for CIFAR-10)', '', vgg_note, '',
-        _table(vgg), '',
-        f'![accuracy vs connection sparsity]({os.path.basename(PLOT)})', '',
-        'Right: all conv strengths |s| sorted, relative to the largest: of '
-        'the dense model (gamma times the kernel L2 norm) and after '
-        'penalised training.']
-  else:
-    lines = ['## Synaptic Strength with per-layer floors (max_ratio)', '',
-             results.stamp(command), '',
-             'A subset of the synaptic_strength benchmark: sparsities '
-             f'{", ".join(f"{s:g}" for s in sparsities)}, rows '
-             f'{", ".join(_CRITERIA.value)}. ' + floors, '', recipe, '']
-    for setting in settings:
-      lines += [f'### {setting.name}', '']
-      if setting is vgg:
-        lines += [vgg_note, '']
-      lines += [_table(setting), '']
-  results.write_section(section, '\n'.join(lines))
-  print('\n'.join(lines))
+    ctx.plot(_plot, PLOT, settings)
+    lines = [recipe, '', f'### {lenet.name}', '', _table(lenet), '',
+             f'### {vgg.name} (substitute for CIFAR-10)', '', vgg_note, '',
+             _table(vgg), '',
+             f'![accuracy vs connection sparsity]({PLOT})', '',
+             'Right: all conv strengths |s| sorted, relative to the largest: '
+             'of the dense model (gamma times the kernel L2 norm) and after '
+             'penalised training.']
+    return ('Synaptic Strength: LeNet-5 (BN) on MNIST, VGG-16 substitute',
+            '\n'.join(lines))
+  lines = ['A subset of the synaptic_strength benchmark: sparsities '
+           f'{", ".join(f"{s:g}" for s in sparsities)}, rows '
+           f'{", ".join(c.criteria.split(","))}. ' + floors, '', recipe, '']
+  for setting in settings:
+    lines += [f'### {setting.name}', '']
+    if setting is vgg:
+      lines += [vgg_note, '']
+    lines += [_table(setting), '']
+  return ('Synaptic Strength with per-layer floors (max_ratio)',
+          '\n'.join(lines))
 
 
 if __name__ == '__main__':
-  app.run(main)
+  harness.main(sys.modules[__name__])

@@ -1,8 +1,8 @@
 """Synthesis and Pruning (inspired by Finlinson & Moschoyiannis) on two MLPs.
 
-LeNet-300-100 and a 784-1000-1000-10 MLP on MNIST (configs/
-lenet300_mnist_synthesis.py, configs/mlp1000_mnist_synthesis.py), from a 2%
-random start, at each capacity in --capacities:
+LeNet-300-100 and a 784-1000-1000-10 MLP on MNIST (the settings of
+configs/lenet300_mnist_synthesis.py and configs/mlp1000_mnist_synthesis.py), from a 2%
+random start, at each capacity in ``config.capacities``:
   * strategic synthesis (growth only, until capacity);
   * random synthesis (growth only, uniform over absent edges: the SET-like
     control);
@@ -10,66 +10,56 @@ random start, at each capacity in --capacities:
     event: r = g/2 below capacity, r = g at capacity);
   * tfmot prune_low_magnitude at the same per-layer density (dense training
     for half the epochs, then PolynomialDecay pruning while fine-tuning);
-and the dense model. At --overlap_capacity the three synthesis rows run with
---seeds seeds (model init, data order and masks all seeded) and the Jaccard
-overlap of the final edge sets is measured between every pair of seeds.
-Writes the "synthesis" section of docs/RESULTS.md and
+and the dense model. At ``config.overlap_capacity`` the three synthesis rows
+run with ``config.seeds`` seeds (model init, data order and masks all
+seeded) and the Jaccard overlap of the final edge sets is measured between
+every pair of seeds. Writes the "synthesis" section of docs/RESULTS.md and
 docs/synthesis_density.png.
 
     python -m benchmarks.synthesis --data_dir=../shared/data
-
---smoke=N trains on N examples for 2 epochs and writes to /tmp instead.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import os
 import sys
-import tempfile
 import time
 
-from absl import app
-from absl import flags
-from absl import logging
 import numpy as np
 
-_DATA_DIR = flags.DEFINE_string('data_dir', '../shared/data',
-                                'Folder holding mnist/.')
-_CAPACITIES = flags.DEFINE_list('capacities', ['0.05', '0.1'],
-                                'Capacity thresholds (edge densities).')
-_OVERLAP_CAPACITY = flags.DEFINE_float(
-    'overlap_capacity', 0.1, 'Capacity at which every synthesis row runs '
-    'with --seeds seeds (accuracy spread and edge-set overlap).')
-_SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds at --overlap_capacity.')
-_LENET_EPOCHS = flags.DEFINE_integer('lenet_epochs', 10,
-                                     'LeNet-300-100 epochs.')
-_MLP_EPOCHS = flags.DEFINE_integer('mlp_epochs', 5,
-                                   '784-1000-1000-10 epochs.')
-_SMOKE = flags.DEFINE_integer(
-    'smoke', 0, 'If > 0: train on this many examples for 2 epochs and write '
-    'the section and plot under /tmp (checks the script runs).')
+from benchmarks import harness
 
-COMMAND = 'python -m benchmarks.synthesis --data_dir=../shared/data'
-PLOT = os.path.join('docs', 'synthesis_density.png')
+PLOT = 'synthesis_density.png'
+
+
+def get_config():
+  return harness.config(
+      section='synthesis', data=harness.data_config('mnist'),
+      capacities=[0.05, 0.1], overlap_capacity=0.1, seeds=3,
+      initial_density=0.02, growth=0.1, prune_ratio=0.5,
+      origin_fraction=0.2, events_until=2 / 3, batch_size=128,
+      learning_rate=1e-3, models='lenet300,mlp1000',
+      specs=dict(
+          lenet300=dict(title='LeNet-300-100', hidden=[300, 100], epochs=10,
+                        grow_every=100),
+          mlp1000=dict(title='MLP 784-1000-1000-10', hidden=[1000, 1000],
+                       epochs=5, grow_every=50)),
+      smoke=dict(
+          data=dict(train_examples=128, test_examples=200), capacities=[0.1],
+          seeds=2, models='lenet300',
+          specs=dict(lenet300=dict(hidden=[30, 10], epochs=2,
+                                   grow_every=1))))
+
+
 VARIANTS = (('strategic synthesis', 'strategic', False),
             ('random synthesis', 'random', False),
             ('synthesis + pruning', 'strategic', True))
 
 
-def _accuracy(model, x, y) -> float:
-  return float((model.predict(x, batch_size=1000, verbose=0).argmax(-1)
-                == y).mean())
-
-
 def _fit(model, data, epochs, lr, batch, callbacks=()):
-  import tf_keras as keras  # pylint: disable=g-import-not-at-top
-  model.compile(keras.optimizers.Adam(lr), 'sparse_categorical_crossentropy',
-                ['accuracy'])
-  model.fit(*data, batch_size=batch, epochs=epochs, verbose=2,
-            callbacks=list(callbacks))
-  return model
+  return harness.fit(model, data, epochs, harness.optimizer('adam', lr),
+                     batch, callbacks, metrics=['accuracy'])
 
 
 def _kernel_density(model):
@@ -94,11 +84,11 @@ def _synthesis_run(setting, capacity, strategy, prune, seed):
       end_step=setting['end_step'])
   pruned = tfprune.prune(setting['build'](), method)
   _fit(pruned, setting['train'], setting['epochs'], setting['lr'],
-       setting['batch'], [tfprune.PruningStep()])
+       setting['batch'], harness.pruning_step())
   info = method.report_info()
   totals = tfprune.report(pruned)['totals']
   return dict(
-      acc=_accuracy(pruned, *setting['test']), seed=seed,
+      acc=harness.accuracy(pruned, *setting['test']), seed=seed,
       density=info['edges'] / info['possible_edges'],
       nonzero_density=_kernel_density(tfprune.strip(pruned)),
       kept=totals['nonzero_params'], params=totals['params'],
@@ -138,7 +128,7 @@ def _tfmot_run(setting, plan):
   plain = tfmot.sparsity.keras.strip_pruning(pruned)
   totals = tfprune.report(plain)['totals']
   density = _kernel_density(plain)
-  return dict(acc=_accuracy(plain, *setting['test']), seed=0,
+  return dict(acc=harness.accuracy(plain, *setting['test']), seed=0,
               density=density, nonzero_density=density,
               kept=totals['nonzero_params'], params=totals['params'],
               seconds=time.time() - started)
@@ -152,7 +142,7 @@ def _dense_run(setting):
   model = _fit(setting['build'](), setting['train'], setting['epochs'],
                setting['lr'], setting['batch'])
   params = tfprune.report(model)['totals']['params']
-  return dict(acc=_accuracy(model, *setting['test']), seed=0, density=1.0,
+  return dict(acc=harness.accuracy(model, *setting['test']), seed=0, density=1.0,
               nonzero_density=_kernel_density(model), kept=params,
               params=params, seconds=time.time() - started)
 
@@ -276,9 +266,7 @@ def _findings(everything, overlap_capacity):
   return lines
 
 
-def _plot(results, path):
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
+def _plot(results):
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4))
   styles = {'strategic synthesis': 'o-', 'random synthesis': 's--',
@@ -303,118 +291,98 @@ def _plot(results, path):
     ax.set_xlabel('final edge density of the kernels (%)')
     ax.set_ylabel('MNIST test accuracy (%)')
     ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  return fig
 
 
-def _settings(data_dir, smoke):
+def _settings(ctx):
   import tfprune  # pylint: disable=g-import-not-at-top
-  from tfprune import experiment  # pylint: disable=g-import-not-at-top
-  from configs import lenet300_mnist_synthesis, mlp1000_mnist_synthesis  # pylint: disable=g-import-not-at-top
+  c = ctx.config
+  (x, y), _, test = ctx.load(c.data)
+  steps = math.ceil(len(x) / c.batch_size)
   out = []
-  for title, module, epochs in (
-      ('LeNet-300-100', lenet300_mnist_synthesis, _LENET_EPOCHS.value),
-      ('MLP 784-1000-1000-10', mlp1000_mnist_synthesis, _MLP_EPOCHS.value)):
-    config = module.get_config()
-    (x, y), _, test = experiment.load_data(config, data_dir)
-    if smoke:
-      x, y, epochs = x[:smoke], y[:smoke], 2
-      test = (test[0][:smoke], test[1][:smoke])
-    steps = math.ceil(len(x) / config.batch_size)
-    hidden = tuple(config.model_kwargs.get('hidden', (300, 100)))
+  for name in c.models.split(','):
+    spec = c.specs[name]
+    hidden = tuple(spec.hidden)
     out.append(dict(
-        title=title, config=os.path.basename(module.__file__),
+        title=spec.title,
         build=lambda hidden=hidden, shape=x.shape[1:]: tfprune.models.mlp(
             shape, hidden),
-        hidden=hidden, train=(x, y), test=test, epochs=epochs,
-        steps_per_epoch=steps, batch=config.batch_size,
-        lr=config.learning_rate, method_kwargs=dict(config.method_kwargs),
-        grow_every=(max(1, steps // 4) if smoke else
-                    config.method_kwargs.grow_every),
-        end_step=int(epochs * steps * 2 / 3)))
+        hidden=hidden, train=(x, y), test=test, epochs=spec.epochs,
+        steps_per_epoch=steps, batch=c.batch_size, lr=c.learning_rate,
+        method_kwargs=dict(initial_density=c.initial_density,
+                           growth=c.growth, prune_ratio=c.prune_ratio,
+                           origin_fraction=c.origin_fraction),
+        grow_every=spec.grow_every,
+        end_step=int(spec.epochs * steps * c.events_until)))
   return out
 
 
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  sys.path.insert(0, root)
-  from benchmarks import results  # pylint: disable=g-import-not-at-top
-
-  smoke = _SMOKE.value
-  capacities = [float(c) for c in _CAPACITIES.value]
-  settings = _settings(_DATA_DIR.value, smoke)
+def run(ctx):
+  c = ctx.config
+  settings = _settings(ctx)
   started = time.time()
   everything = {}
   for setting in settings:
     everything[setting['title']] = _run_model(
-        setting, capacities, _OVERLAP_CAPACITY.value, _SEEDS.value)
+        setting, c.capacities, c.overlap_capacity, c.seeds)
   minutes = (time.time() - started) / 60
-
-  out_dir = tempfile.mkdtemp() if smoke else os.path.join(root, 'docs')
-  plot = os.path.join(out_dir, os.path.basename(PLOT))
-  _plot({f'{s["title"]} ({s["epochs"]} epochs)': everything[s['title']]
-         for s in settings}, plot)
+  ctx.plot(_plot, PLOT, {f'{s["title"]} ({s["epochs"]} epochs)': everything[s['title']]
+         for s in settings})
+  x, test = settings[0]['train'][0], settings[0]['test'][0]
   lines = [
-      '## Synthesis and Pruning (inspired by Finlinson & Moschoyiannis 2020)'
-      ': LeNet-300-100 and 784-1000-1000-10 on MNIST', '',
-      results.stamp(COMMAND), '',
       'Inspired by, not a reproduction of, "Synthesis and Pruning as a '
       'Dynamic Compression Strategy for Efficient Deep Neural Networks" '
       '(arXiv 2011.11358): the paper gives no datasets, rule details or '
       'numbers, so the algorithm is tfprune\'s documented reconstruction '
-      '(tfprune/methods/synthesis.py, METHODS.md section 4). Setting: '
-      'official MNIST (60,000 train / 10,000 test), Adam, batch 128; every '
-      'Dense kernel (the classifier too) is masked; the start is 2% of all '
+      '(tfprune/methods/synthesis.py, docs/METHODS.md, Synthesis). Setting: '
+      f'{harness.describe_data(c.data)} ({len(x):,} train / {len(test):,} '
+      f'test), Adam {c.learning_rate:g}, batch {c.batch_size}; every '
+      'Dense kernel (the classifier too) is masked; the start is '
+      f'{100 * c.initial_density:g}% of all '
       'kernel edges drawn at random, split over the layers with the '
       'Erdos-Renyi rule, as is the capacity. At each event every layer grows '
-      '10% of its capacity in edges (initialised to 0, optimizer state '
-      'reset); strategic growth starts from the top 20% of input units by '
+      f'{100 * c.growth:g}% of its capacity in edges (initialised to 0, '
+      'optimizer state reset); strategic growth starts from the top '
+      f'{100 * c.origin_fraction:g}% of input units by '
       '|w| of their active outgoing edges and picks endpoints with '
       'probability Phi(z) of their mean incoming |w|; random growth picks '
       'absent edges uniformly. "synthesis + pruning" also prunes the weakest '
-      'edges (half as many as it grows below capacity, as many at capacity),'
-      ' so it reaches the capacity later and then recycles edges. Events '
-      'stop after two thirds of the steps; the rest trains the final '
-      'topology. tfmot prune_low_magnitude gets each layer\'s capacity as '
-      'its final density: dense training for half the epochs, then '
-      'PolynomialDecay pruning (over two thirds of the remaining steps) '
-      'while fine-tuning at half the learning rate. "final edge density" '
-      'counts mask entries; "non-zero kernel weights" is lower where a grown '
-      'edge never left 0 (e.g. from an always-black border pixel). '
-      f'Total benchmark time {minutes:.0f} min.', '']
+      f'edges ({c.prune_ratio:g} times as many as it grows below capacity, '
+      'as many at capacity), so it reaches the capacity later and then '
+      f'recycles edges. Events stop after {c.events_until:.3g} of the steps; '
+      'the rest trains the final topology. tfmot prune_low_magnitude gets '
+      'each layer\'s capacity as its final density: dense training for half '
+      'the epochs, then PolynomialDecay pruning (over two thirds of the '
+      'remaining steps) while fine-tuning at half the learning rate. "final '
+      'edge density" counts mask entries; "non-zero kernel weights" is lower '
+      'where a grown edge never left 0 (e.g. from an always-black border '
+      f'pixel). Total benchmark time {minutes:.0f} min.', '']
   for s in settings:
     rows, seeded = everything[s['title']]
     dense_acc = rows[0]['acc']
     lines += [
-        f'### {s["title"]}, {s["epochs"]} epochs (configs/{s["config"]})', '',
+        f'### {s["title"]}, {s["epochs"]} epochs', '',
         f'{s["steps_per_epoch"]} steps per epoch; an event every '
         f'{s["grow_every"]} steps until step {s["end_step"]}. Rows are seed '
         '0; the seed runs are in the next table.', '',
         _rows_table(rows, dense_acc), '']
     if seeded:
-      lines += [f'Seeds at capacity {100 * _OVERLAP_CAPACITY.value:g}%: '
+      lines += [f'Seeds at capacity {100 * c.overlap_capacity:g}%: '
                 'accuracy spread and overlap of the final edge sets '
                 '(Jaccard |A and B| / |A or B| between the runs of two '
                 'seeds, with different initial masks, weights and data '
                 'order; the chance level is the expected Jaccard of '
                 'independent random edge sets with the same per-layer '
                 'counts, d/(2-d) for density d).', '',
-                _overlap_table(_overlap(seeded), _SEEDS.value), '']
-  lines += [f'![test accuracy against final density]'
-            f'({os.path.basename(PLOT)})', '',
+                _overlap_table(_overlap(seeded), c.seeds), '']
+  lines += [f'![test accuracy against final density]({PLOT})', '',
             '(Points: seed 0, or the mean and std over the seeds where '
             'there are several.)', '', '### Findings (computed from the '
-            'numbers above)', ''] + _findings(everything,
-                                              _OVERLAP_CAPACITY.value)
-  text = '\n'.join(lines)
-  path = os.path.join(out_dir, 'RESULTS.md')
-  results.write_section('synthesis', text,
-                        path=path if smoke else results.RESULTS)
-  print(text)
-  print(f'wrote {path if smoke else results.RESULTS} and {plot}')
+            'numbers above)', ''] + _findings(everything, c.overlap_capacity)
+  return ('Synthesis and Pruning (inspired by Finlinson & Moschoyiannis '
+          '2020): ' + ' and '.join(s['title'] for s in settings) + ' on '
+          'MNIST', '\n'.join(lines))
 
 
 if __name__ == '__main__':
-  app.run(main)
+  harness.main(sys.modules[__name__])

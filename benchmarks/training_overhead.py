@@ -9,7 +9,8 @@ is the measurement length), so every variant pays the same number of mask
 updates. The table gives the median over rounds.
 
     python -m benchmarks.training_overhead
-    python -m benchmarks.training_overhead --models=lenet5 --rounds=3
+    python -m benchmarks.training_overhead --config.models=lenet5 \\
+        --config.rounds=3
 
 Modes: ``graph`` (the default ``fit``), ``jit`` (``jit_compile=True``),
 ``bf16`` (``mixed_bfloat16``, which this CPU runs natively when it has
@@ -19,45 +20,46 @@ AVX512_BF16; ``mixed_float16`` is emulated on CPUs and not timed here), and
 
 from __future__ import annotations
 
-import logging
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
-from absl import app
-from absl import flags
-
-_MODELS = flags.DEFINE_list(
-    'models', ['lenet5', 'lenet300', 'vgg16', 'mobilenetv2'],
-    'Models to time (lenet5, lenet300, vgg16, mobilenetv2).')
-_ROUNDS = flags.DEFINE_integer('rounds', 5, 'Interleaved rounds.')
-_SMOKE = flags.DEFINE_bool('smoke', False, 'LeNet-300-100, graph mode, 2 '
-                           'rounds of 5 steps; RESULTS.md is not written.')
-
-MASK_TARGET, GATE_TARGET = 1.02, 1.10
-BATCH = 64
+from benchmarks import harness
 
 
-def _model_specs(keras, tfprune) -> Dict[str, dict]:
+def get_config():
+  return harness.config(
+      section='training_overhead', models='lenet5,lenet300,vgg16,mobilenetv2',
+      rounds=5, batch_size=64, learning_rate=1e-3, eager_steps=20,
+      mask_target=1.02, gate_target=1.10,
+      specs=dict(
+          lenet5=dict(title='LeNet-5 (28x28x1)', steps=100,
+                      modes='graph,jit,bf16,eager'),
+          lenet300=dict(title='LeNet-300-100 (784)', steps=100,
+                        modes='graph,jit,bf16'),
+          vgg16=dict(title='VGG-16 width 0.5 (32x32x3, BN)', steps=20,
+                     modes='graph,jit,bf16'),
+          mobilenetv2=dict(title='MobileNetV2 alpha 0.35 (96x96x3)',
+                           steps=10, modes='graph,jit,bf16')),
+      smoke=dict(models='lenet300', rounds=1,
+                 specs=dict(lenet300=dict(steps=2, modes='graph'))))
+
+
+def _model_specs(keras, tfprune, c) -> Dict[str, dict]:
   """name -> builder, input shape, steps per measurement, modes."""
-  return {
-      'lenet5': dict(title='LeNet-5 (28x28x1)', build=tfprune.models.lenet5,
-                     shape=(28, 28, 1), steps=100,
-                     modes=('graph', 'jit', 'bf16', 'eager')),
-      'lenet300': dict(title='LeNet-300-100 (784)',
-                       build=tfprune.models.lenet_300_100, shape=(28, 28, 1),
-                       steps=100, modes=('graph', 'jit', 'bf16')),
-      'vgg16': dict(title='VGG-16 width 0.5 (32x32x3, BN)',
-                    build=lambda: tfprune.models.vgg16(width=0.5),
-                    shape=(32, 32, 3), steps=20,
-                    modes=('graph', 'jit', 'bf16')),
-      'mobilenetv2': dict(
-          title='MobileNetV2 alpha 0.35 (96x96x3)',
-          build=lambda: keras.applications.MobileNetV2(
-              input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=10),
-          shape=(96, 96, 3), steps=10, modes=('graph', 'jit', 'bf16')),
+  builds = {
+      'lenet5': (tfprune.models.lenet5, (28, 28, 1)),
+      'lenet300': (tfprune.models.lenet_300_100, (28, 28, 1)),
+      'vgg16': (lambda: tfprune.models.vgg16(width=0.5), (32, 32, 3)),
+      'mobilenetv2': (lambda: keras.applications.MobileNetV2(
+          input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=10),
+                      (96, 96, 3)),
   }
+  return {name: dict(title=c.specs[name].title, build=build, shape=shape,
+                     steps=c.specs[name].steps,
+                     modes=tuple(c.specs[name].modes.split(',')))
+          for name, (build, shape) in builds.items()}
 
 
 def _variants(keras, tfmot, tfprune, steps: int) -> Dict[str, tuple]:
@@ -116,14 +118,14 @@ class _Timer:
     return (self.end - self.start) / steps
 
 
-def _build(keras, spec, mode: str, wrap):
+def _build(keras, spec, mode: str, wrap, lr: float):
   """A compiled variant in ``mode``, or the error that stopped it."""
   policy = 'mixed_bfloat16' if mode == 'bf16' else 'float32'
   keras.mixed_precision.set_global_policy(policy)
   try:
     keras.utils.set_random_seed(0)
     model = wrap(spec['build']())
-    model.compile(keras.optimizers.Adam(1e-3),
+    model.compile(keras.optimizers.Adam(lr),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=False),
                   jit_compile=(mode == 'jit'), run_eagerly=(mode == 'eager'))
     return model, None
@@ -140,29 +142,23 @@ def _measure(keras, model, callbacks, data, steps: int) -> float:
   return timer.seconds(steps)
 
 
-EAGER_STEPS = 20     # run_eagerly is ~10x slower per step
-
-
-def steps_for(spec, mode: str, smoke: bool) -> int:
-  return 5 if smoke else EAGER_STEPS if mode == 'eager' else spec['steps']
-
-
-def time_model(spec, make_variants, modes, rounds: int, smoke: bool,
-               keras, tf, np) -> Dict[tuple, dict]:
+def time_model(c, spec, make_variants, modes, keras, tf, np
+               ) -> Dict[tuple, dict]:
   """(variant, mode) -> {'ms': median ms/step, 'kind', 'error', 'steps'}.
 
   ``make_variants(steps)`` gives the variants whose masks update every
   ``steps`` steps (once per measurement)."""
   rng = np.random.RandomState(0)
-  x = rng.rand(BATCH * 8, *spec['shape']).astype(np.float32)
+  x = rng.rand(c.batch_size * 8, *spec['shape']).astype(np.float32)
   y = rng.randint(0, 10, len(x)).astype(np.int32)
-  data = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH).cache(
+  data = tf.data.Dataset.from_tensor_slices((x, y)).batch(c.batch_size).cache(
       ).repeat().prefetch(2)
   runs, out = {}, {}
   for mode in modes:
-    steps = steps_for(spec, mode, smoke)
+    # run_eagerly is ~10x slower per step: fewer steps
+    steps = c.eager_steps if mode == 'eager' else spec['steps']
     for name, (kind, wrap, callbacks) in make_variants(steps).items():
-      model, error = _build(keras, spec, mode, wrap)
+      model, error = _build(keras, spec, mode, wrap, c.learning_rate)
       out[(name, mode)] = {'kind': kind, 'error': error, 'times': [],
                            'steps': steps}
       if model is None:
@@ -175,7 +171,7 @@ def time_model(spec, make_variants, modes, rounds: int, smoke: bool,
             f'{type(e).__name__}: {str(e).splitlines()[0][:80]}')
         continue
       runs[(name, mode)] = (model, cbs)
-  for _ in range(rounds):
+  for _ in range(c.rounds):
     for key, (model, cbs) in runs.items():
       out[key]['times'].append(_measure(keras, model, cbs, data,
                                         out[key]['steps']))
@@ -208,7 +204,7 @@ def _table(title: str, modes, variants, out) -> List[str]:
   return lines + ['']
 
 
-def _verdicts(results) -> List[str]:
+def _verdicts(c, results) -> List[str]:
   """Which targets this run met: mask methods <= 1.02x plain and <= tfmot,
   gated <= 1.10x plain."""
   met, missed = [], []
@@ -220,63 +216,37 @@ def _verdicts(results) -> List[str]:
         continue
       ratio = entry['ms'] / plain
       tfmot = out[('tfmot prune_low_magnitude', mode)]['ms']
-      ok = ratio <= (MASK_TARGET if entry['kind'] == 'mask' else GATE_TARGET)
+      ok = ratio <= (c.mask_target if entry['kind'] == 'mask' else c.gate_target)
       if entry['kind'] == 'mask' and tfmot:
         ok = ok and entry['ms'] <= tfmot * 1.005   # equal within noise
       (met if ok else missed).append(f'{title} / {name} / {mode} {ratio:.3f}')
   return ['### Reading it', '',
-          f'- Targets: mask methods <= {MASK_TARGET}x plain and not above '
-          f'tfmot; gated methods (PSP, Synaptic Strength) <= {GATE_TARGET}x.',
+          f'- Targets: mask methods <= {c.mask_target}x plain and not above '
+          f'tfmot; gated methods (PSP, Synaptic Strength) <= {c.gate_target}x.',
           f'- Met ({len(met)}): ' + ('; '.join(met) or 'none') + '.',
           f'- Missed ({len(missed)}): ' + ('; '.join(missed) or 'none') + '.']
 
 
-def _section(results, rounds: int, names: List[str]) -> str:
-  from benchmarks import results as results_lib  # pylint: disable=g-import-not-at-top
-  command = 'python -m benchmarks.training_overhead ' + ' '.join(sys.argv[1:])
-  missing = names[len(results):]
-  lines = ['## Training overhead: ms/step of wrapped models vs plain and '
-           'tfmot', '', results_lib.stamp(command.strip()), '',
-           f'Batch {BATCH}, Adam, random data, callbacks included, '
-           f'{rounds} interleaved rounds per model in one process (median). '
-           'Mask methods: tfmot `prune_low_magnitude`, tfprune Magnitude '
-           '(weight, channel); gated: PSP filter (learned alphas), '
-           'Synaptic Strength (Conv2D layers; none in LeNet-300-100). '
-           '"/ plain" and "/ tfmot" are ratios to the plain model and to '
-           'tfmot in the same mode and run. Masks update once per '
-           'measurement: every 100 steps for the LeNets, but every 20 (VGG) '
-           'and 10 (MobileNetV2) steps for the large models, 5-10x more '
-           'often than a typical schedule, so their ratios include more '
-           'mask-update cost than training would.', '']
-  if missing:
-    lines += [f'Not measured yet in this run: {", ".join(missing)}.', '']
-  for title, modes, out in results:
-    variants = [v for v, m in out if m == modes[0]]
-    lines += _table(title, modes, variants, out)
-  return '\n'.join(lines + _verdicts(results))
-
-
-def main(argv):
-  del argv
+def run(ctx):
   import os  # pylint: disable=g-import-not-at-top
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+  import logging  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_model_optimization as tfmot  # pylint: disable=g-import-not-at-top
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
   import tfprune  # pylint: disable=g-import-not-at-top
-  from benchmarks import results as results_lib  # pylint: disable=g-import-not-at-top
   logging.getLogger('tfprune').setLevel(logging.WARNING)
-  specs = _model_specs(keras, tfprune)
-  unknown = sorted(set(_MODELS.value) - set(specs))
+  c = ctx.config
+  specs = _model_specs(keras, tfprune, c)
+  names = c.models.split(',')
+  unknown = sorted(set(names) - set(specs))
   if unknown:
-    raise app.UsageError(f'unknown --models {unknown}; known: {sorted(specs)}')
-  rounds = 2 if _SMOKE.value else _ROUNDS.value
-  names = ['lenet300'] if _SMOKE.value else _MODELS.value
+    raise ValueError(f'unknown config.models {unknown}; known: '
+                     f'{sorted(specs)}')
   results = []
   for name in names:
     spec = specs[name]
-    modes = ('graph',) if _SMOKE.value else spec['modes']
 
     def make_variants(steps, name=name):
       variants = _variants(keras, tfmot, tfprune, steps)
@@ -285,22 +255,28 @@ def main(argv):
       return variants
 
     start = time.time()
-    out = time_model(spec, make_variants, modes, rounds, _SMOKE.value,
-                     keras, tf, np)
+    out = time_model(c, spec, make_variants, spec['modes'], keras, tf, np)
     print(f'{spec["title"]}: {time.time() - start:.0f} s', flush=True)
-    results.append((spec['title'], modes, out))
+    results.append((spec['title'], spec['modes'], out))
+  lines = [f'Batch {c.batch_size}, Adam {c.learning_rate:g}, random data, '
+           f'callbacks included, {c.rounds} interleaved rounds per model in '
+           'one process (median). '
+           'Mask methods: tfmot `prune_low_magnitude`, tfprune Magnitude '
+           '(weight, channel); gated: PSP filter (learned alphas), '
+           'Synaptic Strength (Conv2D layers; none in LeNet-300-100). '
+           '"/ plain" and "/ tfmot" are ratios to the plain model and to '
+           'tfmot in the same mode and run. Masks update once per '
+           'measurement: every ' + ', '.join(
+               f'{specs[n]["steps"]} ({specs[n]["title"]})' for n in names) +
+           f' steps ({c.eager_steps} in eager mode); fewer than 100 is more '
+           'often than a typical schedule, so those ratios include more '
+           'mask-update cost than training would.', '']
+  for title, modes, out in results:
     variants = [v for v, m in out if m == modes[0]]
-    for line in _table(spec['title'], modes, variants, out):
-      print(line, flush=True)
-    # Written after every model: a long run that stops keeps what it measured
-    # (the section then says which models are missing).
-    text = _section(results, rounds, names)
-    if not _SMOKE.value:
-      results_lib.write_section('training_overhead', text)
-  print(text)
-  if _SMOKE.value:
-    print('smoke run: RESULTS.md not written')
+    lines += _table(title, modes, variants, out)
+  return ('Training overhead: ms/step of wrapped models vs plain and tfmot',
+          '\n'.join(lines + _verdicts(c, results)))
 
 
 if __name__ == '__main__':
-  app.run(main)
+  harness.main(sys.modules[__name__])

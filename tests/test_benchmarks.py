@@ -1,0 +1,122 @@
+"""Every benchmark study in smoke mode, in this process.
+
+Each study runs ``--smoke`` (tiny data slices, one step per epoch, tiny
+models) without ``--data_dir``, so it reads the embedded digits data, never
+../shared; it writes into a temporary RESULTS file, never docs/RESULTS.md.
+The section must carry the exact command line (a non-default flag
+included) and the effective settings, dumped.
+
+Together the smoke runs take minutes, not seconds (each .tflite conversion,
+model build and training-function trace is a fixed cost), so by default
+only FAST runs, within the suite's budget for this file;
+``BENCHMARK_SMOKE=all`` runs every study. Every section of docs/RESULTS.md
+is also checked against its study's config (cheap: no run).
+"""
+
+import importlib
+import os
+import re
+
+import pytest
+import tensorflow as tf
+import yaml
+
+from benchmarks import harness
+
+STUDIES = ('shrink_latency', 'magnitude_baseline', 'tflite_lenet5',
+           'small_world', 'network_trimming', 'synthesis', 'synaptic_strength',
+           'psp', 'real_models', 'groups_accuracy', 'training_overhead')
+FAST = ('shrink_latency', 'network_trimming', 'synaptic_strength')
+ALL = os.environ.get('BENCHMARK_SMOKE') == 'all'
+DATA_STUDIES = set(STUDIES) - {'shrink_latency', 'real_models',
+                               'training_overhead'}
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _eager():
+  # One step per epoch: tracing a train function costs more than running it.
+  tf.config.run_functions_eagerly(True)
+  yield
+  tf.config.run_functions_eagerly(False)
+
+
+def _smoke_config(module, section):
+  """What the section must dump: get_config() with config.smoke applied and
+  the section flag given below."""
+  config = module.get_config()
+  with config.unlocked():
+    harness._apply(config, config.smoke)  # pylint: disable=protected-access
+    del config['smoke']
+  config.section = section
+  return config.to_dict()
+
+
+@pytest.mark.parametrize('name', STUDIES)
+def test_smoke_writes_its_section(name, tmp_path):
+  if not (ALL or name in FAST):
+    pytest.skip('BENCHMARK_SMOKE=all runs this study')
+  module = importlib.import_module(f'benchmarks.{name}')
+  results = tmp_path / 'RESULTS.md'
+  section = f'smoke_{name}'
+  official = os.stat(harness.RESULTS).st_mtime_ns
+  argv = [f'{name}.py', '--smoke', f'--results={results}',
+          f'--config.section={section}']
+  assert harness.main(module, argv) == str(results)
+
+  text = results.read_text()
+  body = re.search(rf'<!-- BEGIN {section} -->\n(.*)<!-- END {section} -->',
+                   text, re.S)
+  assert body, text
+  body = body.group(1)
+  assert body.startswith('## ')
+  assert (f'Command: `python -m benchmarks.{name} --smoke --results='
+          f'{results} --config.section={section}`') in body
+  assert 'Machine: ' in body and 'Date: ' in body
+  dumped = re.search(r'```yaml\n(.*?)\n```', body, re.S)
+  assert dumped, body
+  assert yaml.safe_load(dumped.group(1)) == _smoke_config(module, section)
+  if name in DATA_STUDIES:
+    assert 'the embedded digits dataset' in body
+  assert '|---|' in body     # a table came out of the run
+  assert os.stat(harness.RESULTS).st_mtime_ns == official
+
+
+def test_smoke_refuses_the_official_results_file():
+  module = importlib.import_module('benchmarks.shrink_latency')
+  with pytest.raises(Exception, match='does not write docs/RESULTS.md'):
+    harness.main(module, ['x', '--smoke', f'--results={harness.RESULTS}'])
+
+
+def test_write_section_replaces_only_its_own(tmp_path):
+  path = str(tmp_path / 'RESULTS.md')
+  harness.write_section('a', '## A\n\none', path)
+  harness.write_section('b', '## B\n\ntwo', path)
+  harness.write_section('a', '## A\n\nthree', path)
+  text = open(path).read()
+  assert text.startswith(harness.HEADER)
+  assert 'one' not in text and text.index('three') < text.index('two')
+  assert text.count('<!-- BEGIN a -->') == 1
+  assert not os.path.exists(path + '.tmp')
+
+
+def _sections():
+  with open(harness.RESULTS) as f:
+    text = f.read()
+  return re.findall(r'<!-- BEGIN (\w+) -->\n(.*?)<!-- END \1 -->', text, re.S)
+
+
+@pytest.mark.parametrize('section,body', _sections(),
+                         ids=[s for s, _ in _sections()])
+def test_results_section_matches_its_command_and_config(section, body):
+  """docs/RESULTS.md: each section's command parses to the config it dumps,
+  so a changed setting shows up here until the section is regenerated."""
+  command = re.search(r'^Command: `python -m benchmarks\.(\w+)(.*?)`',
+                      body, re.M)
+  assert command, section
+  name, flags = command.group(1), command.group(2).split()
+  module = importlib.import_module(f'benchmarks.{name}')
+  _, values, config = harness.configure(module, [f'{name}.py'] + flags)
+  assert config.section == section and not values.smoke
+  dumped = re.search(r'```yaml\n(.*?)\n```', body, re.S)
+  assert dumped, f'{section}: no settings dumped'
+  assert yaml.safe_load(dumped.group(1)) == config.to_dict()
