@@ -108,3 +108,16 @@ def test_registry_names_and_errors():
   assert again.selection == rule and again is not magnitude
   assert registry.deserialize(magnitude) is magnitude
   assert 'selection' not in registry.serialize(tfprune.methods.Magnitude())
+
+
+def test_configs_saved_before_run_state_still_load():
+  """tfprune 0.1 kept run state in get_config and called prune_weakest
+  'prune': such saved models still load, with the state restored."""
+  old = registry.deserialize({'class_name': 'SmallWorld', 'config': {
+      'density': 0.1, 'topology': {'rewire_p': 0.0}}})
+  assert old.topology == {'rewire_p': 0.0} and 'topology' not in \
+      old.get_config()
+  old = registry.deserialize({'class_name': 'Synthesis', 'config': {
+      'prune': False, 'history': {'events': 3}}})
+  assert old.prune_weakest is False and old.get_state() == {
+      'history': {'events': 3}}

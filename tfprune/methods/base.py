@@ -184,9 +184,17 @@ class PruningMethod(abc.ABC):
       raise ValueError(f'{type(self).__name__} keeps no run state, got '
                        f'{sorted(state)}')
 
+  # Config keys an older tfprune saved that are run state now.
+  legacy_state_keys: tuple = ()
+
   @classmethod
   def from_config(cls, config: dict) -> 'PruningMethod':
-    return cls(**config)
+    config = dict(config)
+    state = {k: config.pop(k) for k in cls.legacy_state_keys if k in config}
+    method = cls(**config)
+    if state:
+      method.set_state(state)
+    return method
 
   def __repr__(self):
     args = ', '.join(f'{k}={v!r}' for k, v in self.get_config().items())

@@ -403,19 +403,14 @@ class SmallWorld(edges_lib.BudgetMethod):
             'regrow_fraction': self.regrow_fraction,
             'p_grid': list(self.p_grid), 'random_graphs': self.random_graphs}
 
+  legacy_state_keys = ('topology',)     # in the config before 0.2
+
   def get_state(self) -> dict:
     return {} if self.topology is None else {'topology': self.topology}
 
   def set_state(self, state: dict) -> None:
     self.topology = state.get('topology')
 
-  @classmethod
-  def from_config(cls, config: dict) -> 'SmallWorld':
-    config = dict(config)
-    state = {'topology': config.pop('topology', None)}  # saved before 0.2
-    method = cls(**config)
-    method.set_state(state)
-    return method
 
 
 def _p_key(p: float) -> int:

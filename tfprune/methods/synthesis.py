@@ -495,6 +495,8 @@ class Synthesis(edges_lib.BudgetMethod):
             'rescale_init': self.rescale_init, 'seed': self.seed,
             'begin_step': self.begin_step, 'end_step': self.end_step}
 
+  legacy_state_keys = ('history',)      # in the config before 0.2
+
   def get_state(self) -> dict:
     return {} if self.history is None else {'history': self.history}
 
@@ -504,12 +506,9 @@ class Synthesis(edges_lib.BudgetMethod):
   @classmethod
   def from_config(cls, config: dict) -> 'Synthesis':
     config = dict(config)
-    state = {'history': config.pop('history', None)}  # saved before 0.2
     if 'prune' in config:                              # renamed in 0.2
       config['prune_weakest'] = config.pop('prune')
-    method = cls(**config)
-    method.set_state(state)
-    return method
+    return super().from_config(config)
 
 
 __all__ = ['Synthesis', 'event_counts', 'overlap', 'chance', 'masks',
