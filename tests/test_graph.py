@@ -86,7 +86,7 @@ def test_check_flat_names_the_problem():
     graph.check_flat(nested)
   with pytest.raises(TypeError, match='unbuilt Sequential'):
     graph.check_flat(keras.Sequential([L.Dense(3)], name='lazy'))
-  with pytest.raises(TypeError, match='expected a tf_keras Model'):
+  with pytest.raises(TypeError, match='expected a Keras Model'):
     graph.check_flat(object())
 
 

@@ -18,6 +18,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 # Lowest first. A new module must be placed here.
 LEVELS = [
+    # the one module that tells the Keras generations apart
+    {'tfprune.generations'},
     # foundations: structures, the channel graph, schedules, data, models
     {'tfprune.structures', 'tfprune.graph', 'tfprune.schedules',
      'tfprune.prunable', 'tfprune.optimizer_state', 'tfprune.topology',
@@ -137,3 +139,28 @@ def test_no_import_cycles():
   for name in sorted(edges):
     if name not in state and name != 'tfprune':
       visit(name, [name])
+
+
+KERAS_MODULES = ('keras', 'tf_keras')
+
+
+@pytest.mark.parametrize('name', sorted(m for m in KNOWN
+                                        if m.startswith('tfprune')))
+def test_only_the_adapter_imports_keras(name):
+  """tfprune is written once for both Keras generations: only
+  tfprune.generations imports ``keras`` or ``tf_keras``."""
+  path = dict(_modules())[name]
+  found = []
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Import):
+      targets = [a.name for a in node.names]
+    elif isinstance(node, ast.ImportFrom) and not node.level:
+      targets = [node.module or '']
+    else:
+      continue
+    found += [f'line {node.lineno}: {t}' for t in targets
+              if t.split('.')[0] in KERAS_MODULES]
+  if name == 'tfprune.generations':
+    assert found, 'the adapter imports both generations'
+  else:
+    assert not found, found

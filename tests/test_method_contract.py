@@ -11,7 +11,8 @@ wrapped one does; ``report`` is JSON; ``.keras``, ``.h5`` and SavedModel
 keep the masks and the method's run state (saved once, with one wrapper),
 and training resumed from each ends with the masks of the uninterrupted
 run; under ``MirroredStrategy`` on two CPUs every replica holds the same
-masks.
+masks. Every check runs for both Keras generations (tf_keras: ``.keras``,
+``.h5``, SavedModel; Keras 3: ``.keras``, ``.weights.h5``).
 """
 
 import functools
@@ -19,16 +20,14 @@ import json
 
 import numpy as np
 import pytest
-import tensorflow as tf
-import tf_keras as keras
 
 import tfprune
-from tfprune import registry
+from tfprune import generations, registry
 from tfprune.wrapper import cohorts, collect_wrappers
 
 from conftest import mirrored_strategy
 
-L = keras.layers
+GENERATIONS = ('tf_keras', 'keras3')
 N, BATCH, EPOCHS = 64, 16, 2          # 8 steps of training
 
 
@@ -64,9 +63,15 @@ def _recipe(name):
           extra or (lambda x: []))
 
 
-def _model():
+def _keras(gen):
+  return generations.named(gen).keras
+
+
+def _model(gen):
   """conv -> BN -> ReLU -> conv -> pool -> Dense -> logits, 8x8x1 input."""
-  inputs = keras.Input((8, 8, 1))
+  k = _keras(gen)
+  L = k.layers  # pylint: disable=invalid-name
+  inputs = k.Input((8, 8, 1))
   x = L.Conv2D(8, 3, padding='same', name='conv1')(inputs)
   x = L.BatchNormalization(name='bn1')(x)
   x = L.ReLU(name='relu1')(x)
@@ -74,7 +79,7 @@ def _model():
   x = L.MaxPooling2D(2, name='pool')(x)
   x = L.Flatten(name='flatten')(x)
   x = L.Dense(16, activation='relu', name='fc1')(x)
-  return keras.Model(inputs, L.Dense(4, name='logits')(x), name='contract')
+  return k.Model(inputs, L.Dense(4, name='logits')(x), name='contract')
 
 
 def _data():
@@ -84,8 +89,9 @@ def _data():
 
 
 def _compile(model):
-  model.compile(keras.optimizers.SGD(0.05),
-                keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  k = generations.of(model).keras
+  model.compile(k.optimizers.SGD(0.05),
+                k.losses.SparseCategoricalCrossentropy(from_logits=True))
 
 
 def _fit(model, name, epochs, x, y):
@@ -100,25 +106,27 @@ def _masks(model):
 
 
 @functools.lru_cache(maxsize=None)
-def _trained(name):
+def _trained(name, gen):
   """A model pruned by method ``name`` and trained EPOCHS epochs (cached:
   several checks read the same run)."""
-  keras.utils.set_random_seed(7)
+  _keras(gen).utils.set_random_seed(7)
   method, schedule, layers, _ = _recipe(name)
-  pruned = tfprune.prune(_model(), method, schedule, layers=layers)
+  pruned = tfprune.prune(_model(gen), method, schedule, layers=layers)
+  assert tfprune.keras_generation(pruned) == gen
   _compile(pruned)
   x, y = _data()
   _fit(pruned, name, EPOCHS, x, y)
   return pruned
 
 
+@pytest.mark.parametrize('gen', GENERATIONS)
 @pytest.mark.parametrize('name', METHODS)
-def test_config_round_trips_and_holds_no_run_state(name):
+def test_config_round_trips_and_holds_no_run_state(name, gen):
   method = _recipe(name)[0]
   again = registry.deserialize(registry.serialize(method))
   assert type(again) is type(method)
   assert again.get_config() == method.get_config()
-  pruned = _trained(name)
+  pruned = _trained(name, gen)
   state = pruned_method(pruned).get_state()
   assert not set(state) & set(method.get_config())
   json.dumps(state)                                  # JSON-able
@@ -130,9 +138,10 @@ def pruned_method(model):
   return members[0].method
 
 
+@pytest.mark.parametrize('gen', GENERATIONS)
 @pytest.mark.parametrize('name', METHODS)
-def test_fit_prunes_and_strip_computes_the_same(name):
-  pruned = _trained(name)
+def test_fit_prunes_and_strip_computes_the_same(name, gen):
+  pruned = _trained(name, gen)
   masks = _masks(pruned)
   assert any((m == 0).any() for ms in masks.values() for m in ms), name
   for wrapper in collect_wrappers(pruned):
@@ -144,21 +153,37 @@ def test_fit_prunes_and_strip_computes_the_same(name):
   assert '"totals"' in text
 
 
+def _save_and_load(model, fmt, path):
+  """Save ``model`` in format ``fmt`` and load it back."""
+  k = generations.of(model).keras
+  if fmt == 'weights.h5':              # Keras 3: weights into the same config
+    model.save_weights(path)
+    loaded = k.models.model_from_json(model.to_json())
+    loaded.load_weights(path)
+    return loaded
+  model.save(path)
+  with tfprune.custom_object_scope():
+    return k.models.load_model(path, compile=False)
+
+
+SAVE_FORMATS = {'tf_keras': ('keras', 'h5', 'savedmodel'),
+                'keras3': ('keras', 'weights.h5')}
+
+
+@pytest.mark.parametrize('gen', GENERATIONS)
 @pytest.mark.parametrize('name', METHODS)
-def test_save_load_resume_keeps_masks_and_run_state(name, tmp_path):
-  pruned = _trained(name)
+def test_save_load_resume_keeps_masks_and_run_state(name, gen, tmp_path):
+  pruned = _trained(name, gen)
   x, y = _data()
   state = json.dumps(pruned_method(pruned).get_state(), sort_keys=True)
   info = tfprune.report(pruned).get('methods')
   holders = [w for w in collect_wrappers(pruned) if w.holds_state]
   assert len(holders) == 1                      # run state saved once
   loaded = {}
-  for fmt in ('keras', 'h5', 'savedmodel'):
+  for fmt in SAVE_FORMATS[gen]:
     path = str(tmp_path / ('model' if fmt == 'savedmodel' else
                            f'model.{fmt}'))
-    pruned.save(path)
-    with tfprune.custom_object_scope():
-      model = keras.models.load_model(path, compile=False)
+    model = _save_and_load(pruned, fmt, path)
     for key, values in _masks(pruned).items():
       for a, b in zip(values, _masks(model)[key]):
         np.testing.assert_array_equal(a, b, err_msg=f'{fmt} {key}')
@@ -169,7 +194,7 @@ def test_save_load_resume_keeps_masks_and_run_state(name, tmp_path):
   # Resume: one more epoch from the saved state ends where the
   # uninterrupted run ends (plain SGD: no optimizer state to lose).
   with tfprune.custom_object_scope():
-    reference = keras.models.model_from_json(pruned.to_json())
+    reference = _keras(gen).models.model_from_json(pruned.to_json())
   reference.set_weights(pruned.get_weights())
   for model in [reference] + list(loaded.values()):
     _compile(model)
@@ -181,18 +206,26 @@ def test_save_load_resume_keeps_masks_and_run_state(name, tmp_path):
         np.testing.assert_array_equal(a, b, err_msg=f'resumed {fmt} {key}')
 
 
+def _replica_values(variable):
+  """The per-replica values of a mirrored variable (Keras 3 variables hold
+  the TensorFlow one in ``.value``)."""
+  mirrored = variable if hasattr(variable, 'values') else variable.value
+  return [v.numpy() for v in mirrored.values]
+
+
+@pytest.mark.parametrize('gen', GENERATIONS)
 @pytest.mark.parametrize('name', METHODS)
-def test_mirrored_strategy_replicas_hold_the_same_masks(name):
+def test_mirrored_strategy_replicas_hold_the_same_masks(name, gen):
   strategy = mirrored_strategy()
   x, y = _data()
   with strategy.scope():
     method, schedule, layers, _ = _recipe(name)
-    pruned = tfprune.prune(_model(), method, schedule, layers=layers)
+    pruned = tfprune.prune(_model(gen), method, schedule, layers=layers)
     _compile(pruned)
   _fit(pruned, name, 1, x, y)
   for wrapper in collect_wrappers(pruned, followers=True):
     for mask in wrapper.masks:
-      values = [v.numpy() for v in mask.values]
+      values = _replica_values(mask)
       assert len(values) == 2
       np.testing.assert_array_equal(values[0], values[1])
 

@@ -11,7 +11,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_usage_example_runs(tmp_path, monkeypatch, capsys):
   with open(os.path.join(ROOT, 'README.md')) as f:
     blocks = re.findall(r'```python\n(.*?)```', f.read(), re.S)
-  assert len(blocks) == 4
+  assert len(blocks) == 5
   code = blocks[0].replace('epochs=10', 'epochs=10, verbose=0')
   monkeypatch.chdir(tmp_path)
   namespace = {}
@@ -59,3 +59,23 @@ def test_usage_example_runs(tmp_path, monkeypatch, capsys):
   for wrapper in tfprune.wrapper.collect_wrappers(model):
     assert float(wrapper.masks[0].numpy().mean()) == 0.5
     assert int(wrapper.pruning_step.numpy()) == 135
+
+
+def test_keras3_example_runs(tmp_path, monkeypatch):
+  with open(os.path.join(ROOT, 'README.md')) as f:
+    blocks = re.findall(r'```python\n(.*?)```', f.read(), re.S)
+  code = blocks[4].replace('epochs=10', 'epochs=3, verbose=0')
+  monkeypatch.chdir(tmp_path)
+  namespace = {}
+  exec(compile(code, 'README.md', 'exec'), namespace)  # pylint: disable=exec-used
+  tfprune = namespace['tfprune']
+  pruned, small = namespace['pruned'], namespace['small']
+  assert tfprune.keras_generation(pruned) == 'keras3'
+  assert tfprune.keras_generation(small) == 'keras3'
+  wrapped = {w.layer.name for w in tfprune.wrapper.collect_wrappers(pruned)}
+  assert wrapped == {'conv1', 'conv2', 'fc1'}       # not the logits
+  assert small.count_params() < 0.4 * namespace['model'].count_params()
+  loaded = namespace['keras'].models.load_model(
+      str(tmp_path / 'digits_pruned.keras'))
+  assert len(tfprune.wrapper.collect_wrappers(loaded)) == 3
+  assert os.path.getsize(tmp_path / 'digits_small_keras3.tflite') > 0

@@ -587,7 +587,7 @@ def test_refusals():
     surgery.shrink(outer)
   with pytest.raises(TypeError, match='unbuilt Sequential'):
     surgery.shrink(keras.Sequential([L.Dense(3)]))
-  with pytest.raises(TypeError, match='tf_keras Model'):
+  with pytest.raises(TypeError, match='expected a Keras Model'):
     surgery.plan(L.Dense(3))
   model = _dead_mlp()
   with pytest.raises(ValueError, match='round_to'):

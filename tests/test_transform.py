@@ -52,7 +52,7 @@ def test_selection_errors():
 
 
 def test_model_type_errors():
-  with pytest.raises(TypeError, match='tf_keras Model'):
+  with pytest.raises(TypeError, match='expected a Keras Model'):
     tfprune.prune(keras.layers.Dense(3))
 
   class Sub(keras.Model):

@@ -23,6 +23,7 @@ what is refused:
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -100,6 +101,21 @@ def _sparse_hazards(info, quantize: str) -> List[str]:
   return problems
 
 
+def _convert_keras3(model, settings: Dict) -> bytes:
+  """A Keras 3 model through Keras' own LiteRT export (``model.export(...,
+  format='litert')``: an export archive, a SavedModel, then the TFLite
+  converter), with the converter settings given as its keyword arguments.
+  docs/TFLITE.md section 1.5 has the measurement behind this choice."""
+  folder = tempfile.mkdtemp(prefix='tflite_export_')
+  try:
+    out = os.path.join(folder, 'model.tflite')
+    model.export(out, format='litert', verbose=False, **settings)
+    with open(out, 'rb') as f:
+      return f.read()
+  finally:
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def convert(model, path: str, quantize: str = 'none',
             representative_data: Optional[RepresentativeData] = None,
             sparse_encoding: bool = False) -> Dict:
@@ -108,7 +124,7 @@ def convert(model, path: str, quantize: str = 'none',
   Args:
     model: a tfprune-wrapped (stripped first; subclassed ones converted
       as they are, masks folded by the converter), stripped or shrunk
-      tf_keras model.
+      tf_keras or Keras 3 model.
     path: where to write; the folder is created.
     quantize: 'none' (float32), 'dynamic' (int8 weights, float activations),
       'int8' (full integer, needs ``representative_data``; float input and
@@ -141,23 +157,30 @@ def convert(model, path: str, quantize: str = 'none',
   # A subclassed model is converted wrapped (strip would change it in
   # place): in inference its graph computes weight * mask [* gate], which
   # the converter folds into one constant per weight.
-  converter = tf.lite.TFLiteConverter.from_keras_model(model)
-  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-  optimizations = []
+  settings = {'target_spec': {'supported_ops': [
+      tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if quantize == 'int8' else
+      tf.lite.OpsSet.TFLITE_BUILTINS]}, 'optimizations': []}
   if quantize != 'none':
-    optimizations.append(tf.lite.Optimize.DEFAULT)
+    settings['optimizations'].append(tf.lite.Optimize.DEFAULT)
   if quantize == 'int8':
-    converter.representative_dataset = _representative(representative_data,
-                                                       model)
-    converter.target_spec.supported_ops = [
-        tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    settings['representative_dataset'] = _representative(representative_data,
+                                                         model)
   if quantize == 'float16':
-    converter.target_spec.supported_types = [tf.float16]
+    settings['target_spec']['supported_types'] = [tf.float16]
   if sparse_encoding:
-    optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
-  converter.optimizations = optimizations
+    settings['optimizations'].append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
   try:
-    data = converter.convert()
+    if tfprune.keras_generation(model) == 'keras3':
+      data = _convert_keras3(model, settings)
+    else:
+      converter = tf.lite.TFLiteConverter.from_keras_model(model)
+      for attr, value in settings.items():
+        if attr == 'target_spec':
+          for key, spec in value.items():
+            setattr(converter.target_spec, key, spec)
+        else:
+          setattr(converter, attr, value)
+      data = converter.convert()
   except Exception as e:  # the converter raises several internal types
     raise ConversionError(
         f'TFLite could not convert model {model.name!r} with built-in ops '

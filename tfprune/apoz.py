@@ -19,34 +19,34 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
+from tfprune import generations
 from tfprune import graph
 from tfprune import progress
-from tfprune.wrapper import PruningWrapper
+from tfprune.wrapper import WrapperCore
 
-_PASS_THROUGH = (keras.layers.BatchNormalization, keras.layers.Dropout,
-                 keras.layers.Identity)
+_PASS_THROUGH = (generations.layers.BatchNormalization, generations.layers.Dropout,
+                 generations.layers.Identity)
 _ZERO_ACTIVATIONS = ('relu', 'relu6')
 
 
 def _is_relu(layer) -> bool:
-  if isinstance(layer, keras.layers.ReLU):
+  if isinstance(layer, generations.layers.ReLU):
     return (layer.negative_slope == 0 and layer.threshold == 0)
-  if isinstance(layer, keras.layers.Activation):
-    return keras.activations.serialize(layer.activation) in _ZERO_ACTIVATIONS
+  if isinstance(layer, generations.layers.Activation):
+    return generations.activation_name(layer.activation) in _ZERO_ACTIVATIONS
   return False
 
 
 def _fused_relu(layer) -> bool:
-  inner = layer.layer if isinstance(layer, PruningWrapper) else layer
+  inner = layer.layer if isinstance(layer, WrapperCore) else layer
   activation = getattr(inner, 'activation', None)
   if activation is None:
     return False
-  return keras.activations.serialize(activation) in _ZERO_ACTIVATIONS
+  return generations.activation_name(activation) in _ZERO_ACTIVATIONS
 
 
-def followers(layer) -> Tuple[List, Optional[keras.layers.Layer]]:
+def followers(layer) -> Tuple[List, Optional[object]]:
   """The channel-wise layers after ``layer`` and the first ReLU after them.
 
   Walks single consumers through BatchNormalization/Dropout/Identity (a
@@ -65,7 +65,7 @@ def has_relu(layer) -> bool:
   return _fused_relu(layer) or followers(layer)[1] is not None
 
 
-def relu_output(model: keras.Model, name: str):
+def relu_output(model, name: str):
   """The symbolic post-ReLU output of layer ``name`` (or its wrapper)."""
   layer = _find(model, name)
   if _fused_relu(layer):
@@ -82,13 +82,13 @@ def relu_output(model: keras.Model, name: str):
 
 def _find(model, name):
   for layer in model.layers:
-    inner = layer.layer if isinstance(layer, PruningWrapper) else layer
+    inner = layer.layer if isinstance(layer, WrapperCore) else layer
     if layer.name == name or inner.name == name:
       return layer
   raise ValueError(f'no layer named {name!r} in model {model.name!r}')
 
 
-def measure(model: keras.Model, x, layers: Sequence[str],
+def measure(model, x, layers: Sequence[str],
             batch_size: int = 256) -> Dict[str, np.ndarray]:
   """APoZ of every output unit of ``layers`` over the examples ``x``.
 
@@ -102,7 +102,7 @@ def measure(model: keras.Model, x, layers: Sequence[str],
     ``{name: array of shape (units,)}`` with values in [0, 1].
   """
   outputs = [relu_output(model, name) for name in layers]
-  probe = keras.Model(model.inputs, outputs)
+  probe = generations.of(model).keras.Model(model.inputs, outputs)
 
   @tf.function
   def zeros(batch):

@@ -16,13 +16,12 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
-from tfprune import optimizer_state, schedules
+from tfprune import generations, optimizer_state, schedules
 from tfprune.wrapper import cohorts, collect_wrappers
 
 
-class PruningStep(keras.callbacks.Callback):
+class PruningStep(generations.Callback):
   """Counts training steps and applies each schedule's mask updates.
 
   Required by ``model.fit`` on a model with PruningWrappers: training
@@ -90,9 +89,8 @@ class PruningStep(keras.callbacks.Callback):
       for wrapper in self._wrappers:
         wrapper.pruning_step.assign(0)
     self._sync()
-    per_execution = getattr(self.model, '_steps_per_execution', None)
-    self._per_execution = (1 if per_execution is None else
-                           max(int(per_execution.numpy()), 1))
+    self._per_execution = generations.of(self.model).steps_per_execution(
+        self.model)
     self._cohorts = dict(enumerate(cohorts(
         [w for w in self._wrappers if not w.follower])))
     self._tables = {}
@@ -203,7 +201,7 @@ def mask_image(mask, max_side: int = 256) -> np.ndarray:
   return m[None, :, :, None]
 
 
-class SparsityLogger(keras.callbacks.Callback):
+class SparsityLogger(generations.Callback):
   """Writes per-layer sparsity to TensorBoard (``log_dir``) and/or CSV.
 
   Args:

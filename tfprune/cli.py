@@ -23,10 +23,9 @@ import os
 import sys
 from typing import Callable, Dict, List, Optional
 
-import tf_keras as keras
-
 import tflite_export
 import tfprune
+from tfprune import generations
 from tflite_export.bench import main as bench_main
 from tflite_export.check import main as check_main
 
@@ -71,8 +70,8 @@ def inspect_tflite(path: str) -> str:
 
 def inspect_keras(path: str) -> str:
   """A saved Keras model's per-layer params, zeros and MACs."""
-  with tfprune.custom_object_scope():
-    model = keras.models.load_model(path, compile=False)
+  generation = generations.of_saved(path).name
+  model = generations.load_model(path, tfprune.custom_objects(generation))
   return f'{path}: {model.name}\n\n' + tfprune.report(model).table()
 
 

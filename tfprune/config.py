@@ -36,6 +36,9 @@ def default_config() -> config_dict.ConfigDict:
   # Model: a tfprune.models name and its keyword arguments.
   c.model = 'lenet5'
   c.model_kwargs = config_dict.ConfigDict()
+  # 'tf_keras' or 'keras3' (Keras 3 on the TensorFlow backend): which Keras
+  # builds, trains and saves the model.
+  c.keras_generation = 'tf_keras'
   # Pruning: a tfprune.methods name, its kwargs, the layers to wrap
   # (comma-separated names; '' = every supported layer).
   c.method = 'magnitude'

@@ -32,12 +32,12 @@ import time
 from typing import Dict, Optional
 
 import numpy as np
-import tf_keras as keras
 
 import tflite_export
 import tfprune
 from tfprune import config as config_lib
 from tfprune import data
+from tfprune import generations
 from tfprune import progress
 from tfprune import schedules
 from tfprune import summary
@@ -54,6 +54,7 @@ class CheckFailedError(RuntimeError):
 
 
 def _optimizer(config, learning_rate: float):
+  keras = generations.named(config.keras_generation).keras
   if config.optimizer == 'adam':
     return keras.optimizers.Adam(learning_rate)
   if config.optimizer == 'sgd':
@@ -180,7 +181,7 @@ def phase_of_epoch(schedule, epoch: int, steps_per_epoch: int) -> str:
   return 'fine-tuning: masks fixed at the final sparsity'
 
 
-def _phase_labels(schedule, steps_per_epoch: int, what: str):
+def _phase_labels(keras, schedule, steps_per_epoch: int, what: str):
   """A callback printing a phase header when the pruning fit changes phase."""
   shown = []
 
@@ -262,12 +263,15 @@ def run(config, workdir: str, overwrite: bool = False,
                      'final_epochs or a begin_step >= 0')
   with workdir_lib.building(workdir, overwrite) as partial:
     started = time.time()
+    keras = generations.named(config.keras_generation).keras
     keras.utils.set_random_seed(config.seed)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = load_data(
         config, data_dir)
     classes = int(max(y_train.max(), y_test.max()) + 1)
     model = tfprune.models.get(config.model, input_shape=x_train.shape[1:],
-                               classes=classes, **config.model_kwargs)
+                               classes=classes,
+                               keras_generation=config.keras_generation,
+                               **config.model_kwargs)
     compile_args = dict(loss='sparse_categorical_crossentropy',
                         metrics=['accuracy'])
     fit_args = dict(batch_size=config.batch_size,
@@ -311,7 +315,7 @@ def run(config, workdir: str, overwrite: bool = False,
           csv_path=os.path.join(partial, 'sparsity.csv'))] + list(extra)
 
     labels = _phase_labels(
-        schedule, math.ceil(len(x_train) / config.batch_size),
+        keras, schedule, math.ceil(len(x_train) / config.batch_size),
         f'{config.method} on {len(collect_wrappers(pruned))} layer(s)')
     pruned.fit(x_train, y_train, epochs=config.epochs,
                callbacks=callbacks(method.fit_callbacks(validation)) +

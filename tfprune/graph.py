@@ -57,7 +57,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
+from tfprune import generations
 
 TensorKey = Tuple[str, int, int]   # (producing layer, node index, tensor index)
 
@@ -71,9 +71,13 @@ FLATTEN = 'flatten'
 OPAQUE = 'opaque'
 KINDS = (INPUT, CONV, DEPTHWISE, CHANNELWISE, MERGE, CONCAT, FLATTEN, OPAQUE)
 
-L = keras.layers
+L = generations.layers   # each attribute: the class of both generations
 
-_CHANNELWISE_TYPES = frozenset([
+
+def _types(*classes) -> frozenset:
+  return frozenset(c for group in classes for c in group)
+
+_CHANNELWISE_TYPES = _types(*[
     L.BatchNormalization, L.ReLU, L.Activation, L.LeakyReLU, L.ELU,
     L.ThresholdedReLU, L.PReLU, L.Dropout, L.SpatialDropout1D,
     L.SpatialDropout2D, L.SpatialDropout3D, L.GaussianNoise,
@@ -85,10 +89,10 @@ _CHANNELWISE_TYPES = frozenset([
     L.ZeroPadding2D, L.ZeroPadding3D, L.Cropping1D, L.Cropping2D,
     L.Cropping3D, L.UpSampling1D, L.UpSampling2D, L.UpSampling3D,
 ])
-_MERGE_TYPES = frozenset([L.Add, L.Subtract, L.Multiply, L.Average,
+_MERGE_TYPES = _types(*[L.Add, L.Subtract, L.Multiply, L.Average,
                           L.Maximum, L.Minimum])
-_CONV_TYPES = frozenset([L.Conv1D, L.Conv2D, L.Dense, L.SeparableConv2D])
-_SCALING_TYPES = frozenset([L.Rescaling, L.Normalization])
+_CONV_TYPES = _types(*[L.Conv1D, L.Conv2D, L.Dense, L.SeparableConv2D])
+_SCALING_TYPES = _types(*[L.Rescaling, L.Normalization])
 
 # TF op layers (``x + 3``, ``tf.nn.relu6(x)``) that act on every element alone.
 ELEMENTWISE_OPS = frozenset([
@@ -97,7 +101,13 @@ ELEMENTWISE_OPS = frozenset([
     'math.maximum', 'math.minimum', 'math.sigmoid', 'math.tanh', 'nn.relu',
     'nn.relu6', 'nn.silu', 'nn.swish', 'nn.elu', 'nn.selu', 'nn.gelu',
     'nn.leaky_relu', 'math.square', 'math.sqrt', 'math.exp',
-    'clip_by_value'])
+    'clip_by_value',
+    # Keras 3 operations (``keras.ops``, and ``x + y`` on symbolic tensors)
+    'ops.Add', 'ops.Subtract', 'ops.Multiply', 'ops.Divide', 'ops.TrueDivide',
+    'ops.Negative', 'ops.Absolute', 'ops.Maximum', 'ops.Minimum',
+    'ops.Square', 'ops.Sqrt', 'ops.Exp', 'ops.Clip', 'ops.Sigmoid',
+    'ops.Tanh', 'ops.Relu', 'ops.Relu6', 'ops.Silu', 'ops.Elu', 'ops.Selu',
+    'ops.Gelu', 'ops.LeakyRelu', 'ops.HardSigmoid', 'ops.HardSilu'])
 
 # Activations that act on every element alone (so channel c stays channel c).
 ELEMENTWISE_ACTIVATIONS = frozenset([
@@ -133,7 +143,7 @@ class Node:
   the output.
   """
 
-  layer: keras.layers.Layer
+  layer: object              # a Keras layer (Keras 3: or an operation)
   kind: str
   inputs: List[TensorKey]
   outputs: List[TensorKey]
@@ -172,7 +182,7 @@ class Node:
 class ChannelGraph:
   """Nodes in topological order, tensors, and the slot -> group map."""
 
-  model: keras.Model
+  model: object               # a Keras model
   nodes: List[Node]
   tensors: Dict[TensorKey, TensorInfo]
   group: np.ndarray       # group id of every slot
@@ -213,7 +223,8 @@ class ChannelGraph:
 def layer_consumers(layer) -> List:
   """The layers that read ``layer``'s output, in node order (Keras layer
   graph; every model the layer was called in counts)."""
-  return [node.outbound_layer for node in layer._outbound_nodes]  # pylint: disable=protected-access
+  return [generations.node_layer(node)
+          for node in layer._outbound_nodes]  # pylint: disable=protected-access
 
 
 def single_consumer(layer):
@@ -257,13 +268,7 @@ def tensor_key(tensor) -> TensorKey:
   return (layer.name, int(node_index), int(tensor_index))
 
 
-def activation_name(fn) -> Optional[str]:
-  """The registered name of an activation function, or None."""
-  try:
-    name = keras.activations.serialize(fn)
-  except (ValueError, TypeError, AttributeError):
-    return None
-  return name if isinstance(name, str) else None
+activation_name = generations.activation_name
 
 
 def _is_elementwise(fn) -> bool:
@@ -292,7 +297,7 @@ def _scalar(value) -> bool:
 def _classify_op(layer, ins, out, call_args, call_kwargs):
   """Role of a TF op layer (``x + 3``, ``x * y``): channelwise, merge or
   opaque."""
-  symbol = getattr(layer, 'symbol', '')
+  symbol = generations.op_symbol(layer)
   if symbol not in ELEMENTWISE_OPS:
     return OPAQUE, [], f'TF op {symbol!r} is not known to be elementwise', \
         False
@@ -362,7 +367,7 @@ def _classify(layer, ins: Sequence[TensorInfo], outs: Sequence[TensorInfo],
               'channels' if pin else '')
     return CONV, [], reason, pin
 
-  if kind_type is L.DepthwiseConv2D:
+  if kind_type in L.DepthwiseConv2D:
     if len(ins) != 1:
       return OPAQUE, [], f'it has {len(ins)} inputs', False
     if not _is_elementwise(layer.activation):
@@ -377,13 +382,14 @@ def _classify(layer, ins: Sequence[TensorInfo], outs: Sequence[TensorInfo],
   if kind_type in _CHANNELWISE_TYPES:
     if len(ins) != 1 or ins[0].channels != out.channels:
       return OPAQUE, [], 'input and output channels differ', False
-    if kind_type is L.Activation and not _is_elementwise(layer.activation):
+    if kind_type in L.Activation and not _is_elementwise(layer.activation):
       return OPAQUE, [], (f'activation {activation_name(layer.activation)!r}'
                           ' mixes channels'), False
-    if kind_type is L.BatchNormalization:
+    if kind_type in L.BatchNormalization:
       rank = len(ins[0].shape) + 1
-      if list(layer.axis) != [rank - 1]:
-        return OPAQUE, [], f'normalises axis {list(layer.axis)}', False
+      axis = [a % rank for a in np.atleast_1d(layer.axis).tolist()]
+      if axis != [rank - 1]:
+        return OPAQUE, [], f'normalises axis {layer.axis}', False
     c = out.channels
     return CHANNELWISE, [(0, _arange(c), _arange(c))], '', False
 
@@ -392,14 +398,14 @@ def _classify(layer, ins: Sequence[TensorInfo], outs: Sequence[TensorInfo],
       return OPAQUE, [], f'it has {len(ins)} inputs', False
     return _classify_scaling(layer, ins, out)
 
-  if type(layer).__name__ in ('TFOpLambda', 'SlicingOpLambda'):
+  if generations.is_op(layer):
     return _classify_op(layer, ins, out, call_args, call_kwargs or {})
 
-  if kind_type in _MERGE_TYPES or kind_type is L.Concatenate:
+  if kind_type in _MERGE_TYPES or kind_type in L.Concatenate:
     if len(ins) < 2:
       return OPAQUE, [], 'a merge of fewer than two inputs', False
     rank = len(out.shape) + 1
-    channel_axis = (kind_type is L.Concatenate and
+    channel_axis = (kind_type in L.Concatenate and
                     int(layer.axis) % rank == rank - 1)
     if channel_axis:
       links, offset = [], 0
@@ -415,22 +421,22 @@ def _classify(layer, ins: Sequence[TensorInfo], outs: Sequence[TensorInfo],
     return MERGE, [(k, _arange(c), _arange(c)) for k in range(len(ins))], \
         '', False
 
-  if kind_type is L.Permute:
+  if kind_type in L.Permute:
     if len(ins) != 1 or tuple(layer.dims)[-1] != len(layer.dims):
       return OPAQUE, [], 'a Permute that moves the channel axis', False
     c = out.channels
     return CHANNELWISE, [(0, _arange(c), _arange(c))], '', False
 
-  if kind_type in (L.Flatten, L.Reshape):
+  if kind_type in L.Flatten + L.Reshape:
     if len(ins) != 1:
       return OPAQUE, [], f'it has {len(ins)} inputs', False
     src = ins[0]
-    if kind_type is L.Reshape and _keeps_channel_axis(src, out):
+    if kind_type in L.Reshape and _keeps_channel_axis(src, out):
       c = out.channels
       return CHANNELWISE, [(0, _arange(c), _arange(c))], '', False
     size = (int(np.prod(src.shape)) if all(d is not None for d in src.shape)
             else None)
-    if kind_type is L.Reshape and not (
+    if kind_type in L.Reshape and not (
         len(layer.target_shape) == 1 and len(out.shape) == 1):
       return OPAQUE, [], ('a Reshape that neither flattens nor keeps the '
                           'channel axis'), False
@@ -464,34 +470,34 @@ class _UnionFind:
 
 def check_flat(model) -> None:
   """Raise a TypeError unless ``model`` is a flat Sequential/functional model."""
-  if not isinstance(model, keras.Model):
-    raise TypeError(f'expected a tf_keras Model, got {type(model).__name__}. '
-                    'Build models with `import tf_keras as keras`.')
+  if not isinstance(model, generations.MODEL):
+    raise TypeError(f'expected a Keras Model, got {type(model).__name__}: a '
+                    'tf_keras or a Keras 3 model.')
   for layer in model.layers:
-    if isinstance(layer, keras.Model):
+    if isinstance(layer, generations.MODEL):
       raise TypeError(
           f'model {model.name!r} nests the model {layer.name!r}; shrink works'
           ' on flat models: rebuild it as one functional model first.')
-  if not getattr(model, '_is_graph_network', False):
-    what = ('an unbuilt Sequential' if isinstance(model, keras.Sequential)
+  if not generations.is_graph_network(model):
+    what = ('an unbuilt Sequential' if isinstance(model, generations.SEQUENTIAL)
             else 'a subclassed Model')
     raise TypeError(f'model {model.name!r} is {what}; shrink needs a '
                     'Sequential or functional model with a known input shape '
                     '(start it with keras.Input(shape)).')
 
 
-def build(model: keras.Model, warn: bool = True) -> ChannelGraph:
+def build(model, warn: bool = True) -> ChannelGraph:
   """The channel graph of a flat Sequential or functional model.
 
   Warns (:class:`ShrinkWarning`) once per layer the graph does not
   understand, naming it: channels are not removed through that layer.
   """
   check_flat(model)
-  by_depth = model._nodes_by_depth  # pylint: disable=protected-access
-  keras_nodes = [n for d in sorted(by_depth, reverse=True) for n in by_depth[d]]
+  keras_nodes = generations.graph_nodes(model)
   calls: Dict[str, int] = {}
   for kn in keras_nodes:
-    calls[kn.layer.name] = calls.get(kn.layer.name, 0) + 1
+    name = generations.node_layer(kn).name
+    calls[name] = calls.get(name, 0) + 1
 
   tensors: Dict[TensorKey, TensorInfo] = {}
   next_slot = 0
@@ -500,7 +506,7 @@ def build(model: keras.Model, warn: bool = True) -> ChannelGraph:
     nonlocal next_slot
     key = tensor_key(tensor)
     if key not in tensors:
-      shape = tuple(tensor.shape.as_list()[1:]) if tensor.shape.rank else ()
+      shape = generations.tensor_shape(tensor)[1:]
       channels = shape[-1] if shape and shape[-1] is not None else 0
       tensors[key] = TensorInfo(key, shape, next_slot, int(channels))
       next_slot += int(channels)
@@ -508,22 +514,23 @@ def build(model: keras.Model, warn: bool = True) -> ChannelGraph:
 
   nodes: List[Node] = []
   for kn in keras_nodes:
-    layer = kn.layer
+    layer = generations.node_layer(kn)
     outs = [info(t) for t in _flatten(kn.outputs)]
     if kn.is_input:
       nodes.append(Node(layer, INPUT, [], [t.key for t in outs]))
       continue
-    ins = [info(t) for t in kn.keras_inputs]
+    ins = [info(t) for t in generations.node_inputs(kn)]
+    call_args, call_kwargs = generations.node_arguments(kn)
     if calls[layer.name] > 1:
       kind, links, reason, pin = (OPAQUE, [], f'it is called '
                                   f'{calls[layer.name]} times (shared layer)',
                                   False)
     else:
-      kind, links, reason, pin = _classify(layer, ins, outs, kn.call_args,
-                                           kn.call_kwargs)
+      kind, links, reason, pin = _classify(layer, ins, outs, call_args,
+                                           call_kwargs)
     nodes.append(Node(layer, kind, [t.key for t in ins],
-                      [t.key for t in outs], links, reason, pin,
-                      tuple(kn.call_args), dict(kn.call_kwargs)))
+                      [t.key for t in outs], links, reason, pin, call_args,
+                      call_kwargs))
 
   uf = _UnionFind(next_slot)
   pinned_slots = np.zeros(next_slot, bool)

@@ -45,8 +45,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
+from tfprune import generations
 from tfprune import graph as graph_lib
 from tfprune import structures
 
@@ -125,7 +125,7 @@ def _flat_holder(model, wrappers: Sequence):
   """The flat functional model that calls ``wrappers``: ``model`` itself, a
   model nested in it, or None (a subclassed model)."""
   candidates = [model] + [l for l in model.layers
-                          if isinstance(l, keras.Model)]
+                          if isinstance(l, generations.MODEL)]
   for candidate in candidates:
     try:
       graph_lib.check_flat(candidate)
@@ -184,12 +184,12 @@ def build(model, wrappers: Sequence,
   gated = np.zeros(g.n_groups, bool)       # multiplied with its partners
   for node in g.nodes:
     if node.kind == graph_lib.MERGE and (
-        isinstance(node.role_layer, keras.layers.Multiply) or
+        isinstance(node.role_layer, generations.layers.Multiply) or
         getattr(node.role_layer, 'symbol', '') == 'math.multiply'):
       gated[g.groups(node.outputs[0])] = True
   for node in g.nodes:
     is_bn = (node.kind == graph_lib.CHANNELWISE and
-             isinstance(node.role_layer, keras.layers.BatchNormalization))
+             isinstance(node.role_layer, generations.layers.BatchNormalization))
     if node.kind not in (graph_lib.CONV, graph_lib.DEPTHWISE) and not is_bn:
       continue
     out_groups = g.groups(node.outputs[0])

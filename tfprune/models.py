@@ -1,16 +1,16 @@
-"""The models the pruning papers use, as functional tf_keras models.
+"""The models the pruning papers use, as functional Keras models.
 
 Layer names are stable (Caffe's conv1/conv2/ip1/ip2 for LeNet-5) so configs
-can select layers by name. All classifiers end in a softmax.
+can select layers by name. All classifiers end in a softmax. Every builder
+takes ``keras_generation``: 'tf_keras' (default) or 'keras3'.
 """
 
 from __future__ import annotations
 
 from typing import Callable, Dict, Sequence, Tuple
 
-import tf_keras as keras
+from tfprune import generations
 
-layers = keras.layers
 Shape = Tuple[int, ...]
 
 
@@ -20,8 +20,11 @@ def _width(channels: int, width: float) -> int:
 
 def mlp(input_shape: Shape = (28, 28, 1), hidden: Sequence[int] = (300, 100),
         classes: int = 10, activation: str = 'relu',
-        name: str = 'mlp') -> keras.Model:
+        name: str = 'mlp',
+        keras_generation: str = 'tf_keras'):
   """A fully connected net: Flatten, Dense(h) for h in hidden, Dense(classes)."""
+  keras = generations.named(keras_generation).keras
+  layers = keras.layers
   inputs = keras.Input(input_shape)
   x = layers.Flatten(name='flatten')(inputs)
   for i, units in enumerate(hidden, 1):
@@ -31,19 +34,24 @@ def mlp(input_shape: Shape = (28, 28, 1), hidden: Sequence[int] = (300, 100),
 
 
 def lenet_300_100(input_shape: Shape = (28, 28, 1),
-                  classes: int = 10) -> keras.Model:
+                  classes: int = 10,
+                  keras_generation: str = 'tf_keras'):
   """LeNet-300-100 (266,610 params on MNIST)."""
-  return mlp(input_shape, (300, 100), classes, name='lenet_300_100')
+  return mlp(input_shape, (300, 100), classes, name='lenet_300_100',
+             keras_generation=keras_generation)
 
 
 def lenet5(input_shape: Shape = (28, 28, 1), classes: int = 10,
-           conv_relu: bool = False, batch_norm: bool = False) -> keras.Model:
+           conv_relu: bool = False, batch_norm: bool = False,
+           keras_generation: str = 'tf_keras'):
   """Caffe's LeNet: conv1 20@5x5, pool, conv2 50@5x5, pool, ip1 500, ip2.
 
   431,080 params on MNIST. Caffe has no ReLU after the convs; ``conv_relu``
   adds them (Network Trimming needs post-ReLU conv outputs), ``batch_norm``
   puts a BatchNormalization after each conv (Synaptic Strength).
   """
+  keras = generations.named(keras_generation).keras
+  layers = keras.layers
   inputs = keras.Input(input_shape)
   x = inputs
   for i, filters in enumerate((20, 50), 1):
@@ -61,8 +69,11 @@ def lenet5(input_shape: Shape = (28, 28, 1), classes: int = 10,
 
 def small_cnn(input_shape: Shape = (8, 8, 1), classes: int = 10,
               filters: Sequence[int] = (16, 32),
-              dense: int = 64) -> keras.Model:
+              dense: int = 64,
+              keras_generation: str = 'tf_keras'):
   """A small ConvNet for the embedded 8x8 digits (the quickstart model)."""
+  keras = generations.named(keras_generation).keras
+  layers = keras.layers
   inputs = keras.Input(input_shape)
   x = inputs
   for i, f in enumerate(filters, 1):
@@ -80,12 +91,15 @@ VGG16_PLAN = (64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'M',
 
 
 def vgg16(input_shape: Shape = (32, 32, 3), classes: int = 10,
-          width: float = 1.0, batch_norm: bool = True) -> keras.Model:
+          width: float = 1.0, batch_norm: bool = True,
+          keras_generation: str = 'tf_keras'):
   """VGG-16 for 32x32 inputs: 13 conv3x3 (+BN) + ReLU, 5 max-pools, Dense.
 
   14,736,714 params at width 1 with BN on CIFAR-10 shapes; ``width`` scales
   every conv's filter count.
   """
+  keras = generations.named(keras_generation).keras
+  layers = keras.layers
   inputs = keras.Input(input_shape)
   x = inputs
   conv, block = 0, 1
@@ -106,12 +120,15 @@ def vgg16(input_shape: Shape = (32, 32, 3), classes: int = 10,
 
 
 def resnet(depth: int = 20, input_shape: Shape = (32, 32, 3),
-           classes: int = 10, width: float = 1.0) -> keras.Model:
+           classes: int = 10, width: float = 1.0,
+           keras_generation: str = 'tf_keras'):
   """CIFAR ResNet (He et al. 2016): depth = 6n + 2, stages of 16/32/64.
 
   Downsampling shortcuts are 1x1 conv + BN projections (option B), so the
   graph has only built-in ops; convs have no bias (BN follows).
   """
+  keras = generations.named(keras_generation).keras
+  layers = keras.layers
   if (depth - 2) % 6:
     raise ValueError(f'CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, ...),'
                      f' got {depth}')
@@ -145,12 +162,15 @@ def resnet(depth: int = 20, input_shape: Shape = (32, 32, 3),
 
 def densenet(blocks: Sequence[int] = (4, 4, 4), growth_rate: int = 12,
              input_shape: Shape = (32, 32, 3), classes: int = 10,
-             compression: float = 0.5) -> keras.Model:
+             compression: float = 0.5,
+             keras_generation: str = 'tf_keras'):
   """A small DenseNet: BN-ReLU-Conv3x3 layers joined by Concatenate.
 
   Each dense block adds ``growth_rate`` channels per layer; transitions
   (BN-ReLU-Conv1x1 with ``compression``, AvgPool 2) sit between blocks.
   """
+  keras = generations.named(keras_generation).keras
+  layers = keras.layers
   inputs = keras.Input(input_shape)
   x = layers.Conv2D(2 * growth_rate, 3, padding='same', use_bias=False,
                     name='stem')(inputs)
@@ -176,7 +196,7 @@ def densenet(blocks: Sequence[int] = (4, 4, 4), growth_rate: int = 12,
   return keras.Model(inputs, outputs, name='densenet')
 
 
-_BUILDERS: Dict[str, Callable[..., keras.Model]] = {
+_BUILDERS: Dict[str, Callable] = {
     'mlp': mlp,
     'small_cnn': small_cnn,
     'lenet_300_100': lenet_300_100,
@@ -188,7 +208,7 @@ _BUILDERS: Dict[str, Callable[..., keras.Model]] = {
 }
 
 
-def get(name: str, **kwargs) -> keras.Model:
+def get(name: str, **kwargs):
   """Build a model by name: one of :data:`NAMES`."""
   if name not in _BUILDERS:
     raise ValueError(f'unknown model {name!r}; choose one of {NAMES}')

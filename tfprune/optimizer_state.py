@@ -4,9 +4,9 @@ When a method grows a connection (Small-World regrowth, Synthesis), the new
 weight must start like a fresh one: with the momentum or Adam moments it had
 before it was pruned, Adam would scale its first updates by a stale second
 moment. ``reset_slots`` zeroes the optimizer's per-weight state at the grown
-positions. It supports tf_keras optimizers (the default ones, whose state is
-kept in per-variable lists indexed by ``_index_dict``) and the legacy
-``keras.optimizers.legacy`` ones (``get_slot``).
+positions. It supports the optimizers of both Keras generations (their state is kept
+in per-variable lists; ``generations.optimizer_index`` finds the position)
+and tf_keras' legacy ``keras.optimizers.legacy`` ones (``get_slot``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import List
 
 import numpy as np
 import tensorflow as tf
+
+from tfprune import generations
 
 
 def slot_variables(optimizer, variable: tf.Variable) -> List[tf.Variable]:
@@ -31,17 +33,14 @@ def slot_variables(optimizer, variable: tf.Variable) -> List[tf.Variable]:
       except KeyError:
         pass
     return slots
-  index_dict = getattr(optimizer, '_index_dict', None)
-  if not index_dict:
-    return []               # not built yet: no state to reset
-  index = index_dict.get(optimizer._var_key(variable))  # pylint: disable=protected-access
+  index, count = generations.optimizer_index(optimizer, variable)
   if index is None:
-    return []
+    return []               # not built yet, or not one of its variables
   slots = []
   for value in vars(optimizer).values():
-    if (isinstance(value, list) and len(value) == len(index_dict) and
-        all(isinstance(v, tf.Variable) for v in value) and
-        value[index].shape == variable.shape):
+    if (isinstance(value, list) and len(value) == count and
+        all(hasattr(v, 'assign') and hasattr(v, 'shape') for v in value) and
+        tuple(value[index].shape) == tuple(variable.shape)):
       slots.append(value[index])
   return slots
 
@@ -52,7 +51,7 @@ def reset_slots(optimizer, variable: tf.Variable, where) -> int:
   Returns how many state variables were touched (0 before the optimizer's
   first step, when there is no state yet).
   """
-  keep = tf.constant(~np.asarray(where, bool).reshape(variable.shape))
+  keep = tf.constant(~np.asarray(where, bool).reshape(tuple(variable.shape)))
   slots = slot_variables(optimizer, variable)
   for slot in slots:
     slot.assign(slot * tf.cast(keep, slot.dtype))

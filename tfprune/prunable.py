@@ -18,10 +18,9 @@ from __future__ import annotations
 
 from typing import List, NamedTuple
 
-import tf_keras as keras
 from tensorflow_model_optimization.sparsity.keras import PrunableLayer
 
-from tfprune import structures
+from tfprune import generations, structures
 
 SUPPORTED = ('Dense', 'Conv1D', 'Conv2D', 'DepthwiseConv2D', 'SeparableConv2D',
              'tfmot PrunableLayer')
@@ -39,20 +38,20 @@ class PrunableWeight(NamedTuple):
 
 def _builtin(layer):
   # Order matters: Conv2DTranspose subclasses Conv2D (with [kh,kw,out,in]).
-  if isinstance(layer, keras.layers.DepthwiseConv2D):
-    return [('depthwise_kernel', structures.DEPTHWISE_LAYOUT)]
-  if isinstance(layer, keras.layers.SeparableConv2D):
+  if isinstance(layer, generations.layers.DepthwiseConv2D):
+    return [(generations.depthwise_attr(layer), structures.DEPTHWISE_LAYOUT)]
+  if isinstance(layer, generations.layers.SeparableConv2D):
     return [('pointwise_kernel', structures.CONV2D_LAYOUT)]
-  if isinstance(layer, (keras.layers.Conv2DTranspose,
-                        keras.layers.Conv1DTranspose)):
+  if isinstance(layer, (generations.layers.Conv2DTranspose,
+                        generations.layers.Conv1DTranspose)):
     return None
-  if isinstance(layer, keras.layers.Conv1D):
+  if isinstance(layer, generations.layers.Conv1D):
     if getattr(layer, 'groups', 1) != 1:
       return None
     return [('kernel', structures.CONV1D_LAYOUT)]
-  if isinstance(layer, keras.layers.Conv2D):
+  if isinstance(layer, generations.layers.Conv2D):
     return [('kernel', structures.CONV2D_LAYOUT)]
-  if isinstance(layer, keras.layers.Dense):
+  if isinstance(layer, generations.layers.Dense):
     return [('kernel', structures.DENSE_LAYOUT)]
   return None
 
@@ -61,7 +60,7 @@ def is_follower(layer) -> bool:
   """A BatchNormalization on the last axis with a scale (gamma = 0 is what
   makes its output 0; without one a pruned channel stays the constant
   ``-mean / sqrt(var)``)."""
-  if not isinstance(layer, keras.layers.BatchNormalization):
+  if not isinstance(layer, generations.layers.BatchNormalization):
     return False
   axis = list(layer.axis) if isinstance(layer.axis, (list, tuple)) else [
       layer.axis]
@@ -102,8 +101,9 @@ def prunable_weights(layer) -> List[PrunableWeight]:
     raise ValueError(f'layer {layer.name!r} must be built first')
   builtin = _builtin(layer)
   if builtin is not None and not isinstance(layer, PrunableLayer):
-    return [PrunableWeight(attr, getattr(layer, attr), layout)
-            for attr, layout in builtin]
+    return [PrunableWeight(
+        attr, getattr(layer, generations.substitution_attr(layer, attr)),
+        layout) for attr, layout in builtin]
   variables = list(layer.get_prunable_weights())
   layouts = (list(layer.get_prunable_weight_layouts())
              if hasattr(layer, 'get_prunable_weight_layouts') else

@@ -16,10 +16,9 @@ import json
 from typing import Dict, List, Optional
 
 import numpy as np
-import tf_keras as keras
 
-from tfprune import prunable, structures
-from tfprune.wrapper import PruningWrapper, collect_wrappers
+from tfprune import generations, prunable, structures
+from tfprune.wrapper import WrapperCore, collect_wrappers
 
 
 class Report(dict):
@@ -82,7 +81,7 @@ def unpack_zeros(weight_entry: Dict) -> np.ndarray:
 def _flat_layers(model) -> List:
   out = []
   for layer in model.layers:
-    if isinstance(layer, keras.Model):
+    if isinstance(layer, generations.MODEL):
       out += _flat_layers(layer)
     else:
       out.append(layer)
@@ -91,12 +90,9 @@ def _flat_layers(model) -> List:
 
 def _positions(layer) -> Optional[int]:
   """Output positions per example (H*W for convs), from the output shape."""
-  try:
-    shape = layer.output_shape
-  except (AttributeError, RuntimeError):
+  shape = generations.output_shape(layer)
+  if shape is None:
     return None
-  if isinstance(shape, list):
-    shape = shape[0]
   dims = shape[1:-1]
   if any(d is None for d in dims):
     return None
@@ -121,7 +117,7 @@ def structure_sparsity(weight: np.ndarray, layout: structures.WeightLayout,
 
 
 def _layer_entry(layer) -> Optional[Dict]:
-  wrapper = layer if isinstance(layer, PruningWrapper) else None
+  wrapper = layer if isinstance(layer, WrapperCore) else None
   inner = layer.layer if wrapper else layer
   values = {id(v): np.asarray(v) for v in inner.weights}
   if wrapper is not None:
@@ -162,7 +158,7 @@ def _layer_entry(layer) -> Optional[Dict]:
     elif entry['macs'] is not None:
       entry['macs'] += positions * int(value.size)
       entry['effective_macs'] += positions * int(np.count_nonzero(value))
-  if isinstance(inner, keras.layers.SeparableConv2D) and (
+  if isinstance(inner, generations.layers.SeparableConv2D) and (
       entry['macs'] is not None):     # its depthwise part is not pruned
     depthwise = values[id(inner.depthwise_kernel)]
     entry['macs'] += positions * int(depthwise.size)
@@ -173,7 +169,7 @@ def _layer_entry(layer) -> Optional[Dict]:
   return entry
 
 
-def report(model: keras.Model) -> Report:
+def report(model) -> Report:
   """Per-layer and total params, non-zeros, MACs and structure sparsity."""
   layers = [e for e in (_layer_entry(l) for l in _flat_layers(model)) if e]
   prunable_entries = [w for e in layers for w in e['weights']]

@@ -41,13 +41,13 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
+from tfprune import generations
 from tfprune import graph as graph_lib
 from tfprune import progress, transform
 from tfprune.wrapper import collect_wrappers
 
-L = keras.layers
+L = generations.layers   # each attribute: the class of both generations
 _PRODUCER_KINDS = (graph_lib.CONV, graph_lib.DEPTHWISE)
 _CONSTANT_RTOL = 1e-6
 _PROBE_SIZE = 8   # stand-in for spatial dimensions that are not static
@@ -218,7 +218,8 @@ def _constants(g, facts: Dict[str, _ConvFacts]) -> Dict:
         fed[out_ch] = True
       candidate &= fed
       if node.kind == graph_lib.DEPTHWISE:
-        kernel = np.asarray(node.layer.depthwise_kernel)
+        kernel = np.asarray(getattr(
+            node.layer, generations.depthwise_attr(node.layer)))
         candidate |= ~kernel.any(axis=(0, 1)).reshape(-1)
       if candidate.any():
         output = _probe(node, g, values)
@@ -241,7 +242,7 @@ def _check_args(round_to: int, min_channels: int) -> None:
       raise ValueError(f'{name} must be an integer >= 1, got {value!r}')
 
 
-def _prepare(model: keras.Model) -> keras.Model:
+def _prepare(model):
   """A plain model: wrappers folded with strip (the caller's is untouched)."""
   graph_lib.check_flat(model)
   return transform.strip(model) if collect_wrappers(model) else model
@@ -260,7 +261,8 @@ def _removable(g, facts, const):
       np.add.at(score, g.groups(key), f.score_in)
       np.add.at(score, g.groups(node.outputs[0]), f.score_out)
     elif node.kind == graph_lib.DEPTHWISE:
-      kernel = np.abs(np.asarray(node.layer.depthwise_kernel, np.float64))
+      kernel = np.abs(np.asarray(getattr(
+          node.layer, generations.depthwise_attr(node.layer)), np.float64))
       np.add.at(score, g.groups(node.outputs[0]),
                 kernel.sum(axis=(0, 1)).reshape(-1))
   return removable, score
@@ -321,7 +323,7 @@ def _plan(model, round_to: int, min_channels: int):
                  tuple(n.name for n in g.opaque), tensors)
 
 
-def plan(model: keras.Model, round_to: int = 1,
+def plan(model, round_to: int = 1,
          min_channels: int = 1) -> Plan:
   """Which output channels of each producer layer ``shrink`` removes.
 
@@ -393,7 +395,7 @@ def _cut(node, g, p: Plan):
   return config, weights
 
 
-def _rebuild(model, g, p: Plan) -> keras.Model:
+def _rebuild(model, g, p: Plan):
   cuts = {}
   for node in g.nodes:
     if node.kind != graph_lib.INPUT:
@@ -404,24 +406,25 @@ def _rebuild(model, g, p: Plan) -> keras.Model:
     return layer.__class__.from_config(config if config is not None
                                        else layer.get_config())
 
-  new_model = keras.models.clone_model(model, clone_function=clone)
+  new_model = generations.of(model).keras.models.clone_model(
+      model, clone_function=clone)
   for layer in new_model.layers:
     if layer.name in cuts:
       layer.set_weights(cuts[layer.name][1])
   for old, new in zip(model.outputs, new_model.outputs):
-    if old.shape.as_list() != new.shape.as_list():
+    if generations.tensor_shape(old) != generations.tensor_shape(new):
       raise RuntimeError(f'shrink changed an output shape from {old.shape} '
                          f'to {new.shape}; this is a bug in tfprune.surgery')
   return new_model
 
 
-def shrink(model: keras.Model, round_to: int = 1, min_channels: int = 1,
-           return_plan: bool = False
-           ) -> Union[keras.Model, Tuple[keras.Model, Plan]]:
+def shrink(model, round_to: int = 1, min_channels: int = 1,
+           return_plan: bool = False) -> Union[object, Tuple[object, Plan]]:
   """A smaller dense model whose outputs equal the stripped model's.
 
   Args:
-    model: a flat Sequential or functional tf_keras model, plain or wrapped
+    model: a flat Sequential or functional model (tf_keras or Keras 3), plain
+      or wrapped
       by ``tfprune.prune`` (it is stripped first). It is not modified.
     round_to: every producer layer keeps a multiple of this many channels
       (or all of them); removed channels with the largest weights come back.

@@ -12,14 +12,14 @@ import numbers
 from typing import Callable, Dict, Iterable, List, Optional, Union
 
 import numpy as np
-import tf_keras as keras
 
+from tfprune import generations
 from tfprune import graph as graph_lib
 from tfprune import groups as groups_lib
 from tfprune import prunable, schedules, structures
 from tfprune.methods import base as methods_base
 from tfprune.methods.magnitude import Magnitude
-from tfprune.wrapper import PruningWrapper, collect_wrappers
+from tfprune.wrapper import PruningWrapper, WrapperCore, collect_wrappers
 
 LayerSelection = Union[None, str, type, Callable, Iterable]
 logger = logging.getLogger('tfprune')
@@ -27,15 +27,15 @@ logger = logging.getLogger('tfprune')
 
 def is_subclassed(model) -> bool:
   """A Model written as a class with ``call``, which cannot be cloned."""
-  return not (isinstance(model, keras.Sequential) or
-              getattr(model, '_is_graph_network', False))
+  return not (isinstance(model, generations.SEQUENTIAL) or
+              generations.is_graph_network(model))
 
 
 def _check_keras_model(model) -> None:
-  if not isinstance(model, keras.Model):
-    raise TypeError(f'expected a tf_keras Model, got {type(model).__name__}. '
-                    'Build models with `import tf_keras as keras` (tf.keras is'
-                    ' Keras 3 in TF 2.21 and is not supported by tfmot).')
+  if not isinstance(model, generations.MODEL):
+    raise TypeError(f'expected a Keras Model, got {type(model).__name__}. '
+                    'tfprune prunes tf_keras models (`import tf_keras as '
+                    'keras`) and Keras 3 models (`import keras`).')
 
 
 def _check_model(model) -> None:
@@ -45,7 +45,7 @@ def _check_model(model) -> None:
                     'rebuilds Sequential and functional models only. Wrap its'
                     ' layers with tfprune.PruningWrapper yourself instead.')
   for layer in model.layers:
-    if isinstance(layer, keras.Model):
+    if isinstance(layer, generations.MODEL):
       raise TypeError(f'model {model.name!r} nests the model {layer.name!r};'
                       ' flatten it into one functional model first.')
   if not model.built or not model.inputs:
@@ -60,7 +60,7 @@ def _selector(layers: LayerSelection, model, method) -> Callable:
   """A predicate over layers from names, classes, a callable or None."""
   if layers is None:
     return lambda layer: (prunable.is_supported(layer) and
-                          not isinstance(layer, PruningWrapper) and
+                          not isinstance(layer, WrapperCore) and
                           method.refusal(layer) is None)
   if callable(layers) and not isinstance(layers, type):
     return layers
@@ -150,7 +150,7 @@ def _channel_defaults(model, names: List[str], can_wrap: Callable):
   followers = [n.name for n in g.nodes
                if n.kind == graph_lib.CHANNELWISE and
                prunable.is_follower(n.role_layer) and
-               not isinstance(n.layer, PruningWrapper) and
+               not isinstance(n.layer, WrapperCore) and
                live[g.groups(n.outputs[0])].any()]
   return kept, skipped, added, followers
 
@@ -216,15 +216,16 @@ def _new_cohort_name(model, method) -> str:
               not in used)
 
 
-def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = None,
+def prune(model, method: Optional[methods_base.PruningMethod] = None,
           schedule=None, layers: LayerSelection = None,
           cohort: Optional[str] = None,
           selection: Optional[groups_lib.ChannelSelection] = None,
-          ignore: LayerSelection = None) -> keras.Model:
+          ignore: LayerSelection = None):
   """A copy of ``model`` whose selected layers are wrapped for pruning.
 
   Args:
-    model: a Sequential or functional tf_keras model.
+    model: a Sequential or functional model, tf_keras or Keras 3 (the
+      result is of the same generation).
     method: a ``tfprune.methods`` object (default ``Magnitude()``).
     schedule: a tfmot ``PruningSchedule`` (masks follow it during ``fit``
       with the ``PruningStep`` callback); a float sparsity in [0, 1) to prune
@@ -270,13 +271,13 @@ def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = Non
   user_selected = _selector(layers, model, method)
   ignored = _names(ignore, model)
   names = [layer.name for layer in model.layers
-           if not isinstance(layer, (keras.layers.InputLayer, PruningWrapper))
+           if not isinstance(layer, (generations.layers.InputLayer, WrapperCore))
            and layer.name not in ignored and user_selected(layer)]
   skipped: Dict[str, str] = {}
   if layers is None:
     for layer in model.layers:
       if layer.name in ignored or isinstance(layer, (
-          keras.layers.InputLayer, PruningWrapper)) or not layer.weights:
+          generations.layers.InputLayer, WrapperCore)) or not layer.weights:
         continue
       if not prunable.is_supported(layer):
         if not prunable.is_follower(layer):
@@ -286,7 +287,7 @@ def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = Non
   followers: List[str] = []
   if method.prunes_channel_groups:
     can_wrap = lambda layer: (layer.name not in ignored and
-                              not isinstance(layer, PruningWrapper) and
+                              not isinstance(layer, WrapperCore) and
                               prunable.is_supported(layer) and
                               method.refusal(layer) is None)
     defaults = (_reader_defaults if isinstance(
@@ -320,12 +321,12 @@ def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = Non
   state_holder = []      # the first wrapper saves the method's run state
 
   def clone(layer):
-    if isinstance(layer, PruningWrapper):
+    if isinstance(layer, WrapperCore):
       if layers is not None and user_selected(layer):
         raise ValueError(f'layer {layer.layer.name!r} is already wrapped; '
                          'strip the model first to prune it again')
-      new = PruningWrapper.from_config(layer.get_config())
-    elif not isinstance(layer, keras.layers.InputLayer) and selected(layer):
+      new = type(layer).from_config(layer.get_config())
+    elif not isinstance(layer, generations.layers.InputLayer) and selected(layer):
       prunable.check_supported(layer)
       new = PruningWrapper(_fresh(layer), method=method, schedule=schedule,
                            cohort=cohort, holds_state=not state_holder)
@@ -338,10 +339,11 @@ def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = Non
     pairs.append((layer, new))
     return new
 
-  new_model = keras.models.clone_model(model, clone_function=clone)
+  new_model = generations.of(model).keras.models.clone_model(
+      model, clone_function=clone)
   wrapped = []
   for old, new in pairs:
-    if isinstance(new, PruningWrapper) and not isinstance(old, PruningWrapper):
+    if isinstance(new, WrapperCore) and not isinstance(old, WrapperCore):
       new.layer.set_weights(old.get_weights())
       wrapped.append(new)
     else:
@@ -359,7 +361,7 @@ def prune(model: keras.Model, method: Optional[methods_base.PruningMethod] = Non
   return new_model
 
 
-def strip(model: keras.Model) -> keras.Model:
+def strip(model):
   """A plain model of the same architecture with masks and gates folded in.
 
   Every wrapper becomes its inner layer (same name) whose weights equal the
@@ -374,13 +376,14 @@ def strip(model: keras.Model) -> keras.Model:
   pairs = []
 
   def clone(layer):
-    new = _fresh(layer.layer if isinstance(layer, PruningWrapper) else layer)
+    new = _fresh(layer.layer if isinstance(layer, WrapperCore) else layer)
     pairs.append((layer, new))
     return new
 
-  new_model = keras.models.clone_model(model, clone_function=clone)
+  new_model = generations.of(model).keras.models.clone_model(
+      model, clone_function=clone)
   for old, new in pairs:
-    if isinstance(old, PruningWrapper):
+    if isinstance(old, WrapperCore):
       effective = old.effective_weights()
       by_var = {id(getattr(old.layer, attr)): value
                 for attr, value in effective.items()}
@@ -404,22 +407,22 @@ def _wrapper_slots(layer) -> List[tuple]:
   for name, value in list(vars(layer).items()):
     if name.startswith(_KERAS_INTERNALS):
       continue
-    if isinstance(value, PruningWrapper):
+    if isinstance(value, WrapperCore):
       slots.append((layer, name, value))
     elif isinstance(value, (list, dict)) or type(value).__name__ in (
         'ListWrapper', 'DictWrapper', '_DictWrapper'):
       keys = value.keys() if hasattr(value, 'keys') else range(len(value))
       slots += [(value, k, value[k]) for k in list(keys)
-                if isinstance(value[k], PruningWrapper)]
+                if isinstance(value[k], WrapperCore)]
   return slots
 
 
-def _strip_in_place(model: keras.Model) -> keras.Model:
+def _strip_in_place(model):
   """Fold every wrapper's effective weights into its inner layer and put
   that layer where the wrapper was (subclassed models only)."""
   wrappers = collect_wrappers(model, followers=True)
   owners = [l for l in model._flatten_layers(include_self=True)  # pylint: disable=protected-access
-            if not isinstance(l, PruningWrapper)]
+            if not isinstance(l, WrapperCore)]
   slots = [slot for owner in owners for slot in _wrapper_slots(owner)]
   found = {id(w) for _, _, w in slots}
   hidden = [w.name for w in wrappers if id(w) not in found]
@@ -433,7 +436,7 @@ def _strip_in_place(model: keras.Model) -> keras.Model:
     for attr, value in wrapper.effective_weights().items():
       getattr(wrapper.layer, attr).assign(value)
   for container, key, wrapper in slots:
-    if isinstance(container, keras.layers.Layer):
+    if isinstance(container, generations.LAYER):
       tracked = container._self_tracked_trackables  # pylint: disable=protected-access
       at = next((i for i, l in enumerate(tracked) if l is wrapper), None)
       setattr(container, key, wrapper.layer)   # re-makes the tracked list

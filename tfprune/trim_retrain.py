@@ -14,8 +14,8 @@ import dataclasses
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import tf_keras as keras
 
+from tfprune import generations
 from tfprune import apoz as apoz_lib
 from tfprune import surgery
 from tfprune.methods.network_trimming import NetworkTrimming
@@ -37,7 +37,7 @@ class Iteration:
     return {n: float(v.mean()) for n, v in self.apoz.items()}
 
 
-def _zero_units(model: keras.Model, units: Dict[str, np.ndarray]) -> None:
+def _zero_units(model, units: Dict[str, np.ndarray]) -> None:
   """Zero trimmed units' filters, biases and BN scale/shift (in place)."""
   for name, idx in units.items():
     if not len(idx):
@@ -65,14 +65,14 @@ def _widths(model, names) -> Dict[str, int]:
   return out
 
 
-def trim_and_retrain(model: keras.Model, train: Tuple, validation: Tuple,
-         layers: Sequence[str], compile_fn: Callable[[keras.Model], None],
+def trim_and_retrain(model, train: Tuple, validation: Tuple,
+         layers: Sequence[str], compile_fn: Callable[[object], None],
          retrain_epochs: int = 1, iterations: int = 5,
          tolerance: float = 0.005, method: Optional[NetworkTrimming] = None,
          batch_size: int = 64, verbose: int = 1,
          fit_kwargs: Optional[dict] = None,
-         on_iteration: Optional[Callable[[Iteration, keras.Model], None]]
-         = None) -> Tuple[keras.Model, List[Iteration]]:
+         on_iteration: Optional[Callable[[Iteration, object], None]]
+         = None) -> Tuple[object, List[Iteration]]:
   """Trim, shrink, retrain, repeat; returns the last accepted model.
 
   Args:
@@ -118,7 +118,7 @@ def trim_and_retrain(model: keras.Model, train: Tuple, validation: Tuple,
       if verbose:
         print(f'trim {it}: no unit passes the rule; stopping', flush=True)
       break
-    candidate = keras.models.clone_model(model)
+    candidate = generations.of(model).keras.models.clone_model(model)
     candidate.set_weights(model.get_weights())
     _zero_units(candidate, chosen)
     candidate = surgery.shrink(candidate)

@@ -18,9 +18,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
-from tfprune import prunable, registry, schedules, structures
+from tfprune import generations, prunable, registry, schedules, structures
 
 _NO_CALLBACK = (
     'A tfprune-wrapped model was trained without the tfprune.PruningStep '
@@ -31,19 +30,13 @@ _NO_CALLBACK = (
 _FOLLOWER_STRUCTURE = structures.Channel()
 
 
-def _storage_dtype(variable) -> tf.DType:
-  """The dtype a variable is stored in (float32 under mixed precision).
-
-  ``AutoCastVariable.dtype`` is the *compute* dtype while a layer is being
-  called, which is when ``build`` runs: masks and gates made with it would
-  be float16 variables that float32 weights cannot be multiplied by.
-  """
-  return getattr(variable, 'true_dtype', variable.dtype)
-
-
 @contextlib.contextmanager
 def _substituted(layer, values: Dict[str, tf.Tensor]):
-  """Temporarily point ``layer.<attr>`` at a tensor, bypassing tracking."""
+  """Temporarily point ``layer.<attr>`` at a tensor, bypassing tracking.
+
+  ``attr`` is where the layer's code reads the weight from
+  (``generations.substitution_attr``).
+  """
   saved = {attr: getattr(layer, attr) for attr in values}
   try:
     for attr, value in values.items():
@@ -54,25 +47,10 @@ def _substituted(layer, values: Dict[str, tf.Tensor]):
       object.__setattr__(layer, attr, value)
 
 
-@keras.utils.register_keras_serializable(package='tfprune')
-class PruningWrapper(keras.layers.Wrapper):
-  """Applies a pruning method's masks and gates to one layer.
-
-  Args:
-    layer: a Dense, Conv2D, DepthwiseConv2D or tfmot ``PrunableLayer``.
-    method: a ``tfprune.methods`` object (default: weight magnitude).
-    schedule: a tfmot ``PruningSchedule`` saying when masks change and to
-      what sparsity, or None for masks that only the method sets.
-    cohort: wrappers of one cohort share one method and are updated
-      together (one ``prune()`` call makes one cohort; global methods rank
-      across it).
-    holds_state: this wrapper saves its method's run state
-      (``method.get_state()``: a chosen topology, measured statistics), once
-      for its cohort; ``prune`` sets it on the cohort's first wrapper.
-    follower: wrap a BatchNormalization whose gamma and beta follow the
-      channel masks of the layers before it (set by channel-group pruning;
-      no gates, never scored).
-  """
+class WrapperCore:
+  """The behaviour of :class:`PruningWrapper`, written once for both Keras
+  generations; the concrete classes below add the generation's ``Wrapper``
+  base. ``isinstance(layer, WrapperCore)`` finds a wrapper of either."""
 
   graph_transparent = True   # tfprune.graph sees the wrapped layer's role
 
@@ -86,6 +64,7 @@ class PruningWrapper(keras.layers.Wrapper):
       prunable.check_supported(layer)
     kwargs.setdefault('name', f'pruned_{layer.name}')
     super().__init__(layer, **kwargs)
+    self._slots: Dict[str, str] = {}     # weight attr -> attribute read
     self.method = (registry.get('Magnitude') if method is None
                    else registry.deserialize(method))
     self.schedule = schedules.get(schedule)
@@ -106,32 +85,36 @@ class PruningWrapper(keras.layers.Wrapper):
 
   def build(self, input_shape):
     super().build(input_shape)
+    gen = generations.of(self)
     self.prunable = (prunable.follower_weights(self.layer) if self.follower
                      else prunable.prunable_weights(self.layer))
+    self._slots = {attr: generations.substitution_attr(self.layer, attr)
+                   for attr in [w.attr for w in self.prunable] + ['bias']
+                   if hasattr(self.layer, attr)}
     gate_structure = None if self.follower else self.method.gate_structure
     for weight in self.prunable:
       where = f'the {weight.attr} of layer {self.layer.name!r}'
       self.structure.validate(weight.variable.shape, weight.layout, where)
       shape = self.structure.mask_shape(weight.variable.shape, weight.layout)
       self.masks.append(self.add_weight(
-          f'{weight.attr}_mask', shape=shape, initializer='ones',
-          dtype=_storage_dtype(weight.variable), trainable=False,
-          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA))
+          name=f'{weight.attr}_mask', shape=shape, initializer='ones',
+          dtype=gen.storage_dtype(weight.variable), trainable=False,
+          aggregation=gen.first_replica))
       gate = None
       if gate_structure is not None:
         gate_structure.validate(weight.variable.shape, weight.layout, where)
         gate = self.add_weight(
-            f'{weight.attr}_gate',
+            name=f'{weight.attr}_gate',
             shape=gate_structure.mask_shape(weight.variable.shape,
                                              weight.layout),
             initializer=self.method.gate_initializer(),
             regularizer=self.method.gate_regularizer(),
-            dtype=_storage_dtype(weight.variable), trainable=True)
+            dtype=gen.storage_dtype(weight.variable), trainable=True)
       self.gates.append(gate)
     self.pruning_step = self.add_weight(
-        'pruning_step', shape=[], initializer=keras.initializers.Constant(-1),
-        dtype=tf.int64, trainable=False,
-        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        name='pruning_step', shape=[],
+        initializer=gen.keras.initializers.Constant(-1),
+        dtype=tf.int64, trainable=False, aggregation=gen.first_replica)
     if not self.follower:
       self.method.build(self)
     self.built = True
@@ -186,10 +169,12 @@ class PruningWrapper(keras.layers.Wrapper):
 
   def call(self, inputs, training=None, **kwargs):
     if training is None:
-      training = keras.backend.learning_phase()
+      training = generations.of(self).default_training()
     if self._call_accepts_training:
       kwargs['training'] = training
-    with _substituted(self.layer, self._substitutions()):
+    values = {self._slots.get(attr, attr): value
+              for attr, value in self._substitutions().items()}
+    with _substituted(self.layer, values):
       outputs = self.layer.call(inputs, **kwargs)
     if (isinstance(training, bool) and not training) or self.follower:
       return outputs          # a follower has no schedule of its own
@@ -216,11 +201,14 @@ class PruningWrapper(keras.layers.Wrapper):
     ``pending_state_reset`` tells ``PruningStep`` to clear that state.
     """
     variable = self.masks[index]
-    mask = tf.cast(tf.reshape(mask, variable.shape), _storage_dtype(variable))
+    gen = generations.of(self)
+    mask = tf.cast(tf.reshape(mask, variable.shape),
+                   gen.storage_dtype(variable))
     variable.assign(mask)
     if self.method.zero_pruned_weights:
       for target, keep in self.masked_variables(index):
-        target.assign(target * tf.cast(keep, _storage_dtype(target)))
+        target.assign(tf.convert_to_tensor(target) *
+                      tf.cast(keep, gen.storage_dtype(target)))
       self.pending_state_reset.add(index)
 
   def masked_variables(self, index: int) -> List[tuple]:
@@ -259,12 +247,51 @@ class PruningWrapper(keras.layers.Wrapper):
   @classmethod
   def from_config(cls, config, custom_objects=None):
     config = dict(config)
-    layer = keras.layers.deserialize(config.pop('layer'),
-                                     custom_objects=custom_objects)
+    layer = generations.of_class(cls).keras.layers.deserialize(
+        config.pop('layer'), custom_objects=custom_objects)
     return cls(layer, **config)
 
 
-def cohorts(wrappers) -> List[List[PruningWrapper]]:
+@generations.TF_KERAS.register
+class PruningWrapper(WrapperCore, generations.TF_KERAS.keras.layers.Wrapper):
+  """Applies a pruning method's masks and gates to one layer.
+
+  ``PruningWrapper(layer, ...)`` returns a wrapper of the layer's Keras
+  generation: a tf_keras layer gets this class, a Keras 3 layer a Keras 3
+  ``Wrapper`` with the same behaviour (``Keras3PruningWrapper``).
+
+  Args:
+    layer: a Dense, Conv2D, DepthwiseConv2D or tfmot ``PrunableLayer``.
+    method: a ``tfprune.methods`` object (default: weight magnitude).
+    schedule: a tfmot ``PruningSchedule`` saying when masks change and to
+      what sparsity, or None for masks that only the method sets.
+    cohort: wrappers of one cohort share one method and are updated
+      together (one ``prune()`` call makes one cohort; global methods rank
+      across it).
+    holds_state: this wrapper saves its method's run state
+      (``method.get_state()``: a chosen topology, measured statistics), once
+      for its cohort; ``prune`` sets it on the cohort's first wrapper.
+    follower: wrap a BatchNormalization whose gamma and beta follow the
+      channel masks of the layers before it (set by channel-group pruning;
+      no gates, never scored).
+  """
+
+
+  def __new__(cls, layer=None, *args, **kwargs):
+    if cls is PruningWrapper and isinstance(layer, generations.KERAS3.keras.layers.Layer):
+      return Keras3PruningWrapper(layer, *args, **kwargs)
+    return super().__new__(cls, layer, *args, **kwargs)
+
+
+class Keras3PruningWrapper(WrapperCore, generations.KERAS3.keras.layers.Wrapper):
+  """:class:`PruningWrapper` for a Keras 3 layer (saved as
+  ``tfprune>PruningWrapper``, like the tf_keras one)."""
+
+
+generations.KERAS3.register(Keras3PruningWrapper, 'PruningWrapper')
+
+
+def cohorts(wrappers) -> List[List[WrapperCore]]:
   """Wrappers whose masks one method updates together, in model order.
 
   One ``prune()`` call makes one cohort. Wrappers made by hand may share a
@@ -288,7 +315,7 @@ def cohorts(wrappers) -> List[List[PruningWrapper]]:
   return list(grouped.values())
 
 
-def collect_wrappers(model, followers: bool = False) -> List[PruningWrapper]:
+def collect_wrappers(model, followers: bool = False) -> List[WrapperCore]:
   """Every PruningWrapper in a model, nested models included, in order.
 
   BatchNormalization followers (masked by channel-group pruning, never
@@ -296,9 +323,9 @@ def collect_wrappers(model, followers: bool = False) -> List[PruningWrapper]:
   """
   found = []
   for layer in model.layers:
-    if isinstance(layer, PruningWrapper):
+    if isinstance(layer, WrapperCore):
       if followers or not layer.follower:
         found.append(layer)
-    elif isinstance(layer, keras.Model):
+    elif isinstance(layer, generations.MODEL):
       found += collect_wrappers(layer, followers)
   return found

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Dict, Optional, Sequence
 
 import numpy as np
+import tensorflow as tf
 
 from tfprune import optimizer_state
 from tfprune.methods import base
@@ -87,7 +88,8 @@ def rescale_to_fan_in(wrapper, mask: np.ndarray) -> None:
   fan_in = mask.sum(axis=0).astype(np.float64)
   factor = np.where(fan_in > 0, np.sqrt(mask.shape[0] / np.maximum(fan_in, 1)),
                     1.0)
-  kernel.assign(kernel * factor.astype(kernel.dtype.as_numpy_dtype))
+  kernel.assign(np.asarray(kernel) *
+                factor.astype(tf.as_dtype(kernel.dtype).as_numpy_dtype))
 
 
 class BudgetMethod(base.PruningMethod):

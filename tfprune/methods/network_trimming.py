@@ -31,8 +31,8 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-import tf_keras as keras
 
+from tfprune import generations
 from tfprune import apoz as apoz_lib
 from tfprune import groups as groups_lib
 from tfprune.methods import base
@@ -154,7 +154,7 @@ class NetworkTrimming(base.PruningMethod):
     return {n: select_units(values[n], alive[n], self.threshold_std,
                             self.fraction, self.min_units) for n in order}
 
-  def measure(self, model: keras.Model, x, wrappers: Sequence,
+  def measure(self, model, x, wrappers: Sequence,
               batch_size: int = 256) -> Dict[str, np.ndarray]:
     """APoZ of every wrapped layer's units on ``x`` (kept in
     ``self.apoz_values``)."""
@@ -218,7 +218,7 @@ class NetworkTrimming(base.PruningMethod):
             'tolerance': self.tolerance}
 
 
-class TrimmingCallback(keras.callbacks.Callback):
+class TrimmingCallback(generations.Callback):
   """Measures APoZ on validation data and trims at chosen epochs of ``fit``.
 
   Args:

@@ -45,9 +45,8 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
-from tfprune import graph, schedules, structures
+from tfprune import generations, graph, schedules, structures
 from tfprune import groups as groups_lib
 from tfprune.methods import base
 
@@ -57,7 +56,7 @@ STRUCTURES = ('column', 'input_channel', 'filter', 'layer')
 _ALIASES = {'filter': 'channel'}
 
 
-def on_residual_branch(model: keras.Model, name: str) -> bool:
+def on_residual_branch(model, name: str) -> bool:
   """Whether layer ``name`` sits on a branch that an identity shortcut
   bypasses: its output reaches an ``Add`` through single-consumer layers,
   and the Add's other input is a tensor the branch started from (an
@@ -81,7 +80,7 @@ def on_residual_branch(model: keras.Model, name: str) -> bool:
     if len(readers) != 1:
       return False
     nxt = readers[0][0]
-    if isinstance(nxt.role_layer, keras.layers.Add):
+    if isinstance(nxt.role_layer, generations.layers.Add):
       others = [k for k in nxt.inputs if k != current.outputs[0]]
       return len(others) == 1 and others[0] in ancestors
     if len(nxt.inputs) != 1:
@@ -143,7 +142,8 @@ class PSP(base.PruningMethod):
   def gate_regularizer(self):
     if self.weight_decay == 0:
       return None
-    return keras.regularizers.L2(self.weight_decay / 2)
+    scale = self.weight_decay / 2      # Keras' L2(weight_decay / 2)
+    return lambda alpha: scale * tf.reduce_sum(tf.square(alpha))
 
   @staticmethod
   def _learned(wrapper) -> bool:
@@ -174,7 +174,7 @@ class PSP(base.PruningMethod):
     if not isinstance(self.structure, structures.Column):
       fed = [w.layer.name for w in wrappers
              if any(isinstance(graph.unwrapped(c),
-                               keras.layers.BatchNormalization)
+                               generations.layers.BatchNormalization)
                     for c in graph.layer_consumers(w))]
       if fed:                                  # one warning for all of them
         logger.warning(

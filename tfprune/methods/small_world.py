@@ -62,7 +62,6 @@ import warnings
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
-import tf_keras as keras
 
 from tfprune import graph as graph_lib
 from tfprune import progress, schedules, structures, topology
@@ -142,7 +141,7 @@ def layer_masks(sizes: Dict[str, Sequence[int]], edges: Dict[str, int],
 class LayeredGraph:
   """Maps each wrapped layer's mask to edges between channel-group nodes."""
 
-  def __init__(self, model: keras.Model, names: Sequence[str]):
+  def __init__(self, model, names: Sequence[str]):
     g = graph_lib.build(model, warn=False)
     self.ends = {}
     for node in g.nodes:
@@ -251,7 +250,7 @@ class SmallWorld(edges_lib.BudgetMethod):
       sizes[name] = (int(shape[-2]), int(shape[-1]), area)
     return sizes
 
-  def on_wrapped(self, wrappers: Sequence, model: keras.Model) -> None:
+  def on_wrapped(self, wrappers: Sequence, model) -> None:
     """Stage 1: allocate the budget, build and rewire the lattices."""
     schedule = wrappers[0].schedule
     if schedule is not None and not isinstance(schedule, schedules.Periodic):

@@ -42,9 +42,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
-from tfprune import graph, schedules, structures
+from tfprune import generations, graph, schedules, structures
 from tfprune import groups as groups_lib
 from tfprune.methods import base
 
@@ -54,14 +53,14 @@ _PENALTY = 'synaptic_penalty'
 
 
 def _is_conv2d(layer) -> bool:
-  return (isinstance(layer, keras.layers.Conv2D) and
-          not isinstance(layer, keras.layers.Conv2DTranspose))
+  return (isinstance(layer, generations.layers.Conv2D) and
+          not isinstance(layer, generations.layers.Conv2DTranspose))
 
 
-def _foldable_bn(conv) -> Optional[keras.layers.BatchNormalization]:
+def _foldable_bn(conv):
   """The BatchNormalization directly after ``conv`` whose scale can fold."""
   consumers = graph.layer_consumers(conv)
-  bns = [c for c in consumers if isinstance(c, keras.layers.BatchNormalization)
+  bns = [c for c in consumers if isinstance(c, generations.layers.BatchNormalization)
          and c.scale]
   if not bns:
     return None
@@ -75,7 +74,7 @@ def _foldable_bn(conv) -> Optional[keras.layers.BatchNormalization]:
   axis = bn.axis if isinstance(bn.axis, (list, tuple)) else [bn.axis]
   if list(axis) not in ([-1], [3]):
     return None
-  if keras.activations.serialize(conv.activation) != 'linear':
+  if generations.activation_name(conv.activation) != 'linear':
     logger.warning(
         'SynapticStrength: %r is followed by BatchNormalization %r but has '
         'its own activation, so the BN scale cannot be folded into it; the '
@@ -85,8 +84,8 @@ def _foldable_bn(conv) -> Optional[keras.layers.BatchNormalization]:
   return bn
 
 
-def drop_bn_scale(model: keras.Model, conv_names: Sequence[str]
-                  ) -> Tuple[keras.Model, Dict[str, str]]:
+def drop_bn_scale(model, conv_names: Sequence[str]
+                  ) -> Tuple[object, Dict[str, str]]:
   """A copy of ``model`` whose BNs after ``conv_names`` have ``scale=False``.
 
   Each such BatchNormalization's ``gamma`` is folded into the conv before it
@@ -113,7 +112,8 @@ def drop_bn_scale(model: keras.Model, conv_names: Sequence[str]
       config['scale'] = False
     return layer.__class__.from_config(config)
 
-  new_model = keras.models.clone_model(model, clone_function=clone)
+  new_model = generations.of(model).keras.models.clone_model(
+      model, clone_function=clone)
   gammas = {bn: np.asarray(model.get_layer(bn).gamma) for bn in bn_names}
   for old, new in zip(model.layers, new_model.layers):
     values = [np.asarray(v) for v in old.get_weights()]
@@ -245,7 +245,7 @@ class SynapticStrength(base.PruningMethod):
       return None
     extra = (' A depthwise connection is a whole channel: prune it with a '
              "channel method such as Magnitude('channel')."
-             if isinstance(layer, keras.layers.DepthwiseConv2D) else '')
+             if isinstance(layer, generations.layers.DepthwiseConv2D) else '')
     return (f'SynapticStrength has one strength per 2-D kernel of a Conv2D; '
             f'layer {layer.name!r} is a {type(layer).__name__}.{extra} Select '
             'only Conv2D layers, e.g. prune(..., layers=keras.layers.Conv2D) '
@@ -288,14 +288,14 @@ class SynapticStrength(base.PruningMethod):
   def build(self, wrapper) -> None:
     self._check_layer(wrapper.layer)
     wrapper.gates[0].assign(self._norms(wrapper).astype(np.float32))
-    penalty = wrapper.add_weight(_PENALTY, shape=[],
-                                 initializer=keras.initializers.Constant(1.0),
+    penalty = wrapper.add_weight(name=_PENALTY, shape=[], initializer='ones',
                                  trainable=False)
     if self.l1 > 0:
-      strength, mask = wrapper.gates[0], wrapper.masks[0]
-      l1 = self.l1
-      wrapper.add_loss(lambda: l1 * penalty * tf.reduce_sum(
-          tf.abs(strength) * mask))
+      mask, l1 = wrapper.masks[0], self.l1
+      generations.of(wrapper).add_penalty(
+          wrapper, wrapper.gates[0],
+          lambda strength: l1 * tf.cast(penalty, strength.dtype) *
+          tf.reduce_sum(tf.abs(strength) * tf.cast(mask, strength.dtype)))
 
   def on_wrapped(self, wrappers: Sequence, model) -> None:
     del model
