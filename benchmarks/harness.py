@@ -224,7 +224,7 @@ def optimizer(kind: str, learning_rate, momentum: float = 0.9):
 def fit(model, train, epochs: int, opt, batch_size: int, callbacks=(),
         metrics=None, **kwargs):
   """Compile with ``opt`` and fit on ``train`` (``(x, y)``); the model."""
-  model.compile(opt, 'sparse_categorical_crossentropy', metrics)
+  model.compile(opt, 'sparse_categorical_crossentropy', metrics=metrics)
   if epochs:
     kwargs.setdefault('verbose', 2)
     model.fit(*train, epochs=epochs, batch_size=batch_size,
