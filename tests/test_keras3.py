@@ -193,3 +193,9 @@ def test_fit_with_steps_per_execution(tmp_path):
   masks = np.concatenate([np.asarray(w.masks[0]).ravel() for w in wrappers])
   assert abs((masks == 0).mean() - 0.8) < 0.02
   assert tf.reduce_all(tf.math.is_finite(pruned(x[:2])))
+
+
+def test_other_keras3_backends_are_refused_with_the_fix(monkeypatch):
+  monkeypatch.setattr(KERAS3.backend, 'backend', lambda: 'jax')
+  with pytest.raises(RuntimeError, match='KERAS_BACKEND=tensorflow'):
+    generations.of(KERAS3.layers.Dense(2))

@@ -144,8 +144,8 @@ _ABOUT = {
 def help_text() -> str:
   """``tfprune --help``: the commands, then the models, methods, configs."""
   lines = ['usage: tfprune COMMAND [ARGS]   (tfprune COMMAND --help for its '
-           'arguments)', '', 'Structured pruning for tf_keras models, '
-           'exported to TFLite and checked.', '', 'commands:']
+           'arguments)', '', 'Structured pruning for Keras models (tf_keras '
+           'and Keras 3), exported to TFLite and checked.', '', 'commands:']
   lines += [f'  {name:8s} {_ABOUT[name]}' for name in COMMANDS]
   from tfprune import train  # lazy: it defines absl flags
   lines += ['', train.catalogue(), '',

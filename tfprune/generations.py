@@ -101,6 +101,11 @@ ALL = (TF_KERAS, KERAS3)
 def of(obj) -> Generation:
   """The generation of a Keras layer or model (TypeError for anything else)."""
   if isinstance(obj, keras3.layers.Layer):
+    if keras3.backend.backend() != 'tensorflow':
+      raise RuntimeError(
+          f'Keras 3 runs on the {keras3.backend.backend()!r} backend here; '
+          'tfprune needs its TensorFlow backend. Fix: set KERAS_BACKEND='
+          'tensorflow before Python starts (or in ~/.keras/keras.json).')
     return KERAS3
   if isinstance(obj, tf_keras.layers.Layer):
     return TF_KERAS

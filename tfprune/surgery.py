@@ -423,9 +423,9 @@ def shrink(model, round_to: int = 1, min_channels: int = 1,
   """A smaller dense model whose outputs equal the stripped model's.
 
   Args:
-    model: a flat Sequential or functional model (tf_keras or Keras 3), plain
-      or wrapped
-      by ``tfprune.prune`` (it is stripped first). It is not modified.
+    model: a flat Sequential or functional model (tf_keras or Keras 3),
+      plain or wrapped by ``tfprune.prune`` (it is stripped first). It is not
+      modified.
     round_to: every producer layer keeps a multiple of this many channels
       (or all of them); removed channels with the largest weights come back.
     min_channels: every producer layer keeps at least this many channels.
