@@ -37,14 +37,14 @@ from benchmarks import magnitude_baseline
 from benchmarks import training_overhead
 
 GENERATIONS = ('tf_keras', 'keras3')
+TITLES = {'lenet5': 'LeNet-5', 'mobilenet': 'MobileNetV2'}
 
 
 def get_config():
   return harness.config(
       section='keras3', rounds=7, step_target=1.05,
-      models=['lenet5', 'mobilenet'],
-      conversions=['none', 'none+sparse', 'dynamic', 'int8', 'int8+sparse',
-                   'float16'], timing_models=['LeNet-5', 'MobileNetV2'],
+      models='lenet5,mobilenet', timing_models='lenet5,mobilenet',
+      conversions='none,none+sparse,dynamic,int8,int8+sparse,float16',
       # the magnitude_baseline recipe with half its epochs
       lenet5=dict(magnitude_baseline.lenet5_recipe(), pretrain_epochs=4,
                   epochs=4, timing_steps=100),
@@ -54,8 +54,8 @@ def get_config():
                      momentum=0.9, learning_rate=0.05,
                      finetune_learning_rate=0.005, sparsity=0.5,
                      timing_steps=20),
-      smoke=dict(rounds=1, models=['lenet5'], conversions=['none'],
-                 timing_models=['LeNet-5'],
+      smoke=dict(rounds=1, models='lenet5', conversions='none',
+                 timing_models='lenet5',
                  lenet5=dict(data=dict(train_examples=128, test_examples=200),
                              pretrain_epochs=1, epochs=1, timing_steps=2),
                  mobilenet=dict(data=dict(validation=64, train_examples=128,
@@ -181,56 +181,78 @@ def _mobilenet(ctx, rows, notes):
                  _export_row(ctx, f'mnv2_pruned_{gen}', pruned, True, test)))
 
 
+def _raw_keras3_conversion(model, quantize, sparse, calibration, path):
+  """``TFLiteConverter.from_keras_model`` on a Keras 3 model, with the
+  settings ``tflite_export.convert`` uses but none of its checks."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  converter = tf.lite.TFLiteConverter.from_keras_model(model)
+  converter.target_spec.supported_ops = [
+      tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if quantize == 'int8' else
+      tf.lite.OpsSet.TFLITE_BUILTINS]
+  converter.optimizations = (
+      ([tf.lite.Optimize.DEFAULT] if quantize != 'none' else []) +
+      ([tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []))
+  if quantize == 'int8':
+    converter.representative_dataset = lambda: (
+        [row[None]] for row in calibration)
+  if quantize == 'float16':
+    converter.target_spec.supported_types = [tf.float16]
+  with contextlib.redirect_stdout(io.StringIO()):   # its endpoint listing
+    data = converter.convert()
+  with open(path, 'wb') as f:
+    f.write(data)
+  return path
+
+
+def _failure(error: Exception) -> str:
+  return f'{type(error).__name__}: {str(error).splitlines()[0][:90]}'
+
+
 def _conversion_paths(ctx, stripped, test):
   """The pruned LeNet-5 (tf_keras, stripped) and a Keras 3 twin with its
   weights, converted in every mode: by tf_keras' path, Keras 3's
   ``model.export(format='litert')`` (what ``tflite_export.convert`` uses)
-  and ``TFLiteConverter.from_keras_model`` on the Keras 3 model."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  and ``TFLiteConverter.from_keras_model`` on the Keras 3 model. A path
+  that refuses or fails is a row saying so."""
   import tfprune  # pylint: disable=g-import-not-at-top
   import tflite_export  # pylint: disable=g-import-not-at-top
   twin = tfprune.models.lenet5(keras_generation='keras3')
   twin.set_weights(stripped.get_weights())
-  x = test[0][:200]
+  x, calibration = test[0][:200], test[0][:100]
+  report = tfprune.report(stripped)
+  reference = None
   out = []
-  for mode in ctx.config.conversions:
+  for mode in ctx.config.conversions.split(','):
     quantize, sparse = mode.split('+')[0], mode.endswith('+sparse')
     kwargs = dict(quantize=quantize, sparse_encoding=sparse,
-                  representative_data=test[0][:100])
+                  representative_data=calibration)
     tag = f'{quantize}{"_sparse" if sparse else ""}'
-    files = {'tf_keras': ctx.tflite(stripped, f'conv_tf_keras_{tag}',
-                                    **kwargs)['path'],
-             'keras3 export': ctx.tflite(twin, f'conv_keras3_{tag}',
-                                         **kwargs)['path']}
-    converter = tf.lite.TFLiteConverter.from_keras_model(twin)
-    converter.target_spec.supported_ops = [
-        tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if quantize == 'int8' else
-        tf.lite.OpsSet.TFLITE_BUILTINS]
-    converter.optimizations = (
-        ([tf.lite.Optimize.DEFAULT] if quantize != 'none' else []) +
-        ([tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []))
-    if quantize == 'int8':
-      converter.representative_dataset = lambda: (
-          [row[None]] for row in test[0][:100])
-    if quantize == 'float16':
-      converter.target_spec.supported_types = [tf.float16]
-    path = f'{ctx.tmp}/conv_keras3_from_keras_model_{tag}.tflite'
-    with contextlib.redirect_stdout(io.StringIO()):   # its endpoint listing
-      data = converter.convert()
-    with open(path, 'wb') as f:
-      f.write(data)
-    files['keras3 from_keras_model'] = path
-    reference = tflite_export.predict(files['tf_keras'], x)
-    report = tfprune.report(stripped)
-    for name, path in files.items():
-      info = tflite_export.inspect(path)
+    makers = {
+        'tf_keras': lambda: ctx.tflite(stripped, f'conv_tf_keras_{tag}',
+                                       **kwargs)['path'],
+        'keras3 export': lambda: ctx.tflite(twin, f'conv_keras3_{tag}',
+                                            **kwargs)['path'],
+        'keras3 from_keras_model': lambda: _raw_keras3_conversion(
+            twin, quantize, sparse, calibration,
+            f'{ctx.tmp}/conv_keras3_raw_{tag}.tflite')}
+    for name, make in makers.items():
+      row = [mode.replace('+', ' + '), name]
+      try:
+        path = make()
+        info = tflite_export.inspect(path)
+        outputs = tflite_export.predict(path, x)
+      except Exception as e:  # pylint: disable=broad-except
+        out.append(row + ['-', _failure(e), '-', '-', '-'])
+        continue
+      if reference is None:        # the first file: tf_keras, float32
+        reference = outputs
       zeros = sum(int(op.weight.zeros.sum()) for op in info.weight_ops()
                   if op.weight is not None)
-      out.append([quantize + (' + sparse' if sparse else ''), name,
-                  f'{len(open(path, "rb").read()):,}',
-                  ' '.join(sorted(set(info.op_names))), f'{zeros:,}',
-                  f'{np.abs(tflite_export.predict(path, x) - reference).max():.2g}',
-                  'ok' if tflite_export.check(path, report).ok else 'FAILED'])
+      out.append(row + [
+          f'{len(open(path, "rb").read()):,}',
+          ' '.join(sorted(set(info.op_names))), f'{zeros:,}',
+          f'{np.abs(outputs - reference).max():.2g}',
+          'ok' if tflite_export.check(path, report).ok else 'FAILED'])
   return out
 
 
@@ -240,16 +262,16 @@ def _step_times(ctx):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tfprune  # pylint: disable=g-import-not-at-top
   c = ctx.config
-  specs = {'LeNet-5': (lambda gen: tfprune.models.lenet5(
+  specs = {'lenet5': (lambda gen: tfprune.models.lenet5(
       keras_generation=gen), (28, 28, 1), c.lenet5.timing_steps,
                        lambda: tfprune.methods.Magnitude('weight')),
-           'MobileNetV2': (lambda gen: _keras(gen).applications.MobileNetV2(
+           'mobilenet': (lambda gen: _keras(gen).applications.MobileNetV2(
                alpha=c.mobilenet.alpha, input_shape=(32, 32, 3),
                weights=None, classes=10), (32, 32, 3),
                            c.mobilenet.timing_steps,
                            lambda: tfprune.methods.Magnitude('channel'))}
   runs, times = {}, {}
-  for title in c.timing_models:
+  for title in c.timing_models.split(','):
     build, shape, steps, method = specs[title]
     rng = np.random.RandomState(0)
     x = rng.rand(64 * 8, *shape).astype(np.float32)
@@ -282,7 +304,7 @@ def _step_times(ctx):
 def run(ctx):
   rows, notes = [], []
   conversions = _lenet5(ctx, rows, notes)
-  if 'mobilenet' in ctx.config.models:
+  if 'mobilenet' in ctx.config.models.split(','):
     _mobilenet(ctx, rows, notes)
   files = [r[3]['tflite']['path'] for r in rows]
   timing, load = harness.bench(files, threads=(1,), rounds=ctx.config.rounds)
@@ -301,16 +323,16 @@ def run(ctx):
         f'{timing[(r["tflite"]["path"], 1)]["median_us"]:.1f}',
         'ok' if r['check'] else 'FAILED'] for model, gen, row, r in rows])
   step_rows, verdicts = [], []
-  for title in c.timing_models:
+  for title in c.timing_models.split(','):
     plain3 = steps[(title, 'keras3', 'plain')]
     wrapped3 = steps[(title, 'keras3', 'wrapped')]
     wrapped2 = steps[(title, 'tf_keras', 'wrapped')]
     plain2 = steps[(title, 'tf_keras', 'plain')]
-    step_rows.append([title, f'{plain2:.2f}', f'{wrapped2:.2f}',
+    step_rows.append([TITLES[title], f'{plain2:.2f}', f'{wrapped2:.2f}',
                       f'{wrapped2 / plain2:.3f}', f'{plain3:.2f}',
                       f'{wrapped3:.2f}', f'{wrapped3 / plain3:.3f}',
                       f'{wrapped3 / wrapped2:.3f}'])
-    verdicts.append(f'{title}: Keras 3 wrapped / plain {wrapped3 / plain3:.3f}'
+    verdicts.append(f'{TITLES[title]}: Keras 3 wrapped / plain {wrapped3 / plain3:.3f}'
                     f' ({"meets" if wrapped3 / plain3 <= c.step_target else "misses"}'
                     f' the <= {c.step_target:g} target)')
   l, m = c.lenet5, c.mobilenet
@@ -352,13 +374,15 @@ def run(ctx):
       '`TFLiteConverter.from_keras_model` on the Keras 3 model. "zeros" '
       'counts the zero entries of every stored weight as `tflite_export.'
       'inspect` reads them (sparse-encoded ones densified); "max |diff|" is '
-      'against the tf_keras file\'s outputs on 200 test images; "check" '
-      'compares the file with the Keras model\'s report.', '',
+      'against the float32 tf_keras file\'s outputs on 200 test images; '
+      '"check" compares the file with the Keras model\'s report. A refused '
+      'conversion names the reason.', '',
       harness.table(['mode', 'path', 'bytes', 'operators', 'zeros',
                      'max |diff|', 'check'], conversions), '',
       '### Training step time (ms/step)', '',
       f'Random data, batch 64, Adam, callbacks included, {c.rounds} '
-      f'interleaved rounds of all {4 * len(c.timing_models)} variants '
+      f'interleaved rounds of all {4 * len(c.timing_models.split(","))} '
+      'variants '
       '(median); wrapped = '
       "Magnitude('weight') on LeNet-5 and Magnitude('channel') on "
       f'MobileNetV2, masks updated once per measurement ({l.timing_steps} '
