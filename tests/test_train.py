@@ -12,6 +12,7 @@ import tf_keras as keras
 import tfprune
 from tfprune import config as config_lib
 from tfprune import experiment
+from tfprune import generations
 
 from conftest import kept_params
 from conftest import lock_held_by_another_process
@@ -37,9 +38,14 @@ def _tiny_config():
   return c
 
 
-def test_run_writes_every_output(tmp_path):
+@pytest.mark.parametrize('gen', ['tf_keras', 'keras3'])
+def test_run_writes_every_output(tmp_path, gen):
   workdir = str(tmp_path / 'run')
-  metrics = experiment.run(_tiny_config(), workdir)
+  c = _tiny_config()
+  c.keras_generation = gen
+  metrics = experiment.run(c, workdir)
+  for name in ('model.keras', 'stripped.keras', 'shrunk.keras'):
+    assert generations.of_saved(os.path.join(workdir, name)).name == gen
   chart = ['layers.png'] if importlib.util.find_spec('matplotlib') else []
   assert sorted(os.listdir(workdir)) == sorted([
       '.tfprune_run', 'dense.tflite', 'logs', 'metrics.json', 'model.keras',
