@@ -51,10 +51,10 @@ def get_config():
       finetune_learning_rate=0.005, sparsity=0.5, psp_update=0.25,
       psp_decays=[1e-2, 1e-3, 0.0], bn_momentum=0.99, rounds=7,
       bn_images=1024, gap_images=500,
-      smoke=dict(data=dict(validation=64, train_examples=128,
-                           test_examples=200),
-                 epochs=1, finetune=1, psp_decays=[1e-2], rounds=1,
-                 bn_images=64, gap_images=50))
+      smoke=dict(data=dict(validation=32, train_examples=32,
+                           test_examples=32),
+                 epochs=1, finetune=1, batch_size=32, psp_decays=[1e-2],
+                 rounds=1, bn_images=32, gap_images=16))
 
 
 def _build(keras, c):

@@ -46,7 +46,7 @@ def get_config():
           lenet=dict(data=dict(train_examples=64, test_examples=200),
                      epochs=1, retrain_epochs=1, iterations=2),
           vgg=dict(data=dict(train_examples=16, test_examples=100),
-                   width=0.125, epochs=1, iterations=2, batch_size=16)))
+                   width=0.125, epochs=1, iterations=1, batch_size=16)))
 
 
 def _trim(s, model, train, val, test):

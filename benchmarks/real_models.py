@@ -37,7 +37,7 @@ def get_config():
       section='real_models', models=','.join(MODELS), sparsity=0.5, steps=3,
       rounds=5, size=96, classes=10, batch_size=8, learning_rate=0.01,
       round_to=8,
-      smoke=dict(models='MobileNet', size=32, steps=1, rounds=1))
+      smoke=dict(models='MobileNet', size=32, steps=1, rounds=1, batch_size=2))
 
 
 def _fit(model, c, seed: int) -> None:

@@ -35,7 +35,7 @@ def get_config():
                      width=1.0, layers=VGG_LAYERS),
           vgg16_half=dict(title='VGG-16 (32x32x3, width 0.5)', model='vgg16',
                           width=0.5, layers=VGG_LAYERS)),
-      smoke=dict(rounds=1, families='lenet5'))
+      smoke=dict(rounds=1, families='lenet5', sparsities=[0.5]))
 
 
 def _build(family):

@@ -58,7 +58,8 @@ def get_config():
                finetune_learning_rate=5e-4),
       smoke=dict(
           section='synaptic_strength_floors', models='lenet',
-          sparsities='0.9', criteria='kernel_l1@0.95,synaptic_strength@0.95',
+          sparsities='0.9',
+          criteria='kernel_l1@0.95,strength_no_penalty,synaptic_strength@0.95',
           finetune=1,
           lenet=dict(data=dict(train_examples=64, test_examples=200),
                      epochs=1),

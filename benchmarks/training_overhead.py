@@ -42,8 +42,8 @@ def get_config():
                      modes='graph,jit,bf16'),
           mobilenetv2=dict(title='MobileNetV2 alpha 0.35 (96x96x3)',
                            steps=10, modes='graph,jit,bf16')),
-      smoke=dict(models='lenet300', rounds=1,
-                 specs=dict(lenet300=dict(steps=2, modes='graph'))))
+      smoke=dict(models='lenet300', rounds=1, batch_size=8,
+                 specs=dict(lenet300=dict(steps=1, modes='graph'))))
 
 
 def _model_specs(keras, tfprune, c) -> Dict[str, dict]:
