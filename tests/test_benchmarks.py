@@ -7,15 +7,16 @@ writes) without ``--data_dir``, so it reads the embedded digits data, never
 The section must carry the exact command line (a non-default flag
 included) and the effective settings, dumped.
 
-All eleven studies run in the normal test run. Their fixed costs remain
-(each .tflite conversion exports a SavedModel, each prune/strip/shrink
-clones the model), so together they take minutes on 2 shared CPU cores,
-most of it converting the two keras.applications nets. Every study's smoke
-settings are also parsed and checked without a run, and every section of
-docs/RESULTS.md is checked against its study's config (cheap: no run).
+The smoke runs have fixed costs no setting removes (each .tflite
+conversion exports a SavedModel first, each prune/strip/shrink clones the
+model): the four studies that convert keras.applications nets, VGG or both
+Keras generations' models take minutes together on 2 shared CPU cores, so
+the suite runs the others (a few seconds each) and ``BENCHMARK_SMOKE=all``
+runs every study. Every study's smoke settings are also parsed and checked
+without a run, and every section of docs/RESULTS.md is checked against its
+study's config (cheap: no run).
 """
 
-import functools
 import importlib
 import os
 import re
@@ -25,11 +26,14 @@ import tensorflow as tf
 import yaml
 
 from benchmarks import harness
-import tfprune
 
 STUDIES = ('shrink_latency', 'magnitude_baseline', 'tflite_lenet5',
            'small_world', 'network_trimming', 'synthesis', 'synaptic_strength',
-           'psp', 'real_models', 'groups_accuracy', 'training_overhead')
+           'psp', 'real_models', 'groups_accuracy', 'training_overhead',
+           'keras3')
+SLOW = ('small_world', 'real_models', 'groups_accuracy', 'keras3')
+RUN = STUDIES if os.environ.get('BENCHMARK_SMOKE') == 'all' else tuple(
+    s for s in STUDIES if s not in SLOW)
 DATA_STUDIES = set(STUDIES) - {'shrink_latency', 'real_models',
                                'training_overhead'}
 
@@ -37,17 +41,11 @@ DATA_STUDIES = set(STUDIES) - {'shrink_latency', 'real_models',
 @pytest.fixture(scope='module', autouse=True)
 def _eager():
   """One step per epoch: tracing a train function costs more than running
-  it, so functions run eagerly. tfprune's ScheduleTable fills 4,096 steps
-  at a time with one tf.map_fn, which eagerly costs ~30 s per schedule; a
-  smoke run takes a few steps, so the table is filled 64 at a time here
-  (the same values: it refills when a step runs past its end)."""
-  table = tfprune.schedules.ScheduleTable
-  with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(table, '__init__',
-                  functools.partialmethod(table.__init__, chunk=64))
-    tf.config.run_functions_eagerly(True)
-    yield
-    tf.config.run_functions_eagerly(False)
+  it, so functions run eagerly (tfprune's ScheduleTable then fills small
+  chunks)."""
+  tf.config.run_functions_eagerly(True)
+  yield
+  tf.config.run_functions_eagerly(False)
 
 
 def _smoke_config(module, section):
@@ -72,7 +70,7 @@ def test_every_study_parses_its_smoke_settings(name):
   assert config.to_dict() == _smoke_config(module, 'x')
 
 
-@pytest.mark.parametrize('name', STUDIES)
+@pytest.mark.parametrize('name', RUN)
 def test_smoke_writes_its_section(name, tmp_path):
   module = importlib.import_module(f'benchmarks.{name}')
   results = tmp_path / 'RESULTS.md'

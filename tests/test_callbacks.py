@@ -98,6 +98,20 @@ def test_schedule_table_matches_the_schedule():
       tfprune.schedules.ScheduleTable.of(schedule)
 
 
+def test_schedule_table_fills_small_chunks_when_functions_run_eagerly():
+  schedule = tfprune.schedules.PolynomialDecay(0.1, 0.9, 5, 500, frequency=5)
+  table = tfprune.schedules.ScheduleTable(schedule)
+  tf.config.run_functions_eagerly(True)
+  try:
+    values = [table(step) for step in range(0, 200)]
+  finally:
+    tf.config.run_functions_eagerly(False)
+  assert len(table._updates) == tfprune.schedules.EAGER_CHUNK  # pylint: disable=protected-access
+  for step, value in enumerate(values):
+    update, sparsity = schedule(np.int64(step))
+    assert value == (bool(update), pytest.approx(float(sparsity)))
+
+
 @pytest.mark.parametrize('per_execution', [1, 3, 4])
 def test_steps_per_execution_counts_batches(per_execution, monkeypatch):
   # 8 batches per epoch, 3 epochs; updates due every 4 steps up to step 24.

@@ -90,10 +90,16 @@ def get(spec) -> Optional[PruningSchedule]:
       f'tfprune.schedules.PolynomialDecay(...)) or None, got {spec!r}')
 
 
+EAGER_CHUNK = 64     # table steps filled at once when functions run eagerly
+
+
 class ScheduleTable:
   """Looks up ``schedule(step)`` from a table filled in large chunks.
 
   Use :meth:`of` to share one table (and its traced graph) per schedule.
+  With ``tf.config.run_functions_eagerly(True)`` the fill runs op by op
+  (about 30 s for 4,096 steps), so chunks are then at most
+  :data:`EAGER_CHUNK` steps.
   """
 
   _shared = weakref.WeakKeyDictionary()
@@ -126,7 +132,9 @@ class ScheduleTable:
     offset = step - self._start
     if not 0 <= offset < len(self._updates):
       self._start = step
-      steps = tf.range(step, step + self.chunk, dtype=tf.int64)
+      chunk = (min(self.chunk, EAGER_CHUNK) if tf.config.functions_run_eagerly()
+               else self.chunk)
+      steps = tf.range(step, step + chunk, dtype=tf.int64)
       updates, sparsity = self._evaluate(steps)
       self._updates, self._sparsity = updates.numpy(), sparsity.numpy()
       offset = 0
