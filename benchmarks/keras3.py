@@ -32,6 +32,7 @@ import sys
 
 import numpy as np
 
+from benchmarks import groups_accuracy
 from benchmarks import harness
 from benchmarks import magnitude_baseline
 from benchmarks import training_overhead
@@ -50,7 +51,8 @@ def get_config():
                   epochs=4, timing_steps=100),
       mobilenet=dict(data=harness.data_config(
           'fashion_mnist', image_size=32, channels=3, validation=5000),
-                     alpha=0.35, epochs=2, finetune=1, batch_size=128,
+                     alpha=0.35, classes=10, bn_momentum=0.99, epochs=2,
+                     finetune=1, batch_size=128,
                      momentum=0.9, learning_rate=0.05,
                      finetune_learning_rate=0.005, sparsity=0.5,
                      timing_steps=20),
@@ -155,11 +157,8 @@ def _mobilenet(ctx, rows, notes):
   import tfprune  # pylint: disable=g-import-not-at-top
   c = ctx.config.mobilenet
   train, _, test = ctx.load(c.data)
-  size = c.data.image_size
   _keras('tf_keras').utils.set_random_seed(ctx.config.lenet5.seed)
-  dense = _twins(lambda gen: _keras(gen).applications.MobileNetV2(
-      alpha=c.alpha, input_shape=(size, size, c.data.channels), weights=None,
-      classes=10))
+  dense = _twins(lambda gen: groups_accuracy._build(_keras(gen), c))  # pylint: disable=protected-access
   for gen, model in dense.items():
     harness.fit(model, train, c.epochs,
                 _optimizer(gen, 'sgd', c.learning_rate, c.momentum),
@@ -346,8 +345,10 @@ def run(ctx):
       f'{l.schedule.final_sparsity:g} (power {l.schedule.power:g}, every '
       f'{l.schedule.frequency} steps, over two thirds of the steps): the '
       'magnitude_baseline recipe with half its epochs, so that both '
-      f'generations fit one run. MobileNetV2 (alpha {m.alpha:g}, weights=None) on '
-      f'{harness.describe_data(m.data)}: {m.epochs} dense epochs (SGD '
+      f'generations fit one run. MobileNetV2 (alpha {m.alpha:g}, '
+      f'weights=None, BatchNormalization momentum {m.bn_momentum:g} as in '
+      f'groups_accuracy) on {harness.describe_data(m.data)}: {m.epochs} '
+      'dense epochs (SGD '
       f'momentum {m.momentum:g}, LR {m.learning_rate:g}, batch '
       f'{m.batch_size}), Magnitude(\'channel\') on {100 * m.sparsity:g}% of '
       f'the channel groups one-shot, {m.finetune} fine-tuning epoch(s) at LR '
