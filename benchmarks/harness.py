@@ -214,8 +214,11 @@ def label(ax, xlabel: str, ylabel: str, title: str, legend: int = 7):
   ax.legend(fontsize=legend)
 
 
-def optimizer(kind: str, learning_rate, momentum: float = 0.9):
-  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+def optimizer(kind: str, learning_rate, momentum: float = 0.9,
+              keras_generation: str = 'tf_keras'):
+  """SGD (with momentum) or Adam of the given Keras generation."""
+  from tfprune import generations  # pylint: disable=g-import-not-at-top
+  keras = generations.named(keras_generation).keras
   if kind == 'sgd':
     return keras.optimizers.SGD(learning_rate, momentum=momentum)
   return keras.optimizers.Adam(learning_rate)

@@ -78,13 +78,6 @@ def _twins(build):
   return models
 
 
-def _optimizer(gen, kind, learning_rate, momentum=0.9):
-  keras = _keras(gen)
-  if kind == 'sgd':
-    return keras.optimizers.SGD(learning_rate, momentum=momentum)
-  return keras.optimizers.Adam(learning_rate)
-
-
 def _masks_identical(dense, method, schedule) -> str:
   """Prune both generations' dense models (same weights) at ``schedule``:
   'yes (N entries)' when every mask agrees, else what differs."""
@@ -132,7 +125,8 @@ def _lenet5(ctx, rows, notes):
   dense = _twins(lambda gen: tfprune.models.lenet5(keras_generation=gen))
   for gen, model in dense.items():
     harness.fit(model, train, c.pretrain_epochs,
-                _optimizer(gen, 'adam', c.learning_rate), c.batch_size,
+                harness.optimizer('adam', c.learning_rate, keras_generation=gen),
+                c.batch_size,
                 metrics=['accuracy'], verbose=0)
     rows.append(('LeNet-5', gen, 'dense',
                  _export_row(ctx, f'lenet_dense_{gen}', model, False, test)))
@@ -141,7 +135,8 @@ def _lenet5(ctx, rows, notes):
   for gen, model in dense.items():
     pruned = harness.fit(
         tfprune.prune(model, tfprune.methods.Magnitude('weight'), schedule()),
-        train, c.epochs, _optimizer(gen, 'adam', c.finetune_learning_rate),
+        train, c.epochs, harness.optimizer('adam', c.finetune_learning_rate,
+                                            keras_generation=gen),
         c.batch_size, harness.pruning_step(), metrics=['accuracy'],
         verbose=0)
     rows.append(('LeNet-5', gen,
@@ -161,7 +156,7 @@ def _mobilenet(ctx, rows, notes):
   dense = _twins(lambda gen: groups_accuracy._build(_keras(gen), c))  # pylint: disable=protected-access
   for gen, model in dense.items():
     harness.fit(model, train, c.epochs,
-                _optimizer(gen, 'sgd', c.learning_rate, c.momentum),
+                harness.optimizer('sgd', c.learning_rate, c.momentum, gen),
                 c.batch_size, metrics=['accuracy'], verbose=0)
     rows.append(('MobileNetV2', gen, 'dense',
                  _export_row(ctx, f'mnv2_dense_{gen}', model, False, test)))
@@ -171,8 +166,8 @@ def _mobilenet(ctx, rows, notes):
     pruned = harness.fit(
         tfprune.prune(model, tfprune.methods.Magnitude('channel'),
                       c.sparsity),
-        train, c.finetune, _optimizer(gen, 'sgd', c.finetune_learning_rate,
-                                      c.momentum),
+        train, c.finetune, harness.optimizer('sgd', c.finetune_learning_rate,
+                                      c.momentum, gen),
         c.batch_size, harness.pruning_step(), metrics=['accuracy'],
         verbose=0)
     rows.append(('MobileNetV2', gen,
