@@ -1,6 +1,8 @@
 """The main job end to end on the embedded data, and its input errors."""
 
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import subprocess
@@ -13,6 +15,7 @@ import tfprune
 from tfprune import config as config_lib
 from tfprune import experiment
 from tfprune import generations
+from tfprune import train
 
 from conftest import kept_params
 from conftest import lock_held_by_another_process
@@ -67,6 +70,10 @@ def test_run_writes_every_output(tmp_path, gen):
       metrics['stripped_test_accuracy'], abs=0.01)
   assert metrics['pruned_test_accuracy'] == metrics['stripped_test_accuracy']
   assert metrics['dense_test_accuracy'] > 0.6   # learns: 10 classes
+  assert metrics['tflite_check'] == 'ok'
+  with open(os.path.join(workdir, 'report.md')) as f:
+    text = f.read()
+  assert '## TFLite check' in text and '| conv1 | CONV_2D | channel |' in text
 
 
 def test_existing_workdir_needs_overwrite(tmp_path):
@@ -102,11 +109,25 @@ def test_failed_run_leaves_no_partial_workdir(tmp_path):
                                                             '.partial')
 
 
-def _train(*flags):
-  """Run the command line; returns the finished process."""
+def _train_process(*flags):
+  """The command line in a new process; returns the finished process."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
   return subprocess.run([sys.executable, '-m', 'tfprune.train', *flags],
                         capture_output=True, text=True, env=env, cwd=ROOT)
+
+
+def _train(*flags):
+  """The command line in this process, as tfprune.cli.main runs it; the
+  result reads like a finished process."""
+  out, err = io.StringIO(), io.StringIO()
+  status = 0
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    try:
+      train.run_app(['python -m tfprune.train', *flags])
+    except SystemExit as e:
+      status = e.code
+  return subprocess.CompletedProcess(flags, status, out.getvalue(),
+                                     err.getvalue())
 
 
 def _error_line(proc):
@@ -117,31 +138,69 @@ def _error_line(proc):
   return lines[0]
 
 
+_QUICKSTART = f'--config={ROOT}/configs/quickstart.py'
+_EPOCHZ = ("tfprune.train: error: --config.epochz: unknown key 'epochz' in "
+           "config; did you mean 'epochs'?")
+
+
+def test_command_line_errors_are_plain_in_a_new_process(tmp_path):
+  proc = _train_process(_QUICKSTART, f'--workdir={tmp_path}/new',
+                        '--config.epochz=1')
+  assert _error_line(proc) == _EPOCHZ
+
+
 def test_command_line_errors_are_plain(tmp_path):
   (tmp_path / 'run').mkdir()
   (tmp_path / 'run' / 'x').write_text('')
-  quickstart = f'--config={ROOT}/configs/quickstart.py'
-  line = _error_line(_train(quickstart, f'--workdir={tmp_path}/run'))
+  line = _error_line(_train(_QUICKSTART, f'--workdir={tmp_path}/run'))
   assert 'exists and is not empty; pass --overwrite' in line
-  line = _error_line(_train(quickstart, f'--workdir={tmp_path}/new',
-                            '--config.epochz=1'))
-  assert line == ("tfprune.train: error: --config.epochz: unknown key "
-                  "'epochz' in config; did you mean 'epochs'?")
+  new = f'--workdir={tmp_path}/new'
+  for _ in range(2):   # a second call in one process reads its own argv
+    assert _error_line(_train(_QUICKSTART, new, '--config.epochz=1')
+                       ) == _EPOCHZ
+  line = _error_line(_train(_QUICKSTART, new, '--config.schedule.kinds=x'))
+  assert line.endswith("unknown key 'schedule.kinds' in config; did you mean "
+                       "'schedule.kind'?")
+
+
+def test_command_line_overrides_reach_the_config(tmp_path):
+  """--config.KEY given to run_app (not in sys.argv) changes the run."""
+  empty = tmp_path / 'data'
+  empty.mkdir()
+  for _ in range(2):
+    line = _error_line(_train(_QUICKSTART, f'--workdir={tmp_path}/run',
+                              '--config.dataset=cifar10',
+                              f'--data_dir={empty}'))
+    assert 'cifar10' in line and str(empty) in line
+    assert not os.path.exists(tmp_path / 'run')
+
+
+def test_a_second_run_in_one_process_reads_its_own_config_file(tmp_path):
+  (tmp_path / 'run').mkdir()
+  (tmp_path / 'run' / 'x').write_text('')
+  line = _error_line(_train(_QUICKSTART, f'--workdir={tmp_path}/run'))
+  assert 'exists and is not empty' in line   # quickstart.py was loaded
+  config = tmp_path / 'mine.py'
+  config.write_text('x = 1\n')   # no get_config(): quickstart's is not reused
+  line = _error_line(_train(f'--config={config}', f'--workdir={tmp_path}/run'))
+  assert line.startswith(f'tfprune.train: error: config file {config} '
+                         'defines no get_config()')
 
 
 def test_command_line_help_exits_0_and_lists_the_choices():
   proc = _train('--help')
-  assert proc.returncode == 0, proc.stderr
-  assert proc.stdout.startswith('usage: python -m tfprune.train --config=')
+  assert proc.returncode == 0
+  out = proc.stdout
+  assert out.startswith('usage: python -m tfprune.train --config=')
   for listed in ('lenet5', 'small_world', 'quickstart.py', 'pretrain_epochs'):
-    assert listed in proc.stdout
+    assert listed in out
 
 
 def test_command_line_refuses_a_workdir_in_use(tmp_path):
   workdir = str(tmp_path / 'run')
   with lock_held_by_another_process(workdir) as holder:
-    line = _error_line(_train(f'--config={ROOT}/configs/quickstart.py',
-                              f'--workdir={workdir}', '--overwrite'))
+    line = _error_line(_train(_QUICKSTART, f'--workdir={workdir}',
+                              '--overwrite'))
   assert (f'workdir {workdir} is in use by another tfprune run (pid '
           f'{holder.pid}, started 2000-01-01 00:00:00;') in line
   assert line.endswith('wait for it to finish or choose another --workdir')
@@ -177,14 +236,8 @@ def test_command_line_config_file_errors(tmp_path, content, expected):
 
 def test_run_checks_its_export_and_fails_on_lost_sparsity(tmp_path,
                                                           monkeypatch):
+  """A run whose check passes: test_run_writes_every_output."""
   import tflite_export  # pylint: disable=g-import-not-at-top
-  workdir = str(tmp_path / 'ok')
-  metrics = experiment.run(_tiny_config(), workdir)
-  assert metrics['tflite_check'] == 'ok'
-  with open(os.path.join(workdir, 'report.md')) as f:
-    text = f.read()
-  assert '## TFLite check' in text and '| conv1 | CONV_2D | channel |' in text
-
   real_check = tflite_export.check
 
   def losing_check(path, expected, tolerance=None, plan=None):

@@ -122,6 +122,10 @@ class _ConfigFileParser(flags.ArgumentParser):
       raise _ConfigFileError(
           f'config file {file} does not exist or is not a file; pass e.g. '
           '--config=configs/quickstart.py')
+    # ml_collections loads the file as module '<flag>_config' and
+    # load_module() reuses one already in sys.modules: a second run in one
+    # process would keep the first file's get_config().
+    sys.modules.pop(f'{self._parser.name}_config', None)
     try:
       return self._parser.parse(path)
     except AttributeError as e:
@@ -233,6 +237,16 @@ def main(argv):
     _fail(str(e))
 
 
+def _forget_earlier_command_lines() -> None:
+  """Let run_app run again in one process (a notebook, a test): flag values
+  of an earlier call are dropped, and so are the ``config.KEY`` flags that
+  ml_collections defined for its overrides (defining one twice fails)."""
+  for name in list(FLAGS):
+    if name.startswith('config.'):
+      delattr(FLAGS, name)
+  FLAGS.unparse_flags()
+
+
 def run_app(argv: Optional[List[str]] = None,
             prog: str = 'python -m tfprune.train') -> None:
   """Run the main job's command line (``argv[0]`` is the program)."""
@@ -241,6 +255,10 @@ def run_app(argv: Optional[List[str]] = None,
   if any(a in ('-h', '--help', '-help', '--helpshort') for a in argv[1:]):
     print(help_text(prog))   # absl's own --help exits 1 and lists no model
     sys.exit(0)
+  _forget_earlier_command_lines()
+  # ml_collections finds the --config.KEY overrides in sys.argv, not in the
+  # argv absl parses: a caller's argv (tfprune.cli.main([...])) goes there.
+  saved_argv, sys.argv = sys.argv, argv
   try:
     app.run(main, argv=argv)
   except _ConfigFileError as e:   # raised while absl parses --config
@@ -251,6 +269,8 @@ def run_app(argv: Optional[List[str]] = None,
     if not message:
       raise
     _fail(f'--config.{path or "..."}: {message}')
+  finally:
+    sys.argv = saved_argv
 
 
 if __name__ == '__main__':
