@@ -2,7 +2,9 @@
 
 With ``TF_CONFIG`` set it trains under MultiWorkerMirroredStrategy (the
 global batch split over the workers); without, it trains the same model on
-one process. Either way it saves the masks and kernels to ``argv[2]``.
+one process. It trains one model per method in ``argv[1]`` (comma
+separated; one cluster start serves them all) and saves the masks and
+kernels to ``argv[2]``, keyed ``method:layer/array``.
 """
 
 import os
@@ -17,10 +19,8 @@ import tf_keras as keras  # pylint: disable=g-import-not-at-top
 import tfprune  # pylint: disable=g-import-not-at-top
 
 
-def main(method_name: str, out: str) -> None:
-  distributed = 'TF_CONFIG' in os.environ
-  strategy = (tf.distribute.MultiWorkerMirroredStrategy() if distributed
-              else tf.distribute.get_strategy())
+def _train(method_name: str, strategy) -> dict:
+  """Train one pruned model; its masks, kernels and step counts."""
   keras.utils.set_random_seed(0)
   rng = np.random.RandomState(0)
   x = rng.rand(64, 6, 6, 2).astype(np.float32)
@@ -45,6 +45,17 @@ def main(method_name: str, out: str) -> None:
     arrays[f'{wrapper.name}/mask'] = np.asarray(wrapper.masks[0])
     arrays[f'{wrapper.name}/kernel'] = np.asarray(wrapper.layer.kernel)
     arrays[f'{wrapper.name}/step'] = np.asarray(wrapper.pruning_step)
+  return arrays
+
+
+def main(method_names: str, out: str) -> None:
+  distributed = 'TF_CONFIG' in os.environ
+  strategy = (tf.distribute.MultiWorkerMirroredStrategy() if distributed
+              else tf.distribute.get_strategy())
+  arrays = {}
+  for name in method_names.split(','):
+    arrays.update({f'{name}:{key}': value
+                   for key, value in _train(name, strategy).items()})
   np.savez(out, **arrays)
 
 
