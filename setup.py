@@ -28,7 +28,7 @@ setup(
         'matplotlib>=3.7',   # report.md's per-layer chart
     ],
     extras_require={
-        'test': ['pytest>=7', 'networkx>=3'],
+        'test': ['pytest>=7', 'pytest-xdist>=3', 'networkx>=3'],
     },
     entry_points={'console_scripts': [
         'tfprune=tfprune.cli:main',
