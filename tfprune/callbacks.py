@@ -148,9 +148,11 @@ class PruningStep(generations.Callback):
     optimizer = (self._optimizer if self._optimizer is not None else
                  getattr(self.model, 'optimizer', None))
     for wrapper in self._wrappers:
+      if not wrapper.pending_state_reset:
+        continue
       for index in sorted(wrapper.pending_state_reset):
         for variable, keep in wrapper.masked_variables(index):
-          optimizer_state.reset_slots(optimizer, variable, ~np.asarray(keep))
+          optimizer_state.reset_slots(optimizer, variable, ~keep)
       wrapper.pending_state_reset.clear()
 
   def on_epoch_end(self, epoch, logs=None):

@@ -51,8 +51,10 @@ def reset_slots(optimizer, variable: tf.Variable, where) -> int:
   Returns how many state variables were touched (0 before the optimizer's
   first step, when there is no state yet).
   """
-  keep = tf.constant(~np.asarray(where, bool).reshape(tuple(variable.shape)))
+  where = np.asarray(where, bool).reshape(tuple(variable.shape))
   slots = slot_variables(optimizer, variable)
-  for slot in slots:
-    slot.assign(slot * tf.cast(keep, slot.dtype))
+  if where.any():
+    for slot in slots:     # one numpy round trip: masks write many of these
+      value = slot.numpy()
+      slot.assign(np.where(where, 0, value).astype(value.dtype))
   return len(slots)
