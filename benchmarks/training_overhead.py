@@ -104,6 +104,10 @@ class _Timer:
 
     class Callback(keras.callbacks.Callback):
 
+      def __init__(self):
+        super().__init__()
+        self._supports_tf_logs = True   # no per-batch wait for the step
+
       def on_train_batch_begin(self, batch, logs=None):
         if timer.start is None:
           timer.start = time.perf_counter()

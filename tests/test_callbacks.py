@@ -42,6 +42,22 @@ def test_masks_follow_the_schedule_at_tfmot_steps():
   assert recorder.seen == [0.0, 0.2, 0.2, 0.5, 0.5, 0.8, 0.8, 0.8]
 
 
+def test_callbacks_add_no_per_batch_wait(tmp_path, monkeypatch):
+  """tf_keras turns a batch's logs into numpy (waiting for the step) when a
+  callback with batch hooks cannot take tensors; tfprune's never need to."""
+  from tf_keras.src import callbacks as keras_callbacks  # pylint: disable=g-import-not-at-top
+  real = keras_callbacks.tf_utils.sync_to_numpy_or_python_type
+  calls = []
+  monkeypatch.setattr(keras_callbacks.tf_utils, 'sync_to_numpy_or_python_type',
+                      lambda logs: calls.append(1) or real(logs))
+  x, y = random_batch(n=40)
+  model = _half_channels_pruned()
+  model.fit(x, y, batch_size=2, epochs=2, verbose=0, callbacks=[
+      tfprune.PruningStep(), tfprune.SparsityLogger(
+          csv_path=str(tmp_path / 's.csv'), update_freq=5)])   # 40 batches
+  assert len(calls) < 10     # per epoch and at the end, never per batch
+
+
 def test_no_wrappers_is_a_no_op():
   x, y = random_batch()
   model = small_conv_model()

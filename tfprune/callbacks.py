@@ -58,6 +58,9 @@ class PruningStep(generations.Callback):
 
   def __init__(self, optimizer=None):
     super().__init__()
+    # Its hooks never read ``logs``: without this, tf_keras turns every
+    # batch's logs into numpy for it, a wait for the step to finish.
+    self._supports_tf_logs = True
     self._optimizer = optimizer
     self._wrappers: List = []
     self._cohorts: Dict[int, List] = {}
@@ -223,6 +226,7 @@ class SparsityLogger(generations.Callback):
                csv_path: Optional[str] = None, update_freq='epoch',
                images: bool = True):
     super().__init__()
+    self._supports_tf_logs = True   # reads masks, never ``logs``
     if log_dir is None and csv_path is None:
       raise ValueError('SparsityLogger needs log_dir (TensorBoard) and/or '
                        'csv_path (CSV)')
