@@ -330,12 +330,12 @@ def test_psp_target_mode_reaches_its_target_on_resnet50():
   pruned = tfprune.prune(model, PSP('filter', weight_decay=1e-4), schedule)
   optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
   pruned.compile(optimizer, 'sparse_categorical_crossentropy')
-  # PruningStep by hand at step 1 (a fit step would add 15 s of tracing and
-  # leave every alpha at 1 all the same)
+  # PruningStep by hand: its first batch is step 1, where the schedule
+  # updates (a fit step would add 15 s of tracing and leave every alpha at
+  # 1 all the same)
   step = tfprune.PruningStep(optimizer)
   step.set_model(pruned)
   step.on_train_begin()
-  optimizer.iterations.assign(1)
   step.on_train_batch_begin(0)
   cg = _cg(pruned)   # all alphas are 1 at step 1: ties broken by weights
   assert cg.n_prunable > 10000
