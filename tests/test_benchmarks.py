@@ -41,8 +41,7 @@ DATA_STUDIES = set(STUDIES) - {'shrink_latency', 'real_models',
 @pytest.fixture(scope='module', autouse=True)
 def _eager():
   """One step per epoch: tracing a train function costs more than running
-  it, so functions run eagerly (tfprune's ScheduleTable then fills small
-  chunks)."""
+  it, so functions run eagerly."""
   tf.config.run_functions_eagerly(True)
   yield
   tf.config.run_functions_eagerly(False)

@@ -114,8 +114,49 @@ def test_schedule_table_matches_the_schedule():
       tfprune.schedules.ScheduleTable.of(schedule)
 
 
-def test_schedule_table_fills_small_chunks_when_functions_run_eagerly():
-  schedule = tfprune.schedules.PolynomialDecay(0.1, 0.9, 5, 500, frequency=5)
+class _Halfway(tfprune.schedules.PruningSchedule):
+  """A custom schedule that needs a scalar step (``tf.cond``)."""
+
+  def __call__(self, step):
+    sparsity = tf.cond(step < 100, lambda: tf.constant(0.25),
+                       lambda: tf.constant(0.5))
+    return tf.equal(tf.math.floormod(step, 10), 0), sparsity
+
+  def get_config(self):
+    return {'class_name': '_Halfway', 'config': {}}
+
+
+def test_schedule_table_traces_nothing_for_built_in_schedules():
+  """Built-in schedules are evaluated on a vector of steps, eagerly: no
+  function is traced per table (one per table used to make TensorFlow warn
+  of retracing after five pruned models), and the chunk stays full even
+  when functions run eagerly."""
+  for schedule in (tfprune.schedules.PolynomialDecay(0.1, 0.9, 5, 500,
+                                                     frequency=5),
+                   tfprune.schedules.ConstantSparsity(0.7, 3, frequency=4),
+                   tfprune.schedules.Periodic(2, 40, frequency=6)):
+    for eager in (False, True):
+      table = tfprune.schedules.ScheduleTable(schedule, chunk=256)
+      tf.config.run_functions_eagerly(eager)
+      try:
+        values = [table(step) for step in range(0, 300)]
+      finally:
+        tf.config.run_functions_eagerly(False)
+      assert table._evaluate.experimental_get_tracing_count() == 0  # pylint: disable=protected-access
+      assert len(table._updates) == 256  # pylint: disable=protected-access
+      for step, (update, sparsity) in enumerate(values):
+        want_update, want_sparsity = schedule(np.int64(step))
+        assert update == bool(want_update)
+        if sparsity is not None:
+          assert sparsity == pytest.approx(float(want_sparsity))
+
+
+def test_schedule_table_maps_a_custom_schedule_in_small_eager_chunks():
+  schedule = _Halfway()
+  table = tfprune.schedules.ScheduleTable(schedule)
+  assert [table(s) for s in (10, 11, 120)] == [(True, 0.25), (False, 0.25),
+                                               (True, 0.5)]
+  assert table._evaluate.experimental_get_tracing_count() == 1  # pylint: disable=protected-access
   table = tfprune.schedules.ScheduleTable(schedule)
   tf.config.run_functions_eagerly(True)
   try:
@@ -123,9 +164,8 @@ def test_schedule_table_fills_small_chunks_when_functions_run_eagerly():
   finally:
     tf.config.run_functions_eagerly(False)
   assert len(table._updates) == tfprune.schedules.EAGER_CHUNK  # pylint: disable=protected-access
-  for step, value in enumerate(values):
-    update, sparsity = schedule(np.int64(step))
-    assert value == (bool(update), pytest.approx(float(sparsity)))
+  assert values[10] == (True, 0.25) and values[190] == (True, 0.5)
+  assert values[11] == (False, 0.25)
 
 
 @pytest.mark.parametrize('per_execution', [1, 3, 4])

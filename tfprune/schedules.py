@@ -91,15 +91,23 @@ def get(spec) -> Optional[PruningSchedule]:
 
 
 EAGER_CHUNK = 64     # table steps filled at once when functions run eagerly
+# Schedules whose __call__ is elementwise in the step (exact types: a
+# subclass may override __call__).
+ELEMENTWISE = (ConstantSparsity, PolynomialDecay, Periodic)
 
 
 class ScheduleTable:
   """Looks up ``schedule(step)`` from a table filled in large chunks.
 
-  Use :meth:`of` to share one table (and its traced graph) per schedule.
-  With ``tf.config.run_functions_eagerly(True)`` the fill runs op by op
-  (about 30 s for 4,096 steps), so chunks are then at most
-  :data:`EAGER_CHUNK` steps.
+  Use :meth:`of` to share one table per schedule. The built-in schedules
+  (:data:`ELEMENTWISE`) are elementwise in the step, so a chunk is one call
+  on a vector of steps: nothing is traced (a process that trains many
+  pruned models would otherwise trace one function per table, and
+  TensorFlow warns of retracing). Any other schedule may branch on a scalar
+  step, so it is mapped over the steps in a traced ``tf.function``; with
+  ``tf.config.run_functions_eagerly(True)`` that runs op by op (about 30 s
+  for 4,096 steps), so its chunks are then at most :data:`EAGER_CHUNK`
+  steps.
   """
 
   _shared = weakref.WeakKeyDictionary()
@@ -117,6 +125,7 @@ class ScheduleTable:
     self._start = 0
     self._updates = np.zeros([0], bool)
     self._sparsity = np.zeros([0], np.float32)
+    self._elementwise = type(schedule) in ELEMENTWISE
 
     def evaluate(steps):
       def one(step):
@@ -133,10 +142,16 @@ class ScheduleTable:
     if not 0 <= offset < len(self._updates):
       self._start = step
       chunk = (min(self.chunk, EAGER_CHUNK) if tf.config.functions_run_eagerly()
-               else self.chunk)
+               and not self._elementwise else self.chunk)
       steps = tf.range(step, step + chunk, dtype=tf.int64)
-      updates, sparsity = self._evaluate(steps)
-      self._updates, self._sparsity = updates.numpy(), sparsity.numpy()
+      if self._elementwise:
+        updates, sparsity = self.schedule(steps)
+        updates = tf.cast(updates, tf.bool)
+        sparsity = tf.cast(sparsity, tf.float32)
+      else:
+        updates, sparsity = self._evaluate(steps)
+      self._updates = np.broadcast_to(updates.numpy(), [chunk])
+      self._sparsity = np.broadcast_to(sparsity.numpy(), [chunk])
       offset = 0
     if not getattr(self.schedule, 'gives_sparsity', True):
       return bool(self._updates[offset]), None
