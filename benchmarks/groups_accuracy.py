@@ -57,7 +57,9 @@ def get_config():
                  rounds=1, bn_images=32, gap_images=16))
 
 
-def _build(keras, c):
+def build_mobilenet_v2(keras, c):
+  """The study's MobileNetV2 (``c``: alpha, data, classes, bn_momentum);
+  the Keras 3 study builds the same one."""
   bn_momentum = c.bn_momentum
   model = keras.applications.MobileNetV2(
       alpha=c.alpha, input_shape=(c.data.image_size, c.data.image_size,
@@ -158,7 +160,7 @@ def run(ctx):
 
   # --- dense --------------------------------------------------------------
   keras.utils.set_random_seed(seed)
-  dense = _build(keras, c)
+  dense = build_mobilenet_v2(keras, c)
   bn_momentum = next(l.momentum for l in dense.layers
                      if isinstance(l, keras.layers.BatchNormalization))
   t0 = time.time()

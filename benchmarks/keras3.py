@@ -153,7 +153,7 @@ def _mobilenet(ctx, rows, notes):
   c = ctx.config.mobilenet
   train, _, test = ctx.load(c.data)
   _keras('tf_keras').utils.set_random_seed(ctx.config.lenet5.seed)
-  dense = _twins(lambda gen: groups_accuracy._build(_keras(gen), c))  # pylint: disable=protected-access
+  dense = _twins(lambda gen: groups_accuracy.build_mobilenet_v2(_keras(gen), c))
   for gen, model in dense.items():
     harness.fit(model, train, c.epochs,
                 harness.optimizer('sgd', c.learning_rate, c.momentum, gen),
@@ -279,18 +279,18 @@ def _step_times(ctx):
             lambda m, steps=steps, method=method: tfprune.prune(
                 m, method(), tfprune.schedules.PolynomialDecay(
                     0.0, 0.5, 0, 10 ** 6, frequency=steps)))
-        model, error = training_overhead._build(  # pylint: disable=protected-access
+        model, error = training_overhead.build_variant(
             keras, {'build': lambda gen=gen, build=build: build(gen)},
             'graph', wrap, 1e-3)
         if error:
           raise RuntimeError(f'{title} {gen} {variant}: {error}')
         callbacks = [] if variant == 'plain' else [tfprune.PruningStep()]
-        training_overhead._measure(keras, model, callbacks, data, steps)  # pylint: disable=protected-access
+        training_overhead.measure(keras, model, callbacks, data, steps)
         runs[(title, gen, variant)] = (keras, model, callbacks, data, steps)
   for _ in range(c.rounds):
     for key, run_args in runs.items():
       times.setdefault(key, []).append(
-          training_overhead._measure(*run_args))  # pylint: disable=protected-access
+          training_overhead.measure(*run_args))
   return {key: 1e3 * statistics.median(values)
           for key, values in times.items()}
 

@@ -122,7 +122,7 @@ class _Timer:
     return (self.end - self.start) / steps
 
 
-def _build(keras, spec, mode: str, wrap, lr: float):
+def build_variant(keras, spec, mode: str, wrap, lr: float):
   """A compiled variant in ``mode``, or the error that stopped it."""
   policy = 'mixed_bfloat16' if mode == 'bf16' else 'float32'
   keras.mixed_precision.set_global_policy(policy)
@@ -139,7 +139,9 @@ def _build(keras, spec, mode: str, wrap, lr: float):
     keras.mixed_precision.set_global_policy('float32')
 
 
-def _measure(keras, model, callbacks, data, steps: int) -> float:
+def measure(keras, model, callbacks, data, steps: int) -> float:
+  """Seconds per step of ``model.fit`` for ``steps`` steps (the Keras 3
+  study times with it too)."""
   timer = _Timer(keras)
   model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0,
             callbacks=[timer.callback] + callbacks)
@@ -162,14 +164,14 @@ def time_model(c, spec, make_variants, modes, keras, tf, np
     # run_eagerly is ~10x slower per step: fewer steps
     steps = c.eager_steps if mode == 'eager' else spec['steps']
     for name, (kind, wrap, callbacks) in make_variants(steps).items():
-      model, error = _build(keras, spec, mode, wrap, c.learning_rate)
+      model, error = build_variant(keras, spec, mode, wrap, c.learning_rate)
       out[(name, mode)] = {'kind': kind, 'error': error, 'times': [],
                            'steps': steps}
       if model is None:
         continue
       cbs = callbacks()
       try:
-        _measure(keras, model, cbs, data, steps)          # warm-up, trace
+        measure(keras, model, cbs, data, steps)           # warm-up, trace
       except Exception as e:  # pylint: disable=broad-except
         out[(name, mode)]['error'] = (
             f'{type(e).__name__}: {str(e).splitlines()[0][:80]}')
@@ -177,7 +179,7 @@ def time_model(c, spec, make_variants, modes, keras, tf, np
       runs[(name, mode)] = (model, cbs)
   for _ in range(c.rounds):
     for key, (model, cbs) in runs.items():
-      out[key]['times'].append(_measure(keras, model, cbs, data,
+      out[key]['times'].append(measure(keras, model, cbs, data,
                                         out[key]['steps']))
   for entry in out.values():
     entry['ms'] = (1e3 * statistics.median(entry['times'])
