@@ -211,18 +211,19 @@ class WrapperCore:
       return
     variable.assign(new.astype(old.dtype))
     if self.method.zero_pruned_weights:
-      pairs = self.masked_variables(index)
+      pairs = self.masked_variables(index, new)
       for target, keep in pairs:
         if not keep.all():
           value = target.numpy()
           target.assign(np.where(keep, value, 0).astype(value.dtype))
       self.pending_state_reset.add(index)
 
-  def masked_variables(self, index: int) -> List[tuple]:
+  def masked_variables(self, index: int, mask=None) -> List[tuple]:
     """``(variable, keep)`` for what mask ``index`` zeroes: its weight, and
     the bias when the structure's units own one (``keep``: a boolean numpy
-    array at the variable's shape)."""
-    mask = self.masks[index].numpy() != 0
+    array at the variable's shape). ``mask``: its value, when the caller
+    has it (saves reading the variable back)."""
+    mask = np.asarray(self.masks[index].numpy() if mask is None else mask) != 0
     weight = self.prunable[index]
     pairs = [(weight.variable, np.asarray(self.structure.expand(
         mask, weight.variable.shape, weight.layout)))]
