@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tf_keras as keras
 
 import tfprune
@@ -119,6 +120,40 @@ def test_rewiring_keeps_fan_in_and_p1_is_random():
   assert np.histogram(offset, bins=4, range=(0, 200))[0].min() > 400
 
 
+def test_flattened_inputs_are_laid_out_channel_by_channel():
+  """After a Flatten, the ring runs channel by channel: a lattice unit reads
+  neighbouring positions of one or two channels ('channel'), not several
+  channels at one position ('index', Keras' flatten order)."""
+  def ip1_reads(lattice):
+    pruned = tfprune.prune(tfprune.models.lenet5(), SmallWorld(
+        0.023, rewire_p=0.0, seed=0, lattice=lattice))
+    rows, cols = np.nonzero(mask_of(pruned, 'ip1'))  # rows: (h, w, c) order
+    channels = [np.unique(rows[cols == j] % 50).size for j in range(500)]
+    positions = [np.unique(rows[cols == j] // 50).size for j in range(500)]
+    return pruned, np.mean(channels), np.mean(positions)
+  by_channel, channels, positions = ip1_reads('channel')
+  assert channels < 1.5 and positions > 6      # 6.5 edges per unit
+  by_index, channels, positions = ip1_reads('index')
+  assert channels > 6 and positions < 1.2
+  # layers without a Flatten before them are laid out the same either way
+  for name in ('conv1', 'conv2', 'ip2'):
+    np.testing.assert_array_equal(mask_of(by_channel, name),
+                                  mask_of(by_index, name))
+  assert kept_params(by_channel) == kept_params(by_index) == 9915
+
+
+def test_channel_orders_sort_flattened_inputs_by_channel():
+  model = mlp()                                   # Flatten of 6x6x2 -> fc1
+  names = [w.name for w in model.layers if hasattr(w, 'kernel')]
+  orders = sw.LayeredGraph(model, names).channel_orders()
+  assert list(orders) == ['fc1']                 # fc2, logits: no Flatten
+  np.testing.assert_array_equal(orders['fc1'][:36], np.arange(0, 72, 2))
+  np.testing.assert_array_equal(orders['fc1'][36:], np.arange(1, 72, 2))
+  masks = sw.layer_masks({'fc1': (72, 4, 1)}, {'fc1': 8}, 0.0, 0, orders)
+  lattice = sw.layer_masks({'fc1': (72, 4, 1)}, {'fc1': 8}, 0.0, 0)
+  np.testing.assert_array_equal(masks['fc1'][orders['fc1']], lattice['fc1'])
+
+
 def test_masks_are_deterministic_per_seed():
   def masks(seed):
     pruned = tfprune.prune(mlp(), SmallWorld(0.2, rewire_p=0.3, seed=seed))
@@ -156,7 +191,7 @@ def test_zero_edge_layers_one_shot_and_bad_arguments_are_refused():
   with pytest.raises(ValueError, match='needs update points'):
     tfprune.prune(mlp(), SmallWorld(0.2, regrow_fraction=0.1))
   for kwargs in ({'rewire_p': 'often'}, {'rewire_p': 1.5}, {'p_grid': []},
-                 {'p_grid': [0.1, 2.0]}, {'seed': -1}):
+                 {'p_grid': [0.1, 2.0]}, {'seed': -1}, {'lattice': 'hw'}):
     with pytest.raises(ValueError):
       SmallWorld(0.2, **kwargs)
   assert SmallWorld(0.2, rewire_p='Auto').rewire_p == 'auto'
@@ -252,6 +287,66 @@ def test_dropped_edges_are_the_weakest():
   assert np.abs(kernel[dropped]).max() <= threshold
 
 
+def test_gradient_regrowth_grows_the_largest_gradients():
+  """regrow='gradient' grows, per layer, the absent edges with the largest
+  |dLoss/dw| on the batch, computed here on the stripped (plain) model."""
+  x, y = random_batch(n=64)
+  method = SmallWorld(0.2, rewire_p=0.2, seed=0, regrow_fraction=0.25,
+                      regrow='gradient', regrow_data=(x, y), regrow_batch=64)
+  pruned = tfprune.prune(mlp(), method, schedules.Periodic(1000))
+  _fit(pruned, 3)                       # trained, no regrowth yet
+  wrappers = tfprune.wrapper.collect_wrappers(pruned)
+  outputs = pruned.predict(x, verbose=0)
+  plain = tfprune.strip(pruned)
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+        y, plain(x)))
+  names = ('fc1', 'fc2', 'logits')
+  grads = dict(zip(names, tape.gradient(
+      loss, [plain.get_layer(n).kernel for n in names])))
+  before = {n: mask_of(pruned, n) for n in names}
+  method.update_masks(wrappers, None, 1000)
+  moved = []
+  for name in names:
+    mask, after = before[name], mask_of(pruned, name)
+    grown = after & ~mask
+    n_grow = min(round(0.25 * mask.sum()), (~mask).sum())  # logits: full
+    assert grown.sum() == (mask & ~after).sum() == n_grow
+    if n_grow:
+      magnitude = np.abs(np.asarray(grads[name]))[~mask]
+      assert np.abs(np.asarray(grads[name]))[grown].min() >= (
+          np.sort(magnitude)[-n_grow] * (1 - 1e-5))
+      moved.append(n_grow)
+  assert len(moved) == 2
+  # the all-ones masks of the gradient pass were put back: outputs change
+  # only through the moved edges (grown at 0, dropped weakest)
+  assert not np.allclose(pruned.predict(x, verbose=0), outputs, atol=1e-7)
+  assert method.topology['regrown_edges'] == sum(moved)
+
+
+def test_gradient_regrowth_needs_data_and_a_cosine_needs_an_end():
+  with pytest.raises(ValueError, match='regrow_data'):
+    tfprune.prune(mlp(), SmallWorld(0.2, regrow_fraction=0.1,
+                                    regrow='gradient'),
+                  schedules.Periodic(5))
+  with pytest.raises(ValueError, match='end_step'):
+    tfprune.prune(mlp(), SmallWorld(0.2, regrow_fraction=0.1,
+                                    regrow_anneal='cosine'),
+                  schedules.Periodic(5))
+  for kwargs in ({'regrow': 'rigl'}, {'regrow_anneal': 'linear'},
+                 {'regrow_batch': 0}):
+    with pytest.raises(ValueError):
+      SmallWorld(0.2, **kwargs)
+  method = SmallWorld(0.2, regrow_fraction=0.4, regrow_anneal='cosine')
+  schedule = schedules.Periodic(100, 300, frequency=50)
+  assert [method.regrow_fraction_at(schedule, s) for s in (100, 200, 300)] \
+      == pytest.approx([0.4, 0.2, 0.0])
+  config = SmallWorld(0.2, regrow='gradient', regrow_data=([1], [2]),
+                      regrow_batch=32).get_config()
+  assert config['regrow'] == 'gradient' and config['regrow_batch'] == 32
+  assert 'regrow_data' not in config            # arrays are not config
+
+
 def test_units_without_edges_are_removed_by_shrink():
   model = mlp((40, 30))
   pruned = tfprune.prune(model, SmallWorld(0.04, rewire_p=1.0, seed=3,
@@ -282,6 +377,7 @@ def test_saved_model_keeps_masks_and_topology(tmp_path):
   assert info == method.topology and len(info['grid']) == 3
   again = loaded.get_layer('pruned_fc1').method
   assert isinstance(again, SmallWorld) and again.density == 0.2
+  assert again.lattice == 'channel'
 
 
 def test_auto_p_search_shows_progress_with_eta(capsys, monkeypatch):

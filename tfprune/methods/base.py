@@ -201,6 +201,13 @@ class PruningMethod(abc.ABC):
     return f'{type(self).__name__}({args})'
 
 
+def check_choice(name: str, value, choices: Sequence) -> None:
+  """Raise a ValueError naming the argument and its choices unless ``value``
+  is one of them (constructor checks of the methods)."""
+  if value not in choices:
+    raise ValueError(f'{name} must be one of {tuple(choices)}, got {value!r}')
+
+
 def global_keep_top(score_list: List[tf.Tensor],
                     sparsity: float) -> List[tf.Tensor]:
   """Masks for several score tensors ranked together (one threshold)."""

@@ -33,8 +33,7 @@ class Magnitude(base.PruningMethod):
   def __init__(self, structure: structures.StructureLike = 'weight',
                reduction: str = 'l1', scope: str = 'layer'):
     super().__init__(structure)
-    if scope not in _SCOPES:
-      raise ValueError(f'scope must be one of {_SCOPES}, got {scope!r}')
+    base.check_choice('scope', scope, _SCOPES)
     if isinstance(self.structure, structures.Layer):
       scope, reduction = 'global', 'mean_abs'
     if scope == 'global' and isinstance(self.structure, structures.NM):

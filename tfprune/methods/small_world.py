@@ -19,6 +19,13 @@ accuracy. It does not say how the graph is built; tfprune's reconstruction
    Output ``j`` of ``n_out`` is connected to the ``k_j`` inputs nearest to
    position ``j * n_in / n_out`` on a ring (a bipartite Watts-Strogatz
    lattice; ``k_j`` spread evenly so the layer has its exact edge count).
+   The ring order of a Dense layer after a Flatten is channel by channel
+   (``lattice='channel'``): a unit reads neighbouring positions of one or
+   two channels, a receptive field, and the next layer's lattice then reads
+   bands of channels at every position. Keras' flatten order (``'index'``)
+   would give each unit several channels at ONE position, and the logits
+   of each class only a corner of the image (``docs/METHODS.md`` section 1;
+   both are rows of the benchmark).
    Each edge is rewired with probability ``p``: it is removed, and the
    output gets a new input drawn uniformly among those it is not (still)
    connected to, so the old input may be drawn again (fan-in is kept).
@@ -48,9 +55,15 @@ accuracy. It does not say how the graph is built; tfprune's reconstruction
    (a second ``fit``). Optionally, with ``regrow_fraction > 0`` and a
    :class:`tfprune.schedules.Periodic` schedule, at each of its steps every
    layer drops that fraction of its weakest edges (L1 of the edge's
-   weights) and regrows as many absent edges drawn uniformly (not the ones
-   just dropped); grown weights are set to 0 and the optimizer state of
-   grown and dropped weights is reset; the budget is unchanged.
+   weights) and regrows as many absent edges (not the ones just dropped):
+   drawn uniformly (``regrow='random'``), or, with ``regrow='gradient'``,
+   those with the largest loss gradient on ``regrow_batch`` examples of
+   ``regrow_data`` (RigL's growth rule, Evci et al. 2020; the gradient at
+   absent edges is exact because pruned weights are zeros, see
+   :meth:`SmallWorld._edge_gradients`). ``regrow_anneal='cosine'`` decays
+   the fraction to 0 at the schedule's ``end_step``, as RigL does. Grown
+   weights are set to 0 and the optimizer state of grown and dropped
+   weights is reset; the budget is unchanged.
    ``prune(..., schedule=<float>)`` is refused: the budget is the method's.
 """
 
@@ -62,6 +75,7 @@ import warnings
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
+import tensorflow as tf
 
 from tfprune import graph as graph_lib
 from tfprune import progress, schedules, structures, topology
@@ -71,6 +85,9 @@ from tfprune.methods import edges as edges_lib
 
 logger = logging.getLogger('tfprune')
 
+LATTICE_ORDERS = ('channel', 'index')
+REGROW_RULES = ('random', 'gradient')
+REGROW_ANNEALS = ('constant', 'cosine')
 DEFAULT_P_GRID = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 
 
@@ -126,14 +143,26 @@ def rewire(mask: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
 
 
 def layer_masks(sizes: Dict[str, Sequence[int]], edges: Dict[str, int],
-                p: float, seed: Union[int, Sequence[int]]
+                p: float, seed: Union[int, Sequence[int]],
+                orders: Optional[Dict[str, np.ndarray]] = None
                 ) -> Dict[str, np.ndarray]:
-  """Rewired lattices ``(n_in, n_out)`` of every layer (deterministic)."""
+  """Rewired lattices ``(n_in, n_out)`` of every layer (deterministic).
+
+  ``orders[name]`` (optional) is the ring order of that layer's inputs:
+  lattice position ``r`` is input ``orders[name][r]``.
+  """
   seed = list(np.atleast_1d(seed))
+  orders = orders or {}
   out = {}
   for i, (name, (n_in, n_out, _)) in enumerate(sizes.items()):
     rng = np.random.default_rng(seed + [i])
-    out[name] = rewire(ring_lattice(n_in, n_out, edges[name]), p, rng)
+    mask = rewire(ring_lattice(n_in, n_out, edges[name]), p, rng)
+    order = orders.get(name)
+    if order is not None:
+      placed = np.empty_like(mask)
+      placed[order] = mask
+      mask = placed
+    out[name] = mask
   return out
 
 
@@ -153,6 +182,17 @@ class LayeredGraph:
         [np.concatenate(e) for e in self.ends.values()])) if self.ends else (
             np.zeros(0, np.int64))
     self.n_nodes = int(self._used.size)
+
+  def channel_orders(self) -> Dict[str, np.ndarray]:
+    """Ring orders that put a Dense layer's flattened inputs channel by
+    channel (a channel's spatial positions next to each other, in row-major
+    order) instead of position by position; only for layers whose inputs
+    repeat a channel group (a Flatten before them)."""
+    orders = {}
+    for name, (ins, _) in self.ends.items():
+      if np.unique(ins).size < ins.size:
+        orders[name] = np.argsort(ins, kind='stable')
+    return orders
 
   def adjacency(self, masks: Dict[str, np.ndarray]):
     pairs = []
@@ -179,8 +219,19 @@ class SmallWorld(edges_lib.BudgetMethod):
       training from scratch, the paper's order; pass False when pruning a
       trained model).
     regrow_fraction: stage-3 prune-and-regrow fraction per update (0: off).
+    regrow: which absent edges grow: 'random' (uniform) or 'gradient' (the
+      largest loss gradient on a batch of ``regrow_data``, RigL-style).
+    regrow_anneal: 'constant', or 'cosine': the fraction decays from
+      ``regrow_fraction`` to 0 over the Periodic schedule's
+      [begin_step, end_step].
+    regrow_data: ``(x, y)`` arrays for ``regrow='gradient'`` (not saved with
+      the model: give it again, ``method.regrow_data = (x, y)``, to resume).
+    regrow_batch: examples per gradient (drawn from ``regrow_data``).
     p_grid: the p values tried by 'auto'.
     random_graphs: equal-density random graphs averaged for C_r and L_r.
+    lattice: ring order of a Dense layer's flattened inputs: 'channel'
+      (a channel's positions next to each other) or 'index' (Keras' flatten
+      order, position by position, as earlier tfprune versions did).
 
   Run state (:meth:`get_state`, saved with the model): ``topology``, filled
   by ``prune``.
@@ -190,8 +241,11 @@ class SmallWorld(edges_lib.BudgetMethod):
                rewire_p: Union[str, float] = 'auto', seed: int = 0,
                layer_density: Optional[Dict[str, float]] = None,
                rescale_init: bool = True, regrow_fraction: float = 0.0,
+               regrow: str = 'random', regrow_anneal: str = 'constant',
+               regrow_data=None, regrow_batch: int = 1024,
                p_grid: Sequence[float] = DEFAULT_P_GRID,
-               random_graphs: int = 2, structure: str = 'kernel'):
+               random_graphs: int = 2, lattice: str = 'channel',
+               structure: str = 'kernel'):
     if structure != 'kernel':
       raise ValueError('SmallWorld edges are single Dense weights and whole '
                        "Conv2D kernels: its structure is 'kernel'")
@@ -213,14 +267,24 @@ class SmallWorld(edges_lib.BudgetMethod):
                        f'{regrow_fraction}')
     if int(random_graphs) < 1:
       raise ValueError('random_graphs must be >= 1')
+    base.check_choice('regrow', regrow, REGROW_RULES)
+    base.check_choice('regrow_anneal', regrow_anneal, REGROW_ANNEALS)
+    base.check_choice('lattice', lattice, LATTICE_ORDERS)
+    if int(regrow_batch) < 1:
+      raise ValueError(f'regrow_batch must be >= 1, got {regrow_batch}')
     self.density = float(density)
     self.rewire_p = rewire_p if rewire_p == 'auto' else float(rewire_p)
     self.seed = int(seed)
     self.layer_density = dict(layer_density or {})
     self.rescale_init = bool(rescale_init)
     self.regrow_fraction = float(regrow_fraction)
+    self.regrow = regrow
+    self.regrow_anneal = regrow_anneal
+    self.regrow_batch = int(regrow_batch)
+    self.regrow_data = regrow_data
     self.p_grid = tuple(float(p) for p in p_grid)
     self.random_graphs = int(random_graphs)
+    self.lattice = lattice
     self.topology: Optional[dict] = None
 
   def score(self, wrapper, index):
@@ -267,6 +331,13 @@ class SmallWorld(edges_lib.BudgetMethod):
       raise ValueError('regrow_fraction needs update points: pass schedule='
                        'tfprune.schedules.Periodic(begin_step, frequency=...)'
                        ' (or regrow_fraction=0)')
+    if (self.regrow_anneal == 'cosine' and schedule is not None and
+        schedule.end_step <= schedule.begin_step):
+      raise ValueError("regrow_anneal='cosine' decays over the schedule's "
+                       '[begin_step, end_step]; give the Periodic schedule an'
+                       f' end_step after its begin_step ({schedule.begin_step})')
+    if self.regrow == 'gradient' and self.regrow_fraction > 0:
+      self._check_regrow_data()
     sizes = self._sizes(wrappers)
     total = model_report(model)['totals']['params']   # what the budget is a share of
     prunable_params = sum(s[0] * s[1] * s[2] for s in sizes.values())
@@ -292,7 +363,8 @@ class SmallWorld(edges_lib.BudgetMethod):
     else:
       p, grid = self.rewire_p, []
       chosen = self._measure(sizes, edges, graph, p) if graph.ends else None
-    masks = layer_masks(sizes, edges, p, [self.seed, _p_key(p)])
+    masks = layer_masks(sizes, edges, p, [self.seed, _p_key(p)],
+                        self._orders(graph))
     for wrapper in wrappers:
       mask = masks[wrapper.layer.name]
       wrapper.assign_mask(0, mask)
@@ -323,6 +395,9 @@ class SmallWorld(edges_lib.BudgetMethod):
                     chosen.path_length, chosen.random_path_length)
                 if chosen else 'no graph measures')
 
+  def _orders(self, graph: LayeredGraph) -> Dict[str, np.ndarray]:
+    return graph.channel_orders() if self.lattice == 'channel' else {}
+
   def _random_reference(self, sizes, edges, graph, bar=None):
     """:func:`topology.measure` of the equal-density random graphs."""
     out = []
@@ -334,7 +409,8 @@ class SmallWorld(edges_lib.BudgetMethod):
     return out
 
   def _measure(self, sizes, edges, graph, p, reference=None):
-    adj = graph.adjacency(layer_masks(sizes, edges, p, [self.seed, _p_key(p)]))
+    adj = graph.adjacency(layer_masks(sizes, edges, p, [self.seed, _p_key(p)],
+                                      self._orders(graph)))
     if reference is None:
       reference = self._random_reference(sizes, edges, graph)
     return topology.small_worldness(adj, reference=reference)
@@ -370,13 +446,17 @@ class SmallWorld(edges_lib.BudgetMethod):
   # --- stage 3: prune and regrow ------------------------------------------------
   def update_masks(self, wrappers: Sequence, sparsity: Optional[float],
                    step: int):
-    """Drop the weakest ``regrow_fraction`` of each layer's edges, regrow."""
+    """Drop each layer's weakest edges (L1 of their weights) and grow as
+    many absent ones (uniformly, or by the largest gradient)."""
     self.refuse_target(sparsity, 'schedule=None, or tfprune.schedules.'
                        'Periodic for stage-3 prune-and-regrow')
+    fraction = self.regrow_fraction_at(wrappers[0].schedule, step)
+    gradients = (self._edge_gradients(wrappers, step)
+                 if self.regrow == 'gradient' and fraction > 0 else None)
     moved = 0
     for i, wrapper in enumerate(wrappers):
       mask = np.asarray(wrapper.masks[0]) > 0
-      n_move = int(round(self.regrow_fraction * mask.sum()))
+      n_move = int(round(fraction * mask.sum()))
       absent = np.flatnonzero(~mask.reshape(-1))
       n_move = min(n_move, absent.size)
       if n_move == 0:
@@ -384,13 +464,75 @@ class SmallWorld(edges_lib.BudgetMethod):
       scores = np.asarray(self.score(wrapper, 0)).reshape(-1)
       active = np.flatnonzero(mask.reshape(-1))
       drop = active[np.argsort(scores[active], kind='stable')[:n_move]]
-      rng = np.random.default_rng([self.seed, int(step), i])
-      grow = rng.choice(absent, n_move, replace=False)
+      if gradients is None:
+        rng = np.random.default_rng([self.seed, int(step), i])
+        grow = rng.choice(absent, n_move, replace=False)
+      else:
+        grow = absent[np.argsort(-gradients[i][absent],
+                                 kind='stable')[:n_move]]
       edges_lib.move(wrapper, drop, grow, self.optimizer)
       moved += n_move
     if self.topology is not None:
       self.topology['regrow_events'] += 1
       self.topology['regrown_edges'] += moved
+
+  def regrow_fraction_at(self, schedule, step: int) -> float:
+    """The fraction of edges moved at ``step`` (cosine: decays to 0 at the
+    schedule's end_step)."""
+    if self.regrow_anneal == 'constant' or schedule is None:
+      return self.regrow_fraction
+    begin, end = schedule.begin_step, schedule.end_step
+    elapsed = min(max((step - begin) / max(end - begin, 1), 0.0), 1.0)
+    return self.regrow_fraction * 0.5 * (1 + np.cos(np.pi * elapsed))
+
+  def _check_regrow_data(self):
+    data = self.regrow_data
+    if (not isinstance(data, (tuple, list)) or len(data) != 2 or
+        len(data[0]) != len(data[1]) or not len(data[0])):
+      raise ValueError(
+          "regrow='gradient' ranks absent edges by the loss gradient on "
+          'training examples: pass regrow_data=(x, y), two arrays of the '
+          'same length (after loading a saved model, set '
+          'method.regrow_data = (x, y) before training on)')
+
+  def _edge_gradients(self, wrappers, step: int) -> List[np.ndarray]:
+    """|dLoss/dw| summed over each edge's weights, for every edge, on
+    ``regrow_batch`` examples of ``regrow_data``.
+
+    Pruned weights are exact zeros, so with every mask set to 1 for one
+    forward pass the model computes the same function, and the gradient of
+    each kernel is the gradient of the effective weight everywhere (also
+    at absent edges, where the masked forward gives 0). The masks are then
+    written back unchanged.
+    """
+    self._check_regrow_data()
+    model = self._model
+    if model is None or getattr(model, 'loss', None) is None:
+      raise ValueError("regrow='gradient' needs the model being trained, "
+                       'compiled with a loss (model.compile(loss=...)); in a'
+                       ' custom loop, compile the model and give PruningStep '
+                       'the model (set_model) before training')
+    x, y = self.regrow_data
+    rng = np.random.default_rng([self.seed, int(step), 1 << 20])
+    take = rng.choice(len(x), min(self.regrow_batch, len(x)), replace=False)
+    take.sort()
+    xb = tf.convert_to_tensor(np.asarray(x)[take])
+    yb = tf.convert_to_tensor(np.asarray(y)[take])
+    saved = [wrapper.masks[0].numpy() for wrapper in wrappers]
+    kernels = [wrapper.prunable[0].variable for wrapper in wrappers]
+    try:
+      for wrapper, mask in zip(wrappers, saved):
+        wrapper.masks[0].assign(np.ones_like(mask))
+      with tf.GradientTape() as tape:
+        pred = model(xb, training=False)
+        loss = model.compute_loss(x=xb, y=yb, y_pred=pred)
+      grads = tape.gradient(loss, kernels)
+    finally:
+      for wrapper, mask in zip(wrappers, saved):
+        wrapper.masks[0].assign(mask)
+    return [np.asarray(wrapper.structure.reduce(
+        tf.abs(g), wrapper.prunable[0].layout, 'sum')).reshape(-1)
+            for wrapper, g in zip(wrappers, grads)]
 
   def report_info(self) -> Optional[dict]:
     return None if self.topology is None else copy.deepcopy(self.topology)
@@ -400,7 +542,10 @@ class SmallWorld(edges_lib.BudgetMethod):
             'seed': self.seed, 'layer_density': dict(self.layer_density),
             'rescale_init': self.rescale_init,
             'regrow_fraction': self.regrow_fraction,
-            'p_grid': list(self.p_grid), 'random_graphs': self.random_graphs}
+            'regrow': self.regrow, 'regrow_anneal': self.regrow_anneal,
+            'regrow_batch': self.regrow_batch,
+            'p_grid': list(self.p_grid), 'random_graphs': self.random_graphs,
+            'lattice': self.lattice}
 
   legacy_state_keys = ('topology',)     # in the config before 0.2
 

@@ -304,9 +304,7 @@ class Synthesis(edges_lib.BudgetMethod):
     if not 0 < float(growth) <= 1:
       raise ValueError(f'growth must be in (0, 1] (a fraction of each '
                        f"layer's capacity per event), got {growth}")
-    if strategy not in STRATEGIES:
-      raise ValueError(f'strategy must be one of {STRATEGIES}, got '
-                       f'{strategy!r}')
+    base.check_choice('strategy', strategy, STRATEGIES)
     if not 0 <= float(prune_ratio) < 1:
       raise ValueError(f'prune_ratio must be in [0, 1) so that r < g while '
                        f'growing, got {prune_ratio}')
@@ -315,9 +313,7 @@ class Synthesis(edges_lib.BudgetMethod):
                        f'{origin_fraction}')
     if float(init_std) < 0:
       raise ValueError(f'init_std must be >= 0, got {init_std}')
-    if layer_split not in LAYER_SPLITS:
-      raise ValueError(f'layer_split must be one of {LAYER_SPLITS}, got '
-                       f'{layer_split!r}')
+    base.check_choice('layer_split', layer_split, LAYER_SPLITS)
     if int(seed) < 0:
       raise ValueError(f'seed must be >= 0, got {seed}')
     self.initial_density = float(initial_density)
