@@ -4,10 +4,14 @@ LeNet-5 (E epochs at the base LR, then F at a 10x lower one, batch 64,
 official MNIST files), all rows with the same 2.3% budget and the same
 number of epochs:
   * dense: the unpruned model, same schedule (the baseline);
-  * Small-World, p chosen by sigma (masks fixed before training);
-  * Small-World + stage-3 prune-and-regrow (10% of edges every 200 steps of
-    the final epochs);
-  * random: the same per-layer edge counts, edges drawn at random (p=1);
+  * Small-World, p chosen by sigma (masks fixed before training), on
+    ``lenet.seeds``;
+  * the same with the index-order lattice (tfprune's earlier lattice);
+  * Small-World + stage-3 prune-and-regrow (when ``lenet.regrow_fraction``
+    > 0: that fraction of edges every ``regrow_every`` steps of the final
+    epochs);
+  * random: the same per-layer edge counts, edges drawn at random (p=1),
+    on ``lenet.seeds``;
   * tfmot prune_low_magnitude at the same per-layer kernel sparsity for
     the same parameter count: dense pre-training for half the epochs, then
     PolynomialDecay pruning while fine-tuning for the other half.
@@ -16,6 +20,14 @@ substitute is Fashion-MNIST zero-padded to 32x32 (one channel) at a stated
 width and epoch count: dense vs Small-World vs random.
 
     python -m benchmarks.small_world --data_dir=../shared/data
+
+With ``--config.section=small_world_rewiring`` it writes that section
+instead: LeNet-5 only, stage 3 as gradient-guided rewiring from the start
+(RigL's rule: every ``rewiring.every`` steps each layer drops its weakest
+edges and grows the absent ones with the largest loss gradient on
+``rewiring.batch`` training examples; the fraction decays by a cosine from
+``rewiring.fraction`` to 0 at ``rewiring.end`` of training), on the
+Small-World graph and on random masks, over ``lenet.seeds``.
 """
 
 from __future__ import annotations
@@ -37,15 +49,18 @@ def get_config():
       lenet=dict(data=harness.data_config('mnist'), density=0.023,
                  epochs=12, final_epochs=4, learning_rate=1e-3,
                  final_learning_rate=1e-4, batch_size=64,
-                 regrow_fraction=0.1, regrow_every=200,
-                 tfmot_frequency=100),
+                 seeds=(0, 1, 2), regrow_fraction=0.0, regrow_every=200,
+                 tfmot_frequency=100,
+                 rewiring=dict(fraction=0.3, every=100, end=0.75,
+                               batch=1024)),
       vgg=dict(data=harness.data_config('fashion_mnist', image_size=32),
                density=0.0902, width=0.25, epochs=4, final_epochs=1,
                learning_rate=1e-3, final_learning_rate=1e-4,
                batch_size=128),
       smoke=dict(
           lenet=dict(data=dict(train_examples=64, test_examples=200),
-                     epochs=1, final_epochs=1),
+                     epochs=1, final_epochs=1, seeds=(0, 1),
+                     rewiring=dict(every=1, batch=32)),
           vgg=dict(data=dict(train_examples=16, test_examples=100),
                    width=0.125, epochs=1, final_epochs=1, batch_size=16)))
 
@@ -83,31 +98,70 @@ def _row(name, model, x_test, y_test, started, **extra):
               seconds=time.time() - started, **extra)
 
 
-def _small_world_rows(ctx, build, s, data, test, seed, regrow_steps=None):
-  """Small-World (auto p), optionally + regrow, and the random control."""
-  import tfprune  # pylint: disable=g-import-not-at-top
+def _small_world_rows(ctx, build, s, data, test, seed, seeds=None,
+                      regrow_steps=None, index_lattice=False):
+  """Small-World (auto p) and the random control over ``seeds`` (the
+  headline rows); optionally the index-order lattice and stage-3 regrow on
+  ``seed`` only."""
   from tfprune import schedules  # pylint: disable=g-import-not-at-top
-  SmallWorld = tfprune.methods.SmallWorld  # pylint: disable=invalid-name
-  rows = []
-  variants = [('Small-World (p by max sigma)', {}, None),
-              ('random, same per-layer densities (p=1)', {'rewire_p': 1.0},
-               None)]
-  if regrow_steps:
+  seeds = list(seeds or [seed])
+  variants = [('Small-World (p by max sigma)', {}, None, seeds)]
+  if index_lattice:
+    variants.append(('Small-World, index-order lattice (before)',
+                     {'lattice': 'index'}, None, [seed]))
+  if regrow_steps and s.regrow_fraction:
     begin, every = regrow_steps
-    variants.insert(1, (
+    variants.append((
         'Small-World + stage-3 prune-and-regrow '
         f'({100 * s.regrow_fraction:g}%)',
         {'regrow_fraction': s.regrow_fraction},
-        schedules.Periodic(begin, frequency=every)))
-  for name, kwargs, schedule in variants:
-    started = time.time()
-    method = SmallWorld(s.density, seed=seed, **kwargs)
-    pruned = tfprune.prune(build(), method, schedule)
-    info = dict(method.topology)
-    _fit_stages(pruned, data, s, callbacks=harness.pruning_step)
-    rows.append(_row(name, pruned, *test, started, info=info,
-                     **_export(ctx, pruned, *test)))
+        schedules.Periodic(begin, frequency=every), [seed]))
+  variants.append(('random, same per-layer densities (p=1)',
+                   {'rewire_p': 1.0}, None, seeds))
+  return _run_variants(ctx, build, s, data, test, variants)
+
+
+def _run_variants(ctx, build, s, data, test, variants):
+  """One merged row per ``(name, SmallWorld kwargs, schedule, seeds)``."""
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+  import tfprune  # pylint: disable=g-import-not-at-top
+  SmallWorld = tfprune.methods.SmallWorld  # pylint: disable=invalid-name
+  rows = []
+  for name, kwargs, schedule, run_seeds in variants:
+    runs = []
+    for run_seed in run_seeds:
+      keras.utils.set_random_seed(run_seed)
+      started = time.time()
+      method = SmallWorld(s.density, seed=run_seed, **kwargs)
+      pruned = tfprune.prune(build(), method, schedule)
+      info = dict(method.topology)
+      _fit_stages(pruned, data, s, callbacks=harness.pruning_step)
+      runs.append(_row(name, pruned, *test, started, info=info,
+                       moved=method.topology['regrown_edges'],
+                       events=method.topology['regrow_events'],
+                       **_export(ctx, pruned, *test)))
+    rows.append(_merge(runs, run_seeds))
   return rows
+
+
+def _merge(runs, seeds):
+  """One row for the runs of one variant: mean accuracy, the per-seed list."""
+  row = dict(runs[0])
+  accs = [r['acc'] for r in runs]
+  row.update(acc=float(np.mean(accs)), accs=accs, seeds=list(seeds),
+             seconds=float(np.mean([r['seconds'] for r in runs])),
+             tflite_acc=float(np.mean([r['tflite_acc'] for r in runs])),
+             check='ok' if all(r['check'] == 'ok' for r in runs) else
+             '; '.join(r['check'] for r in runs if r['check'] != 'ok'))
+  return row
+
+
+def _accuracy_cell(r):
+  accs = r.get('accs') or [r['acc']]
+  if len(accs) == 1:
+    return f'{100 * r["acc"]:.2f}%'
+  return (f'{100 * r["acc"]:.2f}% +- {100 * np.std(accs, ddof=1):.2f} '
+          f'({", ".join(f"{100 * a:.2f}" for a in accs)})')
 
 
 def _table(rows, dense_acc):
@@ -119,8 +173,10 @@ def _table(rows, dense_acc):
              f', {sw["path_length"] / sw["random_path_length"]:.2f})'
              if sw else '-')
     cells.append([
-        r['name'], f'{100 * r["acc"]:.2f}%',
-        f'{100 * (r["acc"] - dense_acc):+.2f}',
+        r['name'] + (f' [seeds {", ".join(map(str, r["seeds"]))}]'
+                     if len(r.get('seeds', [])) > 1 else ''),
+        _accuracy_cell(r),
+        '-' if dense_acc is None else f'{100 * (r["acc"] - dense_acc):+.2f}',
         f'{r["kept"]:,} / {r["params"]:,} '
         f'({100 * r["kept"] / r["params"]:.2f}%)',
         info.get('rewire_p', '-'), sigma,
@@ -131,7 +187,7 @@ def _table(rows, dense_acc):
   return harness.table(
       ['model', 'test accuracy', 'vs dense', 'params kept', 'p',
        'sigma (C/C_rand, L/L_rand)', 'shrunk params', '.tflite check',
-       '.tflite accuracy', 'train s'], cells)
+       '.tflite accuracy', 'train s (per run)'], cells)
 
 
 def _density_table(info):
@@ -191,20 +247,68 @@ def _tfmot_row(s, train, test):
       tfmot.sparsity.keras.strip_pruning(tfmot_model), *test, started), half
 
 
+def _rewiring(ctx, l, train, test):
+  """The small_world_rewiring section: gradient-guided rewiring on the
+  Small-World graph and on random masks."""
+  import tfprune  # pylint: disable=g-import-not-at-top
+  r = l.rewiring
+  steps = (l.epochs + l.final_epochs) * math.ceil(len(train[0]) /
+                                                  l.batch_size)
+  end = max(int(r.end * steps), r.every + 1)
+  schedule = tfprune.schedules.Periodic(r.every, end, frequency=r.every)
+  kwargs = dict(regrow_fraction=r.fraction, regrow='gradient',
+                regrow_anneal='cosine', regrow_data=train,
+                regrow_batch=r.batch)
+  rows = _run_variants(ctx, tfprune.models.lenet5, l, train, test, [
+      ('Small-World (p by max sigma) + gradient rewiring', kwargs, schedule,
+       list(l.seeds)),
+      ('random masks (p=1) + gradient rewiring',
+       dict(kwargs, rewire_p=1.0), schedule, list(l.seeds))])
+  pct = f'{100 * l.density:g}%'
+  lines = [
+      f'LeNet-5 on MNIST at {pct} of the parameters, '
+      f'{harness.describe_data(l.data)} ({len(train[0]):,} train / '
+      f'{len(test[0]):,} test), Adam, batch {l.batch_size}, {l.epochs} '
+      f'epochs at {l.learning_rate:g} then {l.final_epochs} at '
+      f'{l.final_learning_rate:g}: the schedule, budget and seeds of the '
+      'Small-World section, whose static rows (masks fixed before training) '
+      'are the comparison. Here the masks move during training '
+      f'(SmallWorld(regrow="gradient", regrow_anneal="cosine")): every '
+      f'{r.every} steps from step {r.every} to {end} (of {steps}), each '
+      'layer drops its weakest edges (L1 of the edge\'s weights) and grows '
+      'as many absent ones with the largest |dLoss/dw| on '
+      f'{r.batch} training examples; the fraction starts at '
+      f'{100 * r.fraction:g}% and decays by a cosine to 0 (RigL\'s rule, '
+      'Evci et al. 2020). The budget and per-layer edge counts never '
+      'change. Rows are the mean +- sample standard deviation over the '
+      'seeds (per-seed accuracies in brackets).', '',
+      _table(rows, None), '',
+      'Rewiring events per run: ' + ', '.join(
+          f'{r["name"]}: {r["events"]} events, {r["moved"]:,} edge moves'
+          for r in rows) + ' (seed ' + str(l.seeds[0]) + ').', '',
+      'The dense row ("vs dense") is in the Small-World section: same '
+      'schedule and data.']
+  return (f'Small-World: gradient-guided rewiring on LeNet-5 at {pct}',
+          '\n'.join(lines))
+
+
 def run(ctx):
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
   import tfprune  # pylint: disable=g-import-not-at-top
   c, l, v = ctx.config, ctx.config.lenet, ctx.config.vgg
   keras.utils.set_random_seed(c.seed)
   train, _, test = ctx.load(l.data)
+  if c.section == 'small_world_rewiring':
+    return _rewiring(ctx, l, train, test)
   steps_per_epoch = math.ceil(len(train[0]) / l.batch_size)
 
   started = time.time()
   dense = _fit_stages(tfprune.models.lenet5(), train, l)
   lenet_rows = [_row('dense (no pruning)', dense, *test, started)]
   lenet_rows += _small_world_rows(
-      ctx, tfprune.models.lenet5, l, train, test, c.seed,
-      regrow_steps=(l.epochs * steps_per_epoch + 1, l.regrow_every))
+      ctx, tfprune.models.lenet5, l, train, test, c.seed, seeds=l.seeds,
+      regrow_steps=(l.epochs * steps_per_epoch + 1, l.regrow_every),
+      index_lattice=True)
   tfmot_row, half = _tfmot_row(l, train, test)
   lenet_rows.append(tfmot_row)
 
@@ -235,10 +339,18 @@ def run(ctx):
       f'{l.learning_rate:g}, then prunes while fine-tuning for '
       f'{total - half} at {l.learning_rate / 2:g} (PolynomialDecay '
       'over the first two thirds of those steps, frequency '
-      f'{l.tfmot_frequency}). Same total epochs. The regrow row prunes and '
-      f'regrows {100 * l.regrow_fraction:g}% of the edges every '
-      f'{l.regrow_every} steps of the final epochs. One seed ({c.seed}): '
-      'differences of ~0.1-0.2 points are noise. Small-World rows are '
+      f'{l.tfmot_frequency}). Same total epochs. '
+      + (f'The regrow row prunes and regrows {100 * l.regrow_fraction:g}% '
+         f'of the edges every {l.regrow_every} steps of the final epochs. '
+         if l.regrow_fraction else
+         'No stage-3 prune-and-regrow row (lenet.regrow_fraction=0). ')
+      + f'Rows marked with seeds are the mean +- sample standard deviation '
+      f'of those seeds (per-seed accuracies in brackets; the seed sets the '
+      'initial weights, the data order and the masks); the other rows use '
+      f'seed {c.seed}: for them differences of ~0.1-0.2 points are noise. '
+      'The index-order row is the lattice tfprune built before the channel '
+      'order (each ip1 unit reads several channels at one position). '
+      'Small-World rows are '
       'stripped, shrunk (units with no edges removed), converted to float '
       '.tflite and checked against the report and shrink plan.', '',
       _table(lenet_rows, lenet_rows[0]['acc']), '',
