@@ -13,7 +13,9 @@ reconstructed.
 
 Stage-3 prune-and-regrow (10% of each layer's edges every 200 steps of the
 final epochs): add --config.method_kwargs.regrow_fraction=0.1
---config.schedule.kind=periodic.
+--config.schedule.kind=periodic. Add --config.method_kwargs.regrow=gradient
+to grow the absent edges with the largest loss gradient (on the training
+split) instead of uniformly drawn ones.
 """
 
 from tfprune.config import default_config
@@ -28,6 +30,7 @@ def get_config():
   c.method_kwargs.rewire_p = 'auto'
   c.method_kwargs.seed = 0
   c.method_kwargs.regrow_fraction = 0.0
+  c.method_kwargs.regrow = 'random'        # or 'gradient' (RigL's rule)
   c.schedule.kind = 'none'          # masks fixed from step 0
   c.schedule.begin_step = -1        # 'periodic': from the final epochs on
   c.schedule.frequency = 200

@@ -257,7 +257,8 @@ def test_small_world_run_with_final_stage_and_regrowth(tmp_path):
   c = _tiny_config()
   c.method = 'small_world'
   c.method_kwargs = {'density': 0.3, 'rewire_p': 'auto', 'seed': 0,
-                     'regrow_fraction': 0.1, 'p_grid': [0.0, 0.1, 1.0]}
+                     'regrow_fraction': 0.1, 'p_grid': [0.0, 0.1, 1.0],
+                     'regrow': 'gradient', 'regrow_batch': 64}
   c.schedule.kind = 'periodic'
   c.schedule.begin_step = -1        # from the first step of the final epochs
   c.schedule.frequency = 10
@@ -280,6 +281,8 @@ def test_small_world_run_with_final_stage_and_regrowth(tmp_path):
   # regrowth every 10 steps from the first step of the final epoch only
   steps_per_epoch = -(-metrics['train_examples'] // 32)
   assert info['regrow_events'] == len(range(0, steps_per_epoch, 10)) > 1
+  assert info['regrown_edges'] > 0    # gradients on the run's training split
+  assert saved.get_layer('pruned_conv1').method.regrow == 'gradient'
   assert info['kept_params'] - info['fixed_params'] == sum(
       v['edges'] * v['params_per_edge'] for v in info['layers'].values())
   with open(os.path.join(workdir, 'report.md')) as f:

@@ -296,6 +296,8 @@ def run(config, workdir: str, overwrite: bool = False,
 
     steps = config.epochs * math.ceil(len(x_train) / config.batch_size)
     method = tfprune.methods.get(config.method, **config.method_kwargs)
+    if getattr(method, 'regrow_data', False) is None:
+      method.regrow_data = (x_train, y_train)  # SmallWorld(regrow='gradient')
     schedule = build_schedule(config.schedule, steps)
     selection = [s for s in config.layers.split(',') if s] or None
     rule = tfprune.ChannelSelection(**config.channel_selection.to_dict())
