@@ -49,7 +49,7 @@ def get_config():
       lenet=dict(data=harness.data_config('mnist'), density=0.023,
                  epochs=12, final_epochs=4, learning_rate=1e-3,
                  final_learning_rate=1e-4, batch_size=64,
-                 seeds=(0, 1, 2), regrow_fraction=0.0, regrow_every=200,
+                 seeds=[0, 1, 2], regrow_fraction=0.0, regrow_every=200,
                  tfmot_frequency=100,
                  rewiring=dict(fraction=0.3, every=100, end=0.75,
                                batch=1024)),
@@ -59,7 +59,7 @@ def get_config():
                batch_size=128),
       smoke=dict(
           lenet=dict(data=dict(train_examples=64, test_examples=200),
-                     epochs=1, final_epochs=1, seeds=(0, 1),
+                     epochs=1, final_epochs=1, seeds=[0, 1],
                      rewiring=dict(every=1, batch=32)),
           vgg=dict(data=dict(train_examples=16, test_examples=100),
                    width=0.125, epochs=1, final_epochs=1, batch_size=16)))
