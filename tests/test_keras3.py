@@ -199,3 +199,33 @@ def test_other_keras3_backends_are_refused_with_the_fix(monkeypatch):
   monkeypatch.setattr(KERAS3.backend, 'backend', lambda: 'jax')
   with pytest.raises(RuntimeError, match='KERAS_BACKEND=tensorflow'):
     generations.of(KERAS3.layers.Dense(2))
+
+
+def _projection_block(k):
+  """A ResNet block whose shortcut conv has the branch conv's shape; the
+  converter writes the shortcut's operator after the branch's."""
+  L = k.layers  # pylint: disable=invalid-name
+  inputs = k.Input((8, 8, 4))
+  stem = L.Conv2D(8, 3, padding='same', name='stem')(inputs)
+  short = L.Conv2D(16, 1, name='short')(stem)
+  branch = L.Conv2D(8, 3, padding='same', activation='relu', name='b1')(stem)
+  branch = L.Conv2D(16, 1, name='b2')(branch)
+  pooled = L.GlobalAveragePooling2D()(L.Add()([short, branch]))
+  return k.Model(inputs, L.Dense(3, name='head')(pooled))
+
+
+def test_check_pairs_same_shape_layers_by_name_in_both_generations(tmp_path):
+  """Keras 3 names tensors 'functional_1/short_1/...': the check must still
+  pair 'short' by name, not by the operator order (the file has b2 first)."""
+  for gen, model in zip(('tf_keras', 'keras3'), _twin(_projection_block)):
+    stripped = tfprune.strip(tfprune.prune(
+        model, tfprune.methods.Magnitude('weight'), schedule=0.5))
+    path = str(tmp_path / f'{gen}.tflite')
+    tflite_export.convert(stripped, path)
+    order = [op.weight.name for op in tflite_export.inspect(path).weight_ops()]
+    assert order.index(next(n for n in order if '/short' in n)) > order.index(
+        next(n for n in order if '/b2' in n)), gen   # the trap is there
+    result = tflite_export.check(path, tfprune.report(stripped))
+    assert result.ok, (gen, result.failures)
+    assert {l.layer: l.keras_sparsity for l in result.layers} == {
+        l.layer: l.file_sparsity for l in result.layers}

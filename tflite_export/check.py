@@ -20,7 +20,10 @@ weights are put back at their original indices, and weights that were
 removed are not counted as extra zeros.
 
 Layers are matched by name (the layer name as a component of the TFLite
-tensor names) and otherwise by order, operator kind and weight shape. Also
+tensor names, also with the ``_<n>`` suffix TensorFlow's name scopes add, as
+Keras 3 models get) and otherwise by order, operator kind and weight shape:
+the file's operator order need not follow the layers' (two same-shape convs
+that meet at an Add), so a name is the only safe key. Also
 checked: built-in ops only, no leftover wrapper state (variable or
 CALL_ONCE ops), static input shape, no sparse tensor fed straight into
 DEQUANTIZE (the fp16 NaN bug), and that the file loads and allocates under
@@ -37,6 +40,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import sys
 from typing import Dict, List, Optional, Union
 
@@ -130,6 +134,13 @@ def _layer_of(tensor_name: str) -> List[str]:
   return names
 
 
+def _unsuffixed(names: List[str], layer_names) -> List[str]:
+  """``names`` without the ``_<n>`` that TensorFlow's name scopes append
+  (Keras 3 traces ``conv1`` as ``functional_1/conv1_1/convolution``); a
+  name that is itself a layer of the report keeps its suffix."""
+  return [re.sub(r'_\d+$', '', n) for n in names if n not in layer_names]
+
+
 def _exported_shape(entry: Dict, kept) -> List[int]:
   """The Keras-layout weight shape after shrinking (unchanged without)."""
   shape = list(entry['weights'][0]['shape'])
@@ -150,16 +161,24 @@ def _match(layers: List[Dict], ops: List[reader.Operator],
             op.weight.shape == _tflite_shape(entry['type'],
                                              shapes[entry['name']]))
 
+  layer_names = {entry['name'] for entry in layers}
+  names = {}
+  for op in ops:
+    names[op.index] = _layer_of(op.weight.name if op.weight else '')
+    for out in op.output_names:
+      names[op.index] += _layer_of(out)
   matched, used = {}, set()
-  for entry in layers:
-    for op in ops:
-      names = _layer_of(op.weight.name if op.weight else '')
-      for out in op.output_names:
-        names += _layer_of(out)
-      if op.index not in used and entry['name'] in names and fits(entry, op):
-        matched[entry['name']] = op
-        used.add(op.index)
-        break
+  for name_of in (lambda op: names[op.index],
+                  lambda op: _unsuffixed(names[op.index], layer_names)):
+    for entry in layers:
+      if entry['name'] in matched:
+        continue
+      for op in ops:
+        if (op.index not in used and entry['name'] in name_of(op) and
+            fits(entry, op)):
+          matched[entry['name']] = op
+          used.add(op.index)
+          break
   last = -1
   for entry in layers:
     if entry['name'] in matched:
