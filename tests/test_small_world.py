@@ -7,7 +7,7 @@ import tf_keras as keras
 
 import tfprune
 from tfprune.methods import edges as edges_lib
-from tfprune import schedules
+from tfprune import generations, schedules
 from tfprune.methods import SmallWorld
 from tfprune.methods import small_world as sw
 
@@ -391,3 +391,39 @@ def test_auto_p_search_shows_progress_with_eta(capsys, monkeypatch):
   assert [l.split()[8] for l in lines] == ['0/5', '1/5', '2/5', '3/5', '4/5',
                                            '5/5']
   assert all(', ETA ' in l for l in lines[1:-1]) and 'ETA' not in lines[-1]
+
+
+@pytest.mark.parametrize('gen', ['tf_keras', 'keras3'])
+def test_gradient_rewiring_under_mirrored_strategy_matches_one_device(gen):
+  """The gradient pass runs in the cross-replica context: both replicas
+  get the same new masks, and they are the masks of a one-device run."""
+  from conftest import mirrored_strategy  # pylint: disable=g-import-not-at-top
+  k = generations.named(gen).keras
+  x, y = random_batch(n=64)
+
+  def run(strategy):
+    k.utils.set_random_seed(0)
+    with strategy.scope():
+      method = SmallWorld(0.2, rewire_p=0.2, seed=0, regrow_fraction=0.25,
+                          regrow='gradient', regrow_data=(x, y),
+                          regrow_batch=64)
+      pruned = tfprune.prune(
+          tfprune.models.mlp((6, 6, 2), (40, 30), 3, keras_generation=gen),
+          method, schedules.Periodic(2, 6, 2))
+      pruned.compile(k.optimizers.SGD(0.05),
+                     'sparse_categorical_crossentropy')
+    pruned.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0,
+               callbacks=[tfprune.PruningStep()])
+    return pruned, method.topology['regrown_edges']
+
+  mirrored, moved = run(mirrored_strategy())
+  single, single_moved = run(tf.distribute.get_strategy())
+  assert moved == single_moved > 0
+  for wrapper in tfprune.wrapper.collect_wrappers(mirrored):
+    mask = wrapper.masks[0]
+    mirrored = mask if hasattr(mask, 'values') else mask.value  # Keras 3
+    replicas = [np.asarray(v) for v in mirrored.values]
+    assert len(replicas) == 2
+    np.testing.assert_array_equal(replicas[0], replicas[1])
+    np.testing.assert_array_equal(replicas[0] > 0,
+                                  mask_of(single, wrapper.layer.name))

@@ -77,6 +77,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
+from tfprune import generations
 from tfprune import graph as graph_lib
 from tfprune import progress, schedules, structures, topology
 from tfprune.report import report as model_report
@@ -520,13 +521,24 @@ class SmallWorld(edges_lib.BudgetMethod):
     yb = tf.convert_to_tensor(np.asarray(y)[take])
     saved = [wrapper.masks[0].numpy() for wrapper in wrappers]
     kernels = [wrapper.prunable[0].variable for wrapper in wrappers]
+
+    def gradients():
+      with tf.GradientTape() as tape:
+        loss = _data_loss(model, yb, model(xb, training=False))
+      return tape.gradient(loss, kernels)
+
     try:
       for wrapper, mask in zip(wrappers, saved):
         wrapper.masks[0].assign(np.ones_like(mask))
-      with tf.GradientTape() as tape:
-        pred = model(xb, training=False)
-        loss = model.compute_loss(x=xb, y=yb, y_pred=pred)
-      grads = tape.gradient(loss, kernels)
+      strategy = tf.distribute.get_strategy()
+      if tf.distribute.has_strategy() and (
+          tf.distribute.in_cross_replica_context()):
+        # Mirrored variables give no gradient outside a replica: every
+        # replica takes the same batch, the first one's gradients are used.
+        grads = [strategy.experimental_local_results(g)[0]
+                 for g in strategy.run(gradients)]
+      else:
+        grads = gradients()
     finally:
       for wrapper, mask in zip(wrappers, saved):
         wrapper.masks[0].assign(mask)
@@ -555,6 +567,21 @@ class SmallWorld(edges_lib.BudgetMethod):
   def set_state(self, state: dict) -> None:
     self.topology = state.get('topology')
 
+
+
+def _data_loss(model, y, pred):
+  """The compiled loss of ``model`` on one batch, mean over examples.
+
+  Not ``model.compute_loss``: tf_keras' adds the batch to the epoch's loss
+  metric, whose variables MirroredStrategy refuses to update outside a
+  replica. Regularisation terms are left out: their gradient at an absent
+  edge (a zero weight) is zero.
+  """
+  if isinstance(model.loss, (dict, list, tuple)):
+    raise ValueError("regrow='gradient' needs a model compiled with one loss"
+                     f', got {model.loss!r}')
+  loss = generations.of(model).keras.losses.get(model.loss)
+  return tf.reduce_mean(loss(y, pred))
 
 
 def _p_key(p: float) -> int:
