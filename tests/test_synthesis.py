@@ -213,6 +213,11 @@ def test_strategic_endpoints_follow_the_gaussian_and_random_is_uniform():
   rows = np.unique(strategic // 40)
   assert set(rows) <= set(order[:10]) and len(rows) >= 8
   assert len(np.unique(randomly // 40)) > 40          # random: everywhere
+  # endpoint='uniform': the same origin rows, endpoints no longer favoured
+  uniform = syn.grow_strategic(kernel, mask, 60, 0.2,
+                               np.random.default_rng(0), endpoint='uniform')
+  assert set(np.unique(uniform // 40)) <= set(order[:10])
+  assert 0.3 < strong(uniform) < 0.65 < strong(strategic)
   # too few absent edges in the top rows: the next-ranked rows are added
   many = syn.grow_strategic(kernel, mask, 1200, 0.2, np.random.default_rng(0))
   assert len(np.unique(many)) == 1200 and not mask.reshape(-1)[many].any()
@@ -318,7 +323,7 @@ def test_overlap_is_jaccard():
 def test_config_round_trip_and_saved_model(tmp_path):
   method = Synthesis(0.05, 0.3, grow_every=2, growth=0.2, strategy='random',
                      prune_weakest=False, prune_ratio=0.25, origin_fraction=0.5,
-                     init_std=0.01, layer_split='uniform', seed=9,
+                     endpoint='uniform', init_std=0.01, layer_split='uniform', seed=9,
                      begin_step=2, end_step=10)
   again = tfprune.methods.deserialize(tfprune.methods.serialize(method))
   assert isinstance(again, Synthesis)
@@ -349,6 +354,7 @@ def test_bad_arguments_layers_and_schedules_are_refused():
   for kwargs in ({'capacity': 1.5}, {'capacity': 0}, {'initial_density': 0},
                  {'grow_every': 0}, {'growth': 0}, {'strategy': 'smart'},
                  {'prune_ratio': 1.0}, {'origin_fraction': 0},
+                 {'endpoint': 'normal'},
                  {'init_std': -1}, {'layer_split': 'even'}, {'seed': -1},
                  {'structure': 'channel'}, {'end_step': 0, 'begin_step': 5}):
     with pytest.raises(ValueError):

@@ -87,6 +87,7 @@ from tfprune.methods import edges as edges_lib
 from tfprune.wrapper import collect_wrappers
 
 STRATEGIES = ('strategic', 'random')
+ENDPOINTS = ('gaussian', 'uniform')
 LAYER_SPLITS = ('erdos_renyi', 'uniform')
 _INIT, _EVENT = 1, 2          # rng stream tags
 
@@ -145,9 +146,10 @@ def origin_order(kernel: np.ndarray, mask: np.ndarray,
 
 
 def grow_strategic(kernel: np.ndarray, mask: np.ndarray, g: int,
-                   origin_fraction: float,
-                   rng: np.random.Generator) -> np.ndarray:
-  """Flat indices of ``g`` absent edges: top origins, Gaussian endpoints."""
+                   origin_fraction: float, rng: np.random.Generator,
+                   endpoint: str = 'gaussian') -> np.ndarray:
+  """Flat indices of ``g`` absent edges: top origins, endpoints weighted
+  by ``Phi(z)`` ('gaussian') or not at all ('uniform')."""
   if g == 0:
     return np.zeros(0, np.int64)
   n_in, n_out = mask.shape
@@ -158,7 +160,8 @@ def grow_strategic(kernel: np.ndarray, mask: np.ndarray, g: int,
   origins = np.sort(order[:max(q, enough)])
   rows, cols = np.nonzero(~mask[origins])
   candidates = origins[rows] * n_out + cols
-  weight = np.maximum(phi(endpoint_z(kernel, mask))[cols], 1e-300)
+  weight = (np.ones(cols.size) if endpoint == 'uniform' else
+            np.maximum(phi(endpoint_z(kernel, mask))[cols], 1e-300))
   keys = rng.exponential(size=candidates.size) / weight
   chosen = np.argpartition(keys, g - 1)[:g] if g < keys.size else (
       np.arange(keys.size))
@@ -267,6 +270,9 @@ class Synthesis(edges_lib.BudgetMethod):
       ``r = g`` at capacity); False grows only, until capacity.
     prune_ratio: ``r / g`` while below capacity, in [0, 1).
     origin_fraction: share of a layer's input units that are origins.
+    endpoint: how strategic growth weights the endpoints among the origins'
+      absent edges: 'gaussian' (``Phi(z)`` of their mean incoming ``|w|``)
+      or 'uniform' (the origin rule alone, for ablations).
     init_std: grown weights start at 0 (0.0) or ``N(0, init_std)``.
     layer_split: 'erdos_renyi' or 'uniform' split of the budgets.
     rescale_init: rescale the initial surviving weights to the sparse fan-in.
@@ -282,7 +288,7 @@ class Synthesis(edges_lib.BudgetMethod):
                grow_every: int = 100, growth: float = 0.1,
                strategy: str = 'strategic', prune_weakest: bool = True,
                prune_ratio: float = 0.5, origin_fraction: float = 0.2,
-               init_std: float = 0.0, layer_split: str = 'erdos_renyi',
+               endpoint: str = 'gaussian', init_std: float = 0.0, layer_split: str = 'erdos_renyi',
                rescale_init: bool = True, seed: int = 0,
                begin_step: int = 0, end_step: int = -1,
                structure: str = 'weight'):
@@ -311,6 +317,7 @@ class Synthesis(edges_lib.BudgetMethod):
     if not 0 < float(origin_fraction) <= 1:
       raise ValueError(f'origin_fraction must be in (0, 1], got '
                        f'{origin_fraction}')
+    base.check_choice('endpoint', endpoint, ENDPOINTS)
     if float(init_std) < 0:
       raise ValueError(f'init_std must be >= 0, got {init_std}')
     base.check_choice('layer_split', layer_split, LAYER_SPLITS)
@@ -324,6 +331,7 @@ class Synthesis(edges_lib.BudgetMethod):
     self.prune_weakest = bool(prune_weakest)
     self.prune_ratio = float(prune_ratio)
     self.origin_fraction = float(origin_fraction)
+    self.endpoint = endpoint
     self.init_std = float(init_std)
     self.layer_split = layer_split
     self.rescale_init = bool(rescale_init)
@@ -455,7 +463,8 @@ class Synthesis(edges_lib.BudgetMethod):
                           self.prune_weakest, self.prune_ratio)
       rng = np.random.default_rng([self.seed, _EVENT, int(step), i])
       if self.strategy == 'strategic':
-        grow = grow_strategic(kernel, mask, g, self.origin_fraction, rng)
+        grow = grow_strategic(kernel, mask, g, self.origin_fraction, rng,
+                              self.endpoint)
       else:
         grow = grow_random(mask, g, rng)
       drop = weakest(kernel, mask, r)
@@ -487,7 +496,7 @@ class Synthesis(edges_lib.BudgetMethod):
             'growth': self.growth, 'strategy': self.strategy,
             'prune_weakest': self.prune_weakest, 'prune_ratio': self.prune_ratio,
             'origin_fraction': self.origin_fraction,
-            'init_std': self.init_std, 'layer_split': self.layer_split,
+            'endpoint': self.endpoint, 'init_std': self.init_std, 'layer_split': self.layer_split,
             'rescale_init': self.rescale_init, 'seed': self.seed,
             'begin_step': self.begin_step, 'end_step': self.end_step}
 
