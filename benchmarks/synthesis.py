@@ -69,20 +69,25 @@ def _kernel_density(model):
           / sum(k.size for k in kernels))
 
 
-def _synthesis_run(setting, capacity, strategy, prune, seed):
+def synthesis_run(setting, capacity, strategy, prune, seed,
+                  method_seed=None, **overrides):
+  """One Synthesis training run of ``setting`` (see :func:`settings`);
+  ``seed`` seeds the weights and data order, ``method_seed`` (default
+  ``seed``) the initial masks and events; ``overrides`` are Synthesis
+  arguments."""
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
   import tfprune  # pylint: disable=g-import-not-at-top
   from tfprune.methods import synthesis  # pylint: disable=g-import-not-at-top
   started = time.time()
   keras.utils.set_random_seed(seed)
-  kw = setting['method_kwargs']
-  method = tfprune.methods.Synthesis(
-      initial_density=kw['initial_density'], capacity=capacity,
-      grow_every=setting['grow_every'], growth=kw['growth'],
-      strategy=strategy, prune_weakest=prune, prune_ratio=kw['prune_ratio'],
-      origin_fraction=kw['origin_fraction'], seed=seed,
-      end_step=setting['end_step'])
+  kwargs = dict(setting['method_kwargs'], capacity=capacity,
+                grow_every=setting['grow_every'], strategy=strategy,
+                prune_weakest=prune, end_step=setting['end_step'],
+                seed=seed if method_seed is None else method_seed)
+  kwargs.update(overrides)
+  method = tfprune.methods.Synthesis(**kwargs)
   pruned = tfprune.prune(setting['build'](), method)
+  start = synthesis.masks(pruned)
   _fit(pruned, setting['train'], setting['epochs'], setting['lr'],
        setting['batch'], harness.pruning_step())
   info = method.report_info()
@@ -96,7 +101,8 @@ def _synthesis_run(setting, capacity, strategy, prune, seed):
       at_capacity=info['at_capacity_step'],
       layers={n: l['edges'] / l['possible'] for n, l in info['layers'].items()},
       plan=method.layer_budgets(tfprune.wrapper.collect_wrappers(pruned)),
-      masks=synthesis.masks(pruned), seconds=time.time() - started)
+      masks=synthesis.masks(pruned), start=start,
+      seconds=time.time() - started)
 
 
 def _tfmot_run(setting, plan):
@@ -155,7 +161,7 @@ def _run_model(setting, capacities, overlap_capacity, seeds):
   for capacity in capacities:
     plan = None
     for name, strategy, prune in VARIANTS:
-      runs = [_synthesis_run(setting, capacity, strategy, prune, seed)
+      runs = [synthesis_run(setting, capacity, strategy, prune, seed)
               for seed in (range(seeds) if math.isclose(
                   capacity, overlap_capacity) else [0])]
       plan = runs[0]['plan']
@@ -190,7 +196,7 @@ def _rows_table(rows, dense_acc):
   return '\n'.join(lines)
 
 
-def _overlap(seeded):
+def overlap(seeded):
   """Pairwise Jaccard across seeds per variant, with the chance level."""
   from tfprune.methods import synthesis  # pylint: disable=g-import-not-at-top
   out = {}
@@ -255,7 +261,7 @@ def _findings(everything, overlap_capacity):
           f'pruning {100 * pruning:.2f}%, tfmot {100 * tfmot:.2f}%')
     lines.append(f'- {title}: ' + '; '.join(parts) + '.')
     if seeded:
-      o = _overlap(seeded)
+      o = overlap(seeded)
       lines.append(
           f'- {title}, overlap across seeds at {100 * overlap_capacity:g}%: '
           + ', '.join(f'{n} {np.mean(v["all"]):.3f}' for n, v in o.items())
@@ -294,7 +300,9 @@ def _plot(results):
   return fig
 
 
-def _settings(ctx):
+def model_settings(ctx):
+  """One run setting per model of ``config.models`` (data, builder, budgets,
+  schedule), as the rows of this study and of synthesis_variants use."""
   import tfprune  # pylint: disable=g-import-not-at-top
   c = ctx.config
   (x, y), _, test = ctx.load(c.data)
@@ -319,7 +327,7 @@ def _settings(ctx):
 
 def run(ctx):
   c = ctx.config
-  settings = _settings(ctx)
+  settings = model_settings(ctx)
   started = time.time()
   everything = {}
   for setting in settings:
@@ -374,7 +382,7 @@ def run(ctx):
                 'order; the chance level is the expected Jaccard of '
                 'independent random edge sets with the same per-layer '
                 'counts, d/(2-d) for density d).', '',
-                _overlap_table(_overlap(seeded), c.seeds), '']
+                _overlap_table(overlap(seeded), c.seeds), '']
   lines += [f'![test accuracy against final density]({PLOT})', '',
             '(Points: seed 0, or the mean and std over the seeds where '
             'there are several.)', '', '### Findings (computed from the '

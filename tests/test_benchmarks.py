@@ -28,9 +28,9 @@ import yaml
 from benchmarks import harness
 
 STUDIES = ('shrink_latency', 'magnitude_baseline', 'tflite_lenet5',
-           'small_world', 'network_trimming', 'synthesis', 'synaptic_strength',
-           'psp', 'real_models', 'groups_accuracy', 'training_overhead',
-           'keras3')
+           'small_world', 'network_trimming', 'synthesis',
+           'synthesis_variants', 'synaptic_strength', 'psp', 'real_models',
+           'groups_accuracy', 'training_overhead', 'keras3')
 SLOW = ('small_world', 'real_models', 'groups_accuracy', 'keras3')
 RUN = STUDIES if os.environ.get('BENCHMARK_SMOKE') == 'all' else tuple(
     s for s in STUDIES if s not in SLOW)
