@@ -69,12 +69,10 @@ def _kernel_density(model):
           / sum(k.size for k in kernels))
 
 
-def synthesis_run(setting, capacity, strategy, prune, seed,
-                  method_seed=None, **overrides):
-  """One Synthesis training run of ``setting`` (see :func:`settings`);
-  ``seed`` seeds the weights and data order, ``method_seed`` (default
-  ``seed``) the initial masks and events; ``overrides`` are Synthesis
-  arguments."""
+def synthesis_run(setting, capacity, strategy, prune, seed, **overrides):
+  """One Synthesis training run of ``setting`` (see :func:`model_settings`);
+  ``seed`` seeds the weights, the data order, the initial masks and the
+  events; ``overrides`` are Synthesis arguments (e.g. ``start_seed``)."""
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
   import tfprune  # pylint: disable=g-import-not-at-top
   from tfprune.methods import synthesis  # pylint: disable=g-import-not-at-top
@@ -83,7 +81,7 @@ def synthesis_run(setting, capacity, strategy, prune, seed,
   kwargs = dict(setting['method_kwargs'], capacity=capacity,
                 grow_every=setting['grow_every'], strategy=strategy,
                 prune_weakest=prune, end_step=setting['end_step'],
-                seed=seed if method_seed is None else method_seed)
+                seed=seed)
   kwargs.update(overrides)
   method = tfprune.methods.Synthesis(**kwargs)
   pruned = tfprune.prune(setting['build'](), method)

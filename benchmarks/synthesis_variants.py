@@ -8,9 +8,9 @@ growth schedule, pruning below capacity, each beside the random-growth
 control it should beat. Accuracy is compared with random growth paired by
 seed; the overlap of the final edge sets across seeds with its chance level.
 Two variants start every seed from the same initial mask (Synthesis
-``seed`` fixed, weights and data order still per seed), so that the
-overlap of the *grown* edges (final minus start) shows whether growth
-itself repeats.
+``start_seed`` fixed; weights, data order and the events' random draws
+still per seed), so that the overlap of the *grown* edges (final minus
+start) shows whether growth itself repeats.
 
     python -m benchmarks.synthesis_variants --data_dir=../shared/data
 """
@@ -78,7 +78,7 @@ def _variant_runs(setting, c, variant):
   for seed in c.seeds:
     run = synthesis_study.synthesis_run(
         setting, c.capacity, strategy, prune, seed,
-        method_seed=c.seeds[0] if variant.get('same_start') else None,
+        start_seed=c.seeds[0] if variant.get('same_start') else None,
         **knobs)
     logging.warning('synthesis_variants %s seed %d: %.4f', variant['name'],
                     seed, run['acc'])
@@ -174,7 +174,9 @@ def run(ctx):
       'otherwise. Growth only, until capacity, except the "+ pruning" rows '
       f'(r = {c.prune_ratio:g} g below capacity, r = g at it). Seeds '
       f'{", ".join(map(str, c.seeds))}: each seed sets the weights, the data '
-      'order and (except "same start") the initial mask and the events. '
+      'order, the events\' random draws and (except "same start", which '
+      f'starts every seed from the mask of seed {c.seeds[0]}) the initial '
+      'mask. '
       'Accuracy: mean +- sample std (per seed); "minus random growth" pairs '
       'each seed with the random-growth run of the same seed (the "same '
       'start" rows too, whose start differs from it). Jaccard: mean over '

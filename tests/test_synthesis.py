@@ -324,6 +324,7 @@ def test_config_round_trip_and_saved_model(tmp_path):
   method = Synthesis(0.05, 0.3, grow_every=2, growth=0.2, strategy='random',
                      prune_weakest=False, prune_ratio=0.25, origin_fraction=0.5,
                      endpoint='uniform', init_std=0.01, layer_split='uniform', seed=9,
+                     start_seed=4,
                      begin_step=2, end_step=10)
   again = tfprune.methods.deserialize(tfprune.methods.serialize(method))
   assert isinstance(again, Synthesis)
@@ -354,7 +355,7 @@ def test_bad_arguments_layers_and_schedules_are_refused():
   for kwargs in ({'capacity': 1.5}, {'capacity': 0}, {'initial_density': 0},
                  {'grow_every': 0}, {'growth': 0}, {'strategy': 'smart'},
                  {'prune_ratio': 1.0}, {'origin_fraction': 0},
-                 {'endpoint': 'normal'},
+                 {'endpoint': 'normal'}, {'start_seed': -1},
                  {'init_std': -1}, {'layer_split': 'even'}, {'seed': -1},
                  {'structure': 'channel'}, {'end_step': 0, 'begin_step': 5}):
     with pytest.raises(ValueError):
@@ -373,3 +374,26 @@ def test_bad_arguments_layers_and_schedules_are_refused():
   unbuilt = keras.Sequential([keras.layers.Dense(4), keras.layers.Dense(2)])
   with pytest.raises(ValueError, match='not built'):
     tfprune.prune(unbuilt, Synthesis())
+
+
+def test_start_seed_shares_the_start_and_not_the_events():
+  """Same start_seed, different seed: the same initial sub-network, then
+  independently drawn growth."""
+  def run(seed, start_seed):
+    method = Synthesis(0.05, 0.3, grow_every=2, strategy='random', seed=seed,
+                       start_seed=start_seed, prune_weakest=False)
+    pruned = tfprune.prune(mlp(), method)
+    start = masks_of(pruned)
+    x, y = random_batch(n=32, classes=3)
+    pruned.compile('adam', 'sparse_categorical_crossentropy')
+    pruned.fit(x, y, batch_size=8, epochs=1, verbose=0,
+               callbacks=[tfprune.PruningStep()])
+    return start, masks_of(pruned)
+
+  (start_a, end_a), (start_b, end_b) = run(1, 7), run(2, 7)
+  (start_c, _) = run(7, None)
+  for name in start_a:
+    np.testing.assert_array_equal(start_a[name], start_b[name])
+    np.testing.assert_array_equal(start_a[name], start_c[name])
+  grown = lambda end, start: {n: end[n] & ~start[n] for n in end}
+  assert syn.overlap(grown(end_a, start_a), grown(end_b, start_b)) < 0.9

@@ -277,6 +277,9 @@ class Synthesis(edges_lib.BudgetMethod):
     layer_split: 'erdos_renyi' or 'uniform' split of the budgets.
     rescale_init: rescale the initial surviving weights to the sparse fan-in.
     seed: seeds the initial masks and every event.
+    start_seed: seeds the initial masks instead (None: ``seed``); runs
+      with one ``start_seed`` and different ``seed`` start from the same
+      sub-network but draw their events independently.
     begin_step, end_step: the default schedule's first and last update step
       (``end_step=-1``: no end).
 
@@ -290,7 +293,8 @@ class Synthesis(edges_lib.BudgetMethod):
                prune_ratio: float = 0.5, origin_fraction: float = 0.2,
                endpoint: str = 'gaussian', init_std: float = 0.0, layer_split: str = 'erdos_renyi',
                rescale_init: bool = True, seed: int = 0,
-               begin_step: int = 0, end_step: int = -1,
+               start_seed: Optional[int] = None, begin_step: int = 0,
+               end_step: int = -1,
                structure: str = 'weight'):
     if structure != 'weight':
       raise ValueError("Synthesis edges are single Dense weights: its "
@@ -321,8 +325,8 @@ class Synthesis(edges_lib.BudgetMethod):
     if float(init_std) < 0:
       raise ValueError(f'init_std must be >= 0, got {init_std}')
     base.check_choice('layer_split', layer_split, LAYER_SPLITS)
-    if int(seed) < 0:
-      raise ValueError(f'seed must be >= 0, got {seed}')
+    if int(seed) < 0 or (start_seed is not None and int(start_seed) < 0):
+      raise ValueError(f'seeds must be >= 0, got {seed}, {start_seed}')
     self.initial_density = float(initial_density)
     self.capacity = float(capacity)
     self.grow_every = int(grow_every)
@@ -336,6 +340,7 @@ class Synthesis(edges_lib.BudgetMethod):
     self.layer_split = layer_split
     self.rescale_init = bool(rescale_init)
     self.seed = int(seed)
+    self.start_seed = None if start_seed is None else int(start_seed)
     self.begin_step = int(begin_step)
     self.end_step = int(end_step)
     self.schedule()            # validates begin_step / end_step
@@ -423,7 +428,9 @@ class Synthesis(edges_lib.BudgetMethod):
           ' raise initial_density or use layer_split="erdos_renyi"')
     for i, wrapper in enumerate(wrappers):
       p = plan[wrapper.layer.name]
-      rng = np.random.default_rng([self.seed, _INIT, i])
+      rng = np.random.default_rng([
+          self.seed if self.start_seed is None else self.start_seed, _INIT,
+          i])
       mask = np.zeros(p['possible'], bool)
       mask[rng.choice(p['possible'], p['initial'], replace=False)] = True
       mask = mask.reshape(wrapper.prunable[0].variable.shape)
@@ -498,6 +505,7 @@ class Synthesis(edges_lib.BudgetMethod):
             'origin_fraction': self.origin_fraction,
             'endpoint': self.endpoint, 'init_std': self.init_std, 'layer_split': self.layer_split,
             'rescale_init': self.rescale_init, 'seed': self.seed,
+            'start_seed': self.start_seed,
             'begin_step': self.begin_step, 'end_step': self.end_step}
 
   legacy_state_keys = ('history',)      # in the config before 0.2
