@@ -246,18 +246,51 @@ def accuracy(model, x, y) -> float:
                 == y).mean())
 
 
-def structure_sparsity(model) -> float:
-  """Fraction of the wrapped layers' structures whose weights are all zero
-  (what the stripped model really lost), over all wrapped layers."""
+def structure_counts(model) -> Dict[str, Tuple[int, int]]:
+  """``{layer name: (structures whose weights are all zero, structures)}``
+  over the wrapped layers: what the stripped model really lost."""
   import tfprune  # pylint: disable=g-import-not-at-top
-  zero = total = 0
+  counts = {}
   for wrapper in tfprune.wrapper.collect_wrappers(model):
     weight = wrapper.prunable[0]
     value = wrapper.effective_weights()[weight.attr]
     alive = np.asarray(wrapper.structure.reduce(np.abs(value), weight.layout,
                                                 'sum')) > 0
-    zero, total = zero + int((~alive).sum()), total + alive.size
-  return zero / max(total, 1)
+    counts[wrapper.layer.name] = (int((~alive).sum()), int(alive.size))
+  return counts
+
+
+def structure_sparsity(model) -> float:
+  """Fraction of the wrapped layers' structures whose weights are all zero,
+  over all wrapped layers."""
+  counts = structure_counts(model).values()
+  return sum(z for z, _ in counts) / max(sum(n for _, n in counts), 1)
+
+
+def with_weight_decay(model, decay: float):
+  """A copy of ``model`` (fresh variables) whose kernels carry Caffe-style
+  weight decay: an L2 term whose gradient is ``decay * w``, which SGD
+  momentum accumulates like the data gradient (the papers' training)."""
+  from tfprune import generations  # pylint: disable=g-import-not-at-top
+  keras = generations.of(model).keras
+
+  def clone(layer):
+    config = layer.get_config()
+    if 'kernel_regularizer' in config:
+      config['kernel_regularizer'] = keras.regularizers.L2(decay / 2)
+    return type(layer).from_config(config)
+
+  return keras.models.clone_model(model, clone_function=clone)
+
+
+def spread(values: Sequence[float], percent: bool = True) -> str:
+  """``mean +- sample std (each value)``, or the value alone for one."""
+  scale, unit = (100, '%') if percent else (1, '')
+  if len(values) == 1:
+    return f'{scale * values[0]:.2f}{unit}'
+  return (f'{scale * np.mean(values):.2f}{unit} +- '
+          f'{scale * np.std(values, ddof=1):.2f} '
+          f'({", ".join(f"{scale * v:.2f}" for v in values)})')
 
 
 def bench(paths, threads=(1, 2), rounds: int = 7, reference=None,

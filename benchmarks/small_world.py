@@ -157,11 +157,7 @@ def _merge(runs, seeds):
 
 
 def _accuracy_cell(r):
-  accs = r.get('accs') or [r['acc']]
-  if len(accs) == 1:
-    return f'{100 * r["acc"]:.2f}%'
-  return (f'{100 * r["acc"]:.2f}% +- {100 * np.std(accs, ddof=1):.2f} '
-          f'({", ".join(f"{100 * a:.2f}" for a in accs)})')
+  return harness.spread(r.get('accs') or [r['acc']])
 
 
 def _table(rows, dense_acc):
