@@ -283,14 +283,14 @@ def with_weight_decay(model, decay: float):
   return keras.models.clone_model(model, clone_function=clone)
 
 
-def spread(values: Sequence[float], percent: bool = True) -> str:
-  """``mean +- sample std (each value)``, or the value alone for one."""
-  scale, unit = (100, '%') if percent else (1, '')
+def spread(values: Sequence[float], unit: str = '%') -> str:
+  """Fractions as ``mean +- sample std (each value)`` in percent (``unit``
+  '%', or ' pts' for differences), or the value alone for one."""
   if len(values) == 1:
-    return f'{scale * values[0]:.2f}{unit}'
-  return (f'{scale * np.mean(values):.2f}{unit} +- '
-          f'{scale * np.std(values, ddof=1):.2f} '
-          f'({", ".join(f"{scale * v:.2f}" for v in values)})')
+    return f'{100 * values[0]:.2f}{unit}'
+  return (f'{100 * np.mean(values):.2f}{unit} +- '
+          f'{100 * np.std(values, ddof=1):.2f} '
+          f'({", ".join(f"{100 * v:.2f}" for v in values)})')
 
 
 def bench(paths, threads=(1, 2), rounds: int = 7, reference=None,

@@ -233,8 +233,8 @@ def _comparison(setting) -> str:
         m['setting'] == 'as PSP ' + r['setting']) for r in runs]
     cells.append([row['structure'], row['setting'],
                   f'{100 * row["sparsity"]:.1f}%',
-                  harness.spread(uniform).replace('%', ' pts'),
-                  harness.spread(matched).replace('%', ' pts')])
+                  harness.spread(uniform, ' pts'),
+                  harness.spread(matched, ' pts')])
   return harness.table(
       ['structure', 'PSP setting', 'structures pruned (mean)',
        'PSP - uniform L1 at the same sparsity',

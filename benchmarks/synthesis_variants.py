@@ -118,7 +118,7 @@ def _table(rows) -> str:
       [f'Jaccard {n}' for n in layers] +
       ['Jaccard, grown edges (chance)', 'train s'],
       [[r['name'], harness.spread(r['accs']),
-        harness.spread(r['vs_random']).replace('%', ' pts'),
+        harness.spread(r['vs_random'], ' pts'),
         f'{100 * r["density"]:.2f}%',
         f'{r["overlap"]:.3f} ({r["chance"]:.3f})'] +
        [f'{r["layers"][n]:.3f}' for n in layers] +
