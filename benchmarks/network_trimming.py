@@ -53,7 +53,7 @@ def get_config():
                    width=0.125, epochs=1, iterations=1, batch_size=16)))
 
 
-def _trim(s, model, train, val, test):
+def trim_rows(s, model, train, val, test):
   """Dense training at ``s.learning_rate``, then the trim loop retraining
   at ``s.finetune_learning_rate``; rows for the table (the last: the dense
   model retrained as many epochs as the accepted trims had, the
@@ -107,7 +107,7 @@ def _trim(s, model, train, val, test):
   return final, rows, before, after
 
 
-def _table(rows, layers):
+def trim_table(rows, layers):
   base = rows[0]['params']
   cells = [[r['iteration'],
             ', '.join(f'{n} {k}' for n, k in r['trimmed'].items() if k)
@@ -142,13 +142,13 @@ def run(ctx):
   c, l, v = ctx.config, ctx.config.lenet, ctx.config.vgg
   keras.utils.set_random_seed(c.seed)
   train, val, test = ctx.load(l.data)
-  final, lenet_rows, l_before, l_after = _trim(
+  final, lenet_rows, l_before, l_after = trim_rows(
       l, tfprune.models.lenet5(conv_relu=True), train, val, test)
   out = ctx.tflite(final)
   lenet_tflite = (out['size'], tflite_export.evaluate(out['path'], *test))
 
   vtrain, vval, vtest = ctx.load(v.data)
-  _, vgg_rows, v_before, v_after = _trim(
+  _, vgg_rows, v_before, v_after = trim_rows(
       v, tfprune.models.vgg16(vtrain[0].shape[1:], 10, width=v.width,
                               batch_norm=True), vtrain, vval, vtest)
 
@@ -170,7 +170,7 @@ def run(ctx):
       f'validation accuracy falls more than {l.tolerance:g} below the '
       'dense model (that trim is undone and not listed). One seed. ' +
       CONTROL, '',
-      _table(lenet_rows, layers), '',
+      trim_table(lenet_rows, layers), '',
       f'Final model as float .tflite: {lenet_tflite[0]:,} bytes, test '
       f'accuracy {100 * lenet_tflite[1]:.2f}%. The paper reports (20, 24, '
       '252) widths, 3.85x fewer params, at the baseline accuracy '
@@ -185,7 +185,7 @@ def run(ctx):
       f'{v.retrain_epochs} retraining epoch(s) (Adam '
       f'{v.finetune_learning_rate:g}), tolerance {v.tolerance:g}. ' + CONTROL,
       '',
-      _table(vgg_rows, vlayers), '',
+      trim_table(vgg_rows, vlayers), '',
       f'![APoZ histograms]({PLOT})', '',
       'APoZ of every unit of the trimmed layers, on the validation split, '
       'of the dense model (before) and of the final trimmed model (after).']

@@ -28,7 +28,8 @@ import yaml
 from benchmarks import harness
 
 STUDIES = ('shrink_latency', 'magnitude_baseline', 'tflite_lenet5',
-           'small_world', 'network_trimming', 'synthesis',
+           'small_world', 'network_trimming', 'network_trimming_seeds',
+           'synthesis',
            'synthesis_variants', 'synaptic_strength', 'psp', 'real_models',
            'groups_accuracy', 'training_overhead', 'keras3')
 SLOW = ('small_world', 'real_models', 'groups_accuracy', 'keras3')

@@ -1,0 +1,116 @@
+"""Network Trimming on the VGG-16 substitute over several seeds.
+
+The ``network_trimming`` study's VGG-16 setting (imported, not restated),
+run once per seed in ``config.seeds`` (weights, data order and dropout per
+seed; the train/validation split is the data config's). Each run is the
+whole loop of that study: dense training, trims with retraining until the
+stopping rule, and the equal-budget control (the dense model trained on for
+as many epochs as the accepted trims retrained). The section gives each
+seed's run and, per trim, the mean over the seeds that reached it, paired
+with the dense model and the control of the same seed: whether ">= 2x fewer
+parameters within 0.3 points of the dense model" holds beyond one seed.
+
+    python -m benchmarks.network_trimming_seeds --data_dir=../shared/data
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from benchmarks import harness
+from benchmarks import network_trimming
+
+TARGET = dict(compression=2.0, points=0.003)
+
+
+def get_config():
+  base = network_trimming.get_config()
+  return harness.config(
+      section='network_trimming_seeds', seeds=[0, 1, 2],
+      vgg=base.vgg.to_dict(),
+      smoke=dict(seeds=[0, 1], vgg=base.smoke.vgg.to_dict()))
+
+
+def _seed_rows(runs, layers):
+  """One row per seed: references and the trims that meet the target."""
+  cells = []
+  for seed, rows in runs.items():
+    dense, control, trims = rows[0], rows[-1], rows[1:-1]
+    met = [r for r in trims
+           if dense['params'] / r['params'] >= TARGET['compression']
+           and r['test'] >= dense['test'] - TARGET['points']]
+    cells.append([
+        seed, f'{100 * dense["test"]:.2f}%', f'{100 * control["test"]:.2f}%',
+        len(trims),
+        ', '.join(f'{r["iteration"]} ({dense["params"] / r["params"]:.2f}x, '
+                  f'{100 * r["test"]:.2f}%)' for r in met) or 'none',
+        ', '.join(str((trims or [dense])[-1]['widths'][n]) for n in layers)])
+  return harness.table(
+      ['seed', 'dense (trim 0)', 'control (dense + retraining epochs)',
+       'trims accepted', 'trims >= 2x within 0.3 pts of dense',
+       'final widths (' + ', '.join(layers) + ')'], cells)
+
+
+def _by_trim(runs):
+  """Per trim index: the seeds that reached it, mean compression and test
+  accuracy, and the paired differences to dense and control."""
+  depth = max(len(rows) - 2 for rows in runs.values())
+  cells = []
+  for i in range(1, depth + 1):
+    reached = [rows for rows in runs.values() if len(rows) - 2 >= i]
+    acc = [rows[i]['test'] for rows in reached]
+    cells.append([
+        i, len(reached),
+        f'{np.mean([rows[0]["params"] / rows[i]["params"] for rows in reached]):.2f}x',
+        harness.spread(acc),
+        harness.spread([rows[i]['test'] - rows[0]['test']
+                        for rows in reached], ' pts'),
+        harness.spread([rows[i]['test'] - rows[-1]['test']
+                        for rows in reached], ' pts')])
+  return harness.table(['trim', 'seeds', 'fewer params (mean)',
+                        'test acc.', 'minus dense', 'minus control'], cells)
+
+
+def run(ctx):
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+  import tfprune  # pylint: disable=g-import-not-at-top
+  c, v = ctx.config, ctx.config.vgg
+  train, val, test = ctx.load(v.data)
+  layers = v.layers.split(',')
+  runs = {}
+  for seed in c.seeds:
+    keras.utils.set_random_seed(seed)
+    model = tfprune.models.vgg16(train[0].shape[1:], 10, width=v.width,
+                                 batch_norm=True)
+    _, runs[seed], _, _ = network_trimming.trim_rows(v, model, train, val,
+                                                     test)
+  detail = []
+  for seed, rows in runs.items():
+    detail += [f'#### Seed {seed}', '',
+               network_trimming.trim_table(rows, layers), '']
+  lines = [
+      f'{harness.substitute(v.data)}, VGG-16 (BatchNorm) at width '
+      f'{v.width:g}: the `network_trimming` study\'s VGG setting, seeds '
+      f'{", ".join(map(str, c.seeds))}. Dense {v.epochs} epochs (Adam '
+      f'{v.learning_rate:g}, batch {v.batch_size}); at most {v.iterations} '
+      f'trims of {", ".join(layers)}, '
+      + (f'the {v.layers_per_trim} layers with the highest mean APoZ'
+         if v.layers_per_trim else 'every one of them') +
+      f' each time (APoZ >= mean + {v.threshold_std:g} std), '
+      f'{v.retrain_epochs} retraining epoch(s) (Adam '
+      f'{v.finetune_learning_rate:g}), tolerance {v.tolerance:g}. The '
+      'control is the dense model of the same seed trained on at the '
+      'retraining LR for as many epochs as its accepted trims retrained. '
+      'Differences are paired by seed; "+-" is the sample std over the '
+      'seeds that reached the trim.', '',
+      _seed_rows(runs, layers), '',
+      '### Mean over seeds, per trim', '', _by_trim(runs), '',
+      '### Every seed\'s trims', ''] + detail
+  return ('Network Trimming: VGG-16 substitute over '
+          f'{len(c.seeds)} seeds', '\n'.join(lines).rstrip())
+
+
+if __name__ == '__main__':
+  harness.main(sys.modules[__name__])
