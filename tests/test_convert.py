@@ -165,3 +165,30 @@ def test_sparse_encoding_shrinks_the_file_and_warns(tmp_path):
   np.testing.assert_allclose(tflite_export.predict(sparse['path'], x),
                              tflite_export.predict(dense['path'], x),
                              atol=1e-5)
+
+
+def test_tf_keras_file_keeps_the_keras_signature_names(tmp_path):
+  """One traced call converted (not a Keras SavedModel): the file still
+  has a serving signature keyed by the Keras input and output names, for a
+  model with two inputs and two outputs, and computes what Keras does."""
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
+  image, side = keras.Input((8, 8, 3), name='image'), keras.Input(
+      (5,), name='side')
+  h = keras.layers.Conv2D(4, 3, name='conv')(image)
+  h = keras.layers.GlobalAveragePooling2D()(h)
+  h = keras.layers.Concatenate()([h, keras.layers.Dense(4)(side)])
+  model = keras.Model([image, side], [keras.layers.Dense(3, name='logits')(h),
+                                      keras.layers.Dense(1, name='score')(h)])
+  path = str(tmp_path / 'm.tflite')
+  tflite_export.convert(model, path)
+  interpreter = Interpreter(path)
+  assert interpreter.get_signature_list() == {'serving_default': {
+      'inputs': ['image', 'side'], 'outputs': ['logits', 'score']}}
+  rng = np.random.RandomState(0)
+  x = {'image': rng.rand(2, 8, 8, 3).astype(np.float32),
+       'side': rng.rand(2, 5).astype(np.float32)}
+  got = interpreter.get_signature_runner()(**x)
+  want = model([x['image'], x['side']])
+  for name, value in zip(('logits', 'score'), want):
+    np.testing.assert_allclose(got[name], value.numpy(), atol=1e-5)

@@ -116,6 +116,38 @@ def _convert_keras3(model, settings: Dict) -> bytes:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def _tf_keras_converter(model):
+  """A converter for a tf_keras model from one trace of its inference call.
+
+  ``TFLiteConverter.from_keras_model`` first writes a Keras SavedModel,
+  which traces every layer's call on its own: on MobileNetV2 that is ~8x
+  the time of converting one concrete function, for the same operators,
+  weights and tensor names. The signature keeps the Keras input and output
+  names as its keys, as the SavedModel's would. A model without symbolic
+  inputs (subclassed, never built functionally) takes the Keras path.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if not getattr(model, 'inputs', None):
+    return tf.lite.TFLiteConverter.from_keras_model(model)
+  names = list(model.input_names)
+  specs = {name: tf.TensorSpec(t.shape, t.dtype, name=name)
+           for name, t in zip(names, model.inputs)}
+
+  @tf.function(input_signature=[specs])
+  def serve(inputs):
+    args = [inputs[name] for name in names]
+    outputs = tf.nest.flatten(model(args[0] if len(args) == 1 else args,
+                                    training=False))
+    return dict(zip(model.output_names, outputs))
+
+  # The converter saves the function with a signature; tracking the
+  # variables alone (not the model) keeps Keras' per-layer export out.
+  holder = tf.Module()
+  holder.variables_ = list(model.variables)
+  return tf.lite.TFLiteConverter.from_concrete_functions(
+      [serve.get_concrete_function()], holder)
+
+
 def convert(model, path: str, quantize: str = 'none',
             representative_data: Optional[RepresentativeData] = None,
             sparse_encoding: bool = False) -> Dict:
@@ -173,7 +205,7 @@ def convert(model, path: str, quantize: str = 'none',
     if tfprune.keras_generation(model) == 'keras3':
       data = _convert_keras3(model, settings)
     else:
-      converter = tf.lite.TFLiteConverter.from_keras_model(model)
+      converter = _tf_keras_converter(model)
       for attr, value in settings.items():
         if attr == 'target_spec':
           for key, spec in value.items():
