@@ -351,7 +351,8 @@ def run(ctx):
       'from the tf_keras models\' initial weights; training itself differs '
       '(each generation\'s own optimizer and kernels), so accuracies are '
       f'close, not equal. One seed ({l.seed}). .tflite: float32 '
-      '`tflite_export.convert` (tf_keras: TFLiteConverter.from_keras_model; '
+      '`tflite_export.convert` (tf_keras: TFLiteConverter.'
+      'from_concrete_functions on one traced inference call; '
       'Keras 3: `model.export(format="litert")` with the same converter '
       'settings); latency: ai_edge_litert (XNNPACK), batch 1, 1 thread, '
       f'median of {c.rounds} interleaved rounds over all files (load average '
@@ -363,8 +364,8 @@ def run(ctx):
                     [[name, verdict] for name, verdict in notes]), '',
       '### Conversion paths', '',
       'The pruned LeNet-5 above (tf_keras, stripped) and a Keras 3 LeNet-5 '
-      'holding its weights, converted in each mode by tf_keras\' '
-      '`TFLiteConverter.from_keras_model`, by Keras 3\'s '
+      'holding its weights, converted in each mode by `tflite_export.'
+      'convert` on the tf_keras model, by Keras 3\'s '
       '`model.export(format="litert")` with the same converter settings '
       '(what `tflite_export.convert` uses for Keras 3) and by '
       '`TFLiteConverter.from_keras_model` on the Keras 3 model. "zeros" '
