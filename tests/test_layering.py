@@ -34,7 +34,8 @@ LEVELS = [
      'tfprune.methods.synthesis', 'tfprune.methods.edges', 'tfprune.apoz',
      'tfprune.report'},
     # model transforms and the training loop's callbacks
-    {'tfprune.transform', 'tfprune.surgery', 'tfprune.callbacks'},
+    {'tfprune.transform', 'tfprune.surgery', 'tfprune.callbacks',
+     'tfprune.batchnorm'},
     # drivers and the public face
     {'tfprune.trim_retrain', 'tfprune.experiment', 'tfprune.summary',
      'tfprune.train', 'tfprune.cli', 'tfprune', 'tfprune.__main__'},

@@ -19,6 +19,7 @@ from tfprune import structures
 from tfprune import topology
 from tfprune.generations import keras_generation
 from tfprune.groups import ChannelSelection
+from tfprune.batchnorm import recalibrate_batchnorm
 from tfprune.callbacks import PruningStep
 from tfprune.callbacks import SparsityLogger
 from tfprune.methods.network_trimming import TrimmingCallback
@@ -53,6 +54,7 @@ def custom_object_scope(keras_generation: str = 'tf_keras'):
 
 __all__ = ['prune', 'strip', 'shrink', 'report', 'Report', 'PruningWrapper',
            'Keras3PruningWrapper', 'ChannelSelection', 'keras_generation',
-           'PruningStep', 'SparsityLogger', 'TrimmingCallback', 'trim_and_retrain', 'UnsupportedLayerError', 'methods', 'models', 'data',
+           'PruningStep', 'SparsityLogger', 'TrimmingCallback', 'trim_and_retrain',
+           'recalibrate_batchnorm', 'UnsupportedLayerError', 'methods', 'models', 'data',
            'schedules', 'structures', 'topology', 'progress', 'custom_objects',
            'custom_object_scope']
