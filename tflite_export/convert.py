@@ -120,9 +120,9 @@ def _tf_keras_converter(model):
   """A converter for a tf_keras model from one trace of its inference call.
 
   ``TFLiteConverter.from_keras_model`` first writes a Keras SavedModel,
-  which traces every layer's call on its own: on MobileNetV2 that is ~8x
-  the time of converting one concrete function, for the same operators,
-  weights and tensor names. The signature keeps the Keras input and output
+  which traces every layer's call on its own: on MobileNetV2 that took
+  about 4x the time of converting one traced call, for a file of the same
+  size, operators and tensor names (docs/TFLITE.md 1.5b). The signature keeps the Keras input and output
   names as its keys, as the SavedModel's would. A model without symbolic
   inputs (subclassed, never built functionally) takes the Keras path.
   """
