@@ -27,7 +27,8 @@ from benchmarks import harness
 STUDIES = ('shrink_latency', 'magnitude_baseline', 'tflite_lenet5',
            'small_world', 'network_trimming', 'network_trimming_seeds',
            'synthesis',
-           'synthesis_variants', 'synaptic_strength', 'psp', 'real_models',
+           'synthesis_variants', 'synaptic_strength', 'psp', 'psp_batchnorm',
+           'real_models',
            'groups_accuracy', 'training_overhead', 'keras3')
 DATA_STUDIES = set(STUDIES) - {'shrink_latency', 'real_models',
                                'training_overhead'}
