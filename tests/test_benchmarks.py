@@ -7,8 +7,8 @@ writes) without ``--data_dir``, so it reads the embedded digits data, never
 The section must carry the exact command line (a non-default flag
 included) and the effective settings, dumped.
 
-Every study runs here (about 100 s together on 2 CPU cores; the
-MobileNetV2 study's cloning and conversions are half of it). Every study's
+Every study runs here (186 s together on 2 CPU cores, measured
+2026-12-02; groups_accuracy's MobileNetV2 cloning and conversions 53 s). Every study's
 smoke settings are also parsed and checked without a run, and every
 section of docs/RESULTS.md is checked against its study's config (cheap:
 no run).
