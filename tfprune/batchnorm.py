@@ -23,19 +23,17 @@ from typing import List, Sequence, Union
 import numpy as np
 
 from tfprune import generations
+from tfprune import graph as graph_lib
 
 Inputs = Union[np.ndarray, Sequence[np.ndarray]]
 
 
-def _batchnorm_layers(model, keras) -> List:
+def _batchnorm_layers(model) -> List:
   """``(outer, bn)``: top-level layers that are, or wrap, a
   BatchNormalization layer, in graph order."""
-  found = []
-  for layer in model.layers:
-    inner = getattr(layer, 'layer', layer)
-    if isinstance(inner, keras.layers.BatchNormalization):
-      found.append((layer, inner))
-  return found
+  return [(layer, graph_lib.unwrapped(layer)) for layer in model.layers
+          if isinstance(graph_lib.unwrapped(layer),
+                        generations.layers.BatchNormalization)]
 
 
 def _moments(probe, x: List[np.ndarray], axis: int, batch_size: int):
@@ -87,12 +85,13 @@ def recalibrate_batchnorm(model, x: Inputs, batch_size: int = 256) -> int:
                      'for every input')
   if batch_size < 1:
     raise ValueError(f'batch_size must be >= 1, got {batch_size}')
-  layers = _batchnorm_layers(model, gen.keras)
+  layers = _batchnorm_layers(model)
   for outer, bn in layers:
-    axis = bn.axis[0] if isinstance(bn.axis, (list, tuple)) else bn.axis
-    if isinstance(bn.axis, (list, tuple)) and len(bn.axis) != 1:
+    axes = list(bn.axis) if isinstance(bn.axis, (list, tuple)) else [bn.axis]
+    if len(axes) != 1:
       raise ValueError(f'{bn.name}: normalising over several axes '
                        f'({bn.axis}) is not supported')
+    axis = axes[0]
     probe = gen.keras.Model(model.inputs, outer.input)
     mean, var = _moments(probe, arrays, axis, batch_size)
     bn.moving_mean.assign(mean.astype(np.float32))
