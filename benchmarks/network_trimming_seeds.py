@@ -108,8 +108,10 @@ def run(ctx):
       _seed_rows(runs, layers), '',
       '### Mean over seeds, per trim', '', _by_trim(runs), '',
       '### Every seed\'s trims', ''] + detail
-  return ('Network Trimming: VGG-16 substitute over '
-          f'{len(c.seeds)} seeds', '\n'.join(lines).rstrip())
+  title = f'Network Trimming: VGG-16 substitute over {len(c.seeds)} seeds'
+  if v.tolerance != network_trimming.get_config().vgg.tolerance:
+    title += f', stopping tolerance {v.tolerance:g}'
+  return title, '\n'.join(lines).rstrip()
 
 
 if __name__ == '__main__':
