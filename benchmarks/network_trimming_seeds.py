@@ -73,34 +73,37 @@ def _by_trim(runs):
                         'test acc.', 'minus dense', 'minus control'], cells)
 
 
-def run(ctx):
+def run_seeds(ctx, s, seeds, build):
+  """``{seed: rows}``: the whole ``trim_rows`` loop of setting ``s`` per
+  seed, on ``build(input_shape)`` built after seeding (weights, data order,
+  dropout); the train/validation split is the data config's."""
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
-  import tfprune  # pylint: disable=g-import-not-at-top
-  c, v = ctx.config, ctx.config.vgg
-  train, val, test = ctx.load(v.data)
-  layers = v.layers.split(',')
+  train, val, test = ctx.load(s.data)
   runs = {}
-  for seed in c.seeds:
+  for seed in seeds:
     keras.utils.set_random_seed(seed)
-    model = tfprune.models.vgg16(train[0].shape[1:], 10, width=v.width,
-                                 batch_norm=True)
-    _, runs[seed], _, _ = network_trimming.trim_rows(v, model, train, val,
-                                                     test)
+    _, runs[seed], _, _ = network_trimming.trim_rows(
+        s, build(train[0].shape[1:]), train, val, test)
+  return runs
+
+
+def section(runs, s, seeds, setting: str) -> str:
+  """The per-seed table, the per-trim means and every seed's trims;
+  ``setting`` opens the prose (data, model, which study's setting)."""
+  layers = s.layers.split(',')
   detail = []
   for seed, rows in runs.items():
     detail += [f'#### Seed {seed}', '',
                network_trimming.trim_table(rows, layers), '']
   lines = [
-      f'{harness.substitute(v.data)}, VGG-16 (BatchNorm) at width '
-      f'{v.width:g}: the `network_trimming` study\'s VGG setting, seeds '
-      f'{", ".join(map(str, c.seeds))}. Dense {v.epochs} epochs (Adam '
-      f'{v.learning_rate:g}, batch {v.batch_size}); at most {v.iterations} '
-      f'trims of {", ".join(layers)}, '
-      + (f'the {v.layers_per_trim} layers with the highest mean APoZ'
-         if v.layers_per_trim else 'every one of them') +
-      f' each time (APoZ >= mean + {v.threshold_std:g} std), '
-      f'{v.retrain_epochs} retraining epoch(s) (Adam '
-      f'{v.finetune_learning_rate:g}), tolerance {v.tolerance:g}. The '
+      f'{setting}, seeds {", ".join(map(str, seeds))}. Dense {s.epochs} '
+      f'epochs (Adam {s.learning_rate:g}, batch {s.batch_size}); at most '
+      f'{s.iterations} trims of {", ".join(layers)}, '
+      + (f'the {s.layers_per_trim} layers with the highest mean APoZ'
+         if s.layers_per_trim else 'every one of them') +
+      f' each time (APoZ >= mean + {s.threshold_std:g} std), '
+      f'{s.retrain_epochs} retraining epoch(s) (Adam '
+      f'{s.finetune_learning_rate:g}), tolerance {s.tolerance:g}. The '
       'control is the dense model of the same seed trained on at the '
       'retraining LR for as many epochs as its accepted trims retrained. '
       'Differences are paired by seed; "+-" is the sample std over the '
@@ -108,10 +111,21 @@ def run(ctx):
       _seed_rows(runs, layers), '',
       '### Mean over seeds, per trim', '', _by_trim(runs), '',
       '### Every seed\'s trims', ''] + detail
+  return '\n'.join(lines).rstrip()
+
+
+def run(ctx):
+  import tfprune  # pylint: disable=g-import-not-at-top
+  c, v = ctx.config, ctx.config.vgg
+  runs = run_seeds(ctx, v, c.seeds, lambda shape: tfprune.models.vgg16(
+      shape, 10, width=v.width, batch_norm=True))
   title = f'Network Trimming: VGG-16 substitute over {len(c.seeds)} seeds'
   if v.tolerance != network_trimming.get_config().vgg.tolerance:
     title += f', stopping tolerance {v.tolerance:g}'
-  return title, '\n'.join(lines).rstrip()
+  return title, section(
+      runs, v, c.seeds,
+      f'{harness.substitute(v.data)}, VGG-16 (BatchNorm) at width '
+      f'{v.width:g}: the `network_trimming` study\'s VGG setting')
 
 
 if __name__ == '__main__':

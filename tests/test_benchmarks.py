@@ -26,6 +26,7 @@ from benchmarks import harness
 
 STUDIES = ('shrink_latency', 'magnitude_baseline', 'tflite_lenet5',
            'small_world', 'network_trimming', 'network_trimming_seeds',
+           'network_trimming_lenet_seeds',
            'synthesis',
            'synthesis_variants', 'synaptic_strength', 'psp', 'psp_batchnorm',
            'real_models',
