@@ -118,6 +118,13 @@ def keep_top(scores, sparsity: float) -> tf.Tensor:
   return tf.cast(scores >= threshold, tf.float32)
 
 
+def _array_ops(mask):
+  """numpy for a numpy mask, TensorFlow otherwise. Mask updates run eagerly
+  over every wrapped layer (about 150 on MobileNetV2), where one eager TF op
+  costs ~100x the numpy call; in the graph the mask is a tensor."""
+  return np if isinstance(mask, (np.ndarray, np.generic)) else tf
+
+
 def check_sparsity(sparsity: float, what: str = 'sparsity') -> None:
   """Raise a ValueError that names the fix for a sparsity outside [0, 1)."""
   if isinstance(sparsity, tf.Tensor):
@@ -153,12 +160,12 @@ class Structure(abc.ABC):
     kept = self._kept_axes(len(weight_shape), layout)
     shape = [int(weight_shape[a]) if a in kept else 1
              for a in range(len(weight_shape))]
-    return tf.reshape(mask, shape)
+    return _array_ops(mask).reshape(mask, shape)
 
   def expand(self, mask, weight_shape: Sequence[int],
              layout: WeightLayout) -> tf.Tensor:
-    """The mask at the full weight shape."""
-    return tf.broadcast_to(
+    """The mask at the full weight shape (numpy for a numpy mask)."""
+    return _array_ops(mask).broadcast_to(
         self.broadcastable(mask, weight_shape, layout), list(weight_shape))
 
   def reduce(self, values, layout: WeightLayout,
@@ -203,7 +210,7 @@ class Weight(Structure):
     return tuple(range(rank))
 
   def broadcastable(self, mask, weight_shape, layout):
-    return tf.reshape(mask, list(weight_shape))
+    return _array_ops(mask).reshape(mask, list(weight_shape))
 
 
 class Kernel(Structure):
@@ -244,7 +251,7 @@ class Channel(Structure):
     return tuple(layout.outputs)
 
   def bias_mask(self, mask, layout):
-    return tf.reshape(mask, [-1])
+    return _array_ops(mask).reshape(mask, [-1])
 
 
 class Layer(Structure):
@@ -256,7 +263,7 @@ class Layer(Structure):
     return ()
 
   def bias_mask(self, mask, layout):
-    return tf.reshape(mask, [1])
+    return _array_ops(mask).reshape(mask, [1])
 
 
 class Block(Structure):
@@ -291,8 +298,9 @@ class Block(Structure):
     return tuple(shape)
 
   def broadcastable(self, mask, weight_shape, layout):
-    mask = tf.repeat(mask, self.rows, axis=layout.in_axis)
-    return tf.repeat(mask, self.cols, axis=layout.out_axis)
+    ops = _array_ops(mask)
+    mask = ops.repeat(mask, self.rows, axis=layout.in_axis)
+    return ops.repeat(mask, self.cols, axis=layout.out_axis)
 
   def reduce(self, values, layout, reduction='l1'):
     values = tf.convert_to_tensor(values)
@@ -330,7 +338,7 @@ class NM(Structure):
     return tuple(range(rank))
 
   def broadcastable(self, mask, weight_shape, layout):
-    return tf.reshape(mask, list(weight_shape))
+    return _array_ops(mask).reshape(mask, list(weight_shape))
 
   def validate(self, weight_shape, layout, where='this weight'):
     n_in = weight_shape[layout.in_axis]
