@@ -35,6 +35,7 @@ LEVELS = [
      'tfprune.report'},
     # model transforms and the training loop's callbacks
     {'tfprune.transform', 'tfprune.surgery', 'tfprune.callbacks',
+     'tfprune.zeroing',
      'tfprune.batchnorm'},
     # drivers and the public face
     {'tfprune.trim_retrain', 'tfprune.experiment', 'tfprune.summary',

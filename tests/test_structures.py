@@ -218,3 +218,25 @@ def test_numpy_masks_expand_in_numpy_like_tensors(kind, layout):
     assert isinstance(bias, (np.ndarray, np.generic))
     np.testing.assert_array_equal(bias,
                                   np_(s.bias_mask(tf.constant(mask), layout)))
+
+
+@pytest.mark.parametrize('reduction', ['l1', 'l2', 'mean_abs', 'max_abs',
+                                       'sum', 'mean'])
+@pytest.mark.parametrize('kind', ['weight', 'kernel', 'column',
+                                  'input_channel', 'channel', 'layer',
+                                  'block(1,2)'])
+def test_numpy_weights_reduce_in_numpy_like_tensors(kind, reduction):
+  """Magnitude scores read each weight once and reduce it in numpy; the
+  scores equal TensorFlow's."""
+  s = st.get(kind)
+  w = np.random.RandomState(0).randn(*W_CONV.shape).astype(np.float32)
+  out = s.reduce(w, CONV, reduction)
+  assert isinstance(out, (np.ndarray, np.generic))
+  expected = np_(s.reduce(tf.constant(w), CONV, reduction))
+  assert out.shape == expected.shape == tuple(s.mask_shape(w.shape, CONV))
+  np.testing.assert_allclose(out, expected, rtol=1e-5)
+
+
+def test_unknown_reduction_is_refused_for_numpy_too():
+  with pytest.raises(ValueError, match='unknown reduction'):
+    st.get('channel').reduce(np.ones((3, 3, 2, 4), np.float32), CONV, 'l3')

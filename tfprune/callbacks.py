@@ -17,7 +17,8 @@ from typing import Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
-from tfprune import generations, optimizer_state, schedules
+from tfprune import generations, schedules, zeroing
+from tfprune import wrapper as wrapper_lib
 from tfprune.wrapper import cohorts, collect_wrappers
 
 
@@ -68,6 +69,7 @@ class PruningStep(generations.Callback):
     self._started = False
     self._per_execution = 1
     self._done, self._open = 0, None
+    self._zeroing = zeroing.Zeroing()
     self.step = 0
 
   def on_train_begin(self, logs=None):
@@ -133,8 +135,9 @@ class PruningStep(generations.Callback):
           due = (step, sparsity)
       if due is not None:
         wrappers = self._cohorts[name]
-        wrappers[0].method.update_masks(wrappers, due[1], due[0])
-    self._reset_optimizer_state()
+        with wrapper_lib.deferred_zeroing(self._wrappers):
+          wrappers[0].method.update_masks(wrappers, due[1], due[0])
+    self._zero_pruned()
 
   def on_train_batch_end(self, batch, logs=None):
     """Keras passes the last batch index of the execution that ended."""
@@ -142,21 +145,16 @@ class PruningStep(generations.Callback):
       self._done += max(int(batch) - int(self._open), 0) + 1
       self._open = None
 
-  def _reset_optimizer_state(self) -> None:
-    """Zero the optimizer state (momentum, Adam moments) of weights that a
-    mask zeroed since the last batch, by this callback or another (the
-    ``TrimmingCallback``, a method at epoch end). Their gradient is 0, so
-    with no state they stay exactly 0 and a saved model holds exact zeros
-    where its masks are 0."""
+  def _zero_pruned(self) -> None:
+    """Zero the weights and the optimizer state (momentum, Adam moments)
+    that a mask removed since the last batch, by this callback or another
+    (the ``TrimmingCallback``, a method at epoch end), in one graph call
+    (:mod:`tfprune.zeroing`). Their gradient is 0, so with no state they
+    stay exactly 0 and a saved model holds exact zeros where its masks are
+    0."""
     optimizer = (self._optimizer if self._optimizer is not None else
                  getattr(self.model, 'optimizer', None))
-    for wrapper in self._wrappers:
-      if not wrapper.pending_state_reset:
-        continue
-      for index in sorted(wrapper.pending_state_reset):
-        for variable, keep in wrapper.masked_variables(index):
-          optimizer_state.reset_slots(optimizer, variable, ~keep)
-      wrapper.pending_state_reset.clear()
+    self._zeroing(self._wrappers, optimizer)
 
   def on_epoch_end(self, epoch, logs=None):
     if self._started:

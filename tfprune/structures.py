@@ -66,8 +66,16 @@ def default_layout(rank: int) -> WeightLayout:
 _REDUCTIONS = ('l1', 'l2', 'mean_abs', 'max_abs', 'sum', 'mean')
 
 
-def _reduce(values: tf.Tensor, axes: Sequence[int], reduction: str) -> tf.Tensor:
+def _reduce(values, axes: Sequence[int], reduction: str):
+  """``reduction`` over ``axes``: numpy for a numpy array (mask updates
+  score every layer eagerly, where each TF op costs more than the numpy
+  reduction), TensorFlow otherwise."""
   axes = list(axes)
+  if reduction not in _REDUCTIONS:
+    raise ValueError(
+        f'unknown reduction {reduction!r}; use one of {_REDUCTIONS}')
+  if isinstance(values, np.ndarray):
+    return _NUMPY[reduction](values, tuple(axes))
   if reduction == 'l1':
     return tf.reduce_sum(tf.abs(values), axis=axes)
   if reduction == 'l2':
@@ -78,9 +86,24 @@ def _reduce(values: tf.Tensor, axes: Sequence[int], reduction: str) -> tf.Tensor
     return tf.reduce_max(tf.abs(values), axis=axes)
   if reduction == 'sum':
     return tf.reduce_sum(values, axis=axes)
-  if reduction == 'mean':
-    return tf.reduce_mean(values, axis=axes)
-  raise ValueError(f'unknown reduction {reduction!r}; use one of {_REDUCTIONS}')
+  return tf.reduce_mean(values, axis=axes)                   # 'mean'
+
+
+_NUMPY = {
+    'l1': lambda v, a: np.abs(v).sum(axis=a),
+    'l2': lambda v, a: np.sqrt(np.square(v).sum(axis=a)),
+    'mean_abs': lambda v, a: np.abs(v).mean(axis=a),
+    'max_abs': lambda v, a: np.abs(v).max(axis=a, initial=0),
+    'sum': lambda v, a: v.sum(axis=a),
+    'mean': lambda v, a: v.mean(axis=a),
+}
+
+
+def _tensor_or_array(values):
+  """``values`` as a numpy array if it is one, else as a tensor."""
+  if isinstance(values, (np.ndarray, np.generic)):
+    return np.asarray(values)
+  return tf.convert_to_tensor(values)
 
 
 def _kth_largest(values: np.ndarray, k: int):
@@ -118,7 +141,7 @@ def keep_top(scores, sparsity: float) -> tf.Tensor:
   return tf.cast(scores >= threshold, tf.float32)
 
 
-def _array_ops(mask):
+def array_ops(mask):
   """numpy for a numpy mask, TensorFlow otherwise. Mask updates run eagerly
   over every wrapped layer (about 150 on MobileNetV2), where one eager TF op
   costs ~100x the numpy call; in the graph the mask is a tensor."""
@@ -160,19 +183,20 @@ class Structure(abc.ABC):
     kept = self._kept_axes(len(weight_shape), layout)
     shape = [int(weight_shape[a]) if a in kept else 1
              for a in range(len(weight_shape))]
-    return _array_ops(mask).reshape(mask, shape)
+    return array_ops(mask).reshape(mask, shape)
 
   def expand(self, mask, weight_shape: Sequence[int],
              layout: WeightLayout) -> tf.Tensor:
     """The mask at the full weight shape (numpy for a numpy mask)."""
-    return _array_ops(mask).broadcast_to(
+    return array_ops(mask).broadcast_to(
         self.broadcastable(mask, weight_shape, layout), list(weight_shape))
 
   def reduce(self, values, layout: WeightLayout,
              reduction: str = 'l1') -> tf.Tensor:
-    """One score per unit from a weight-shaped tensor (weights, grads, ...)."""
-    values = tf.convert_to_tensor(values)
-    rank = values.shape.rank
+    """One score per unit from a weight-shaped tensor (weights, grads, ...);
+    numpy for a numpy array."""
+    values = _tensor_or_array(values)
+    rank = len(values.shape)
     kept = self._kept_axes(rank, layout)
     axes = [a for a in range(rank) if a not in kept]
     return _reduce(values, axes, reduction)
@@ -210,7 +234,7 @@ class Weight(Structure):
     return tuple(range(rank))
 
   def broadcastable(self, mask, weight_shape, layout):
-    return _array_ops(mask).reshape(mask, list(weight_shape))
+    return array_ops(mask).reshape(mask, list(weight_shape))
 
 
 class Kernel(Structure):
@@ -251,7 +275,7 @@ class Channel(Structure):
     return tuple(layout.outputs)
 
   def bias_mask(self, mask, layout):
-    return _array_ops(mask).reshape(mask, [-1])
+    return array_ops(mask).reshape(mask, [-1])
 
 
 class Layer(Structure):
@@ -263,7 +287,7 @@ class Layer(Structure):
     return ()
 
   def bias_mask(self, mask, layout):
-    return _array_ops(mask).reshape(mask, [1])
+    return array_ops(mask).reshape(mask, [1])
 
 
 class Block(Structure):
@@ -298,13 +322,13 @@ class Block(Structure):
     return tuple(shape)
 
   def broadcastable(self, mask, weight_shape, layout):
-    ops = _array_ops(mask)
+    ops = array_ops(mask)
     mask = ops.repeat(mask, self.rows, axis=layout.in_axis)
     return ops.repeat(mask, self.cols, axis=layout.out_axis)
 
   def reduce(self, values, layout, reduction='l1'):
-    values = tf.convert_to_tensor(values)
-    shape = values.shape.as_list()
+    values = _tensor_or_array(values)
+    shape = list(values.shape)
     self.validate(shape, layout)
     # Split each tiled axis d into (d / b, b) and reduce over the b parts.
     split, inner = [], []
@@ -315,7 +339,8 @@ class Block(Structure):
       else:
         split += [dim // block, block]
         inner.append(len(split) - 1)
-    return _reduce(tf.reshape(values, split), inner, reduction)
+    return _reduce(array_ops(values).reshape(values, split), inner,
+                   reduction)
 
 
 class NM(Structure):
@@ -338,7 +363,7 @@ class NM(Structure):
     return tuple(range(rank))
 
   def broadcastable(self, mask, weight_shape, layout):
-    return _array_ops(mask).reshape(mask, list(weight_shape))
+    return array_ops(mask).reshape(mask, list(weight_shape))
 
   def validate(self, weight_shape, layout, where='this weight'):
     n_in = weight_shape[layout.in_axis]

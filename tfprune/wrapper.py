@@ -12,9 +12,10 @@ when the structure is ``channel`` or ``layer``.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import inspect
 import json
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -77,7 +78,9 @@ class WrapperCore:
     self.prunable: List[prunable.PrunableWeight] = []
     self.masks: List[tf.Variable] = []
     self.gates: List[Optional[tf.Variable]] = []
-    self.pending_state_reset: set = set()   # mask indices written lately
+    # Mask indices written lately whose removed entries must still be
+    # zeroed in the optimizer state (and in the weights, when deferred).
+    self.pending_zeroing: set = set()
 
   @property
   def structure(self):
@@ -198,11 +201,14 @@ class WrapperCore:
     """Write a new mask (and, for masking methods, zero the pruned weights).
 
     The optimizer's momentum would move zeroed weights away from 0 again;
-    ``pending_state_reset`` tells ``PruningStep`` to clear that state. An
+    ``pending_zeroing`` tells ``PruningStep`` to clear that state. An
     unchanged mask is not written again: what it zeroed is still zero (the
     gradient there is 0 and the optimizer state was cleared). Each variable
-    is written with one numpy round trip, not a chain of eager ops: one
-    MobileNetV2 update writes about 150 masks.
+    is written with one numpy round trip, not a chain of eager ops; inside
+    :func:`deferred_zeroing` (``PruningStep`` updating masks) the weights
+    are left to :class:`tfprune.zeroing.Zeroing`, which zeroes weights and
+    optimizer state under every mask in one graph call: one MobileNetV2
+    update writes about 150 masks.
     """
     variable = self.masks[index]
     old = variable.numpy()
@@ -210,29 +216,34 @@ class WrapperCore:
     if np.array_equal(old, new):
       return
     variable.assign(new.astype(old.dtype))
-    if self.method.zero_pruned_weights:
-      pairs = self.masked_variables(index, new)
-      for target, keep in pairs:
-        if not keep.all():
-          value = target.numpy()
-          target.assign(np.where(keep, value, 0).astype(value.dtype))
-      self.pending_state_reset.add(index)
+    if not self.method.zero_pruned_weights:
+      return
+    self.pending_zeroing.add(index)
+    if id(self) in _DEFERRED.get():
+      return
+    for target, keep in self.masked_variables(index, new):
+      if not keep.all():
+        value = target.numpy()
+        target.assign(np.where(keep, value, 0).astype(value.dtype))
 
   def masked_variables(self, index: int, mask=None) -> List[tuple]:
     """``(variable, keep)`` for what mask ``index`` zeroes: its weight, and
-    the bias when the structure's units own one (``keep``: a boolean numpy
-    array at the variable's shape). ``mask``: its value, when the caller
-    has it (saves reading the variable back)."""
-    mask = np.asarray(self.masks[index].numpy() if mask is None else mask) != 0
+    the bias when the structure's units own one (``keep``: boolean, at the
+    variable's shape; numpy, or a tensor for a tensor ``mask``). ``mask``:
+    its value, when the caller has it (saves reading the variable back), or
+    a tensor read in a graph."""
+    if mask is None:
+      mask = self.masks[index].numpy()
+    ops = structures.array_ops(mask)
+    keep = ops.not_equal(mask, 0)
     weight = self.prunable[index]
-    pairs = [(weight.variable, np.asarray(self.structure.expand(
-        mask, weight.variable.shape, weight.layout)))]
+    pairs = [(weight.variable, self.structure.expand(
+        keep, weight.variable.shape, weight.layout))]
     bias = prunable.bias_of(self.layer)
-    factor = self.structure.bias_mask(mask, weight.layout)
+    factor = self.structure.bias_mask(keep, weight.layout)
     if (bias is not None and factor is not None and index == 0 and
         len(self.prunable) == 1):         # the mask only, never the gate
-      pairs.append((bias, np.broadcast_to(np.asarray(factor),
-                                          tuple(bias.shape))))
+      pairs.append((bias, ops.broadcast_to(factor, tuple(bias.shape))))
     return pairs
 
   def compute_output_shape(self, input_shape):
@@ -298,6 +309,25 @@ class Keras3PruningWrapper(WrapperCore, generations.KERAS3.keras.layers.Wrapper)
 
 
 generations.KERAS3.register(Keras3PruningWrapper, 'PruningWrapper')
+
+
+# ids of the wrappers whose mask writes leave the weights to a Zeroing (a
+# context variable: setting an attribute on ~150 Keras layers per update
+# costs more than the update's numpy work).
+_DEFERRED: contextvars.ContextVar = contextvars.ContextVar(
+    'tfprune_deferred_zeroing', default=frozenset())
+
+
+@contextlib.contextmanager
+def deferred_zeroing(wrappers) -> Iterator[None]:
+  """Inside the block, ``assign_mask`` of ``wrappers`` writes masks only
+  and marks them in ``pending_zeroing``; the caller zeroes the weights
+  (``tfprune.zeroing.Zeroing``) before the next training step."""
+  token = _DEFERRED.set(_DEFERRED.get() | {id(w) for w in wrappers})
+  try:
+    yield
+  finally:
+    _DEFERRED.reset(token)
 
 
 def cohorts(wrappers) -> List[List[WrapperCore]]:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import tensorflow as tf
+
 from tfprune import groups as groups_lib
 from tfprune import structures
 from tfprune.methods import base
@@ -47,8 +49,10 @@ class Magnitude(base.PruningMethod):
 
   def score(self, wrapper, index):
     weight = wrapper.prunable[index]
-    return self.structure.reduce(weight.variable, weight.layout,
-                                 self.reduction)
+    # Read once into numpy: the reduction is then numpy, not eager TF ops.
+    value = (weight.variable.numpy() if tf.executing_eagerly() else
+             weight.variable)
+    return self.structure.reduce(value, weight.layout, self.reduction)
 
   def update_masks(self, wrappers: Sequence, sparsity: float, step: int):
     if self.scope == 'layer' or self.prunes_channel_groups:

@@ -1,0 +1,98 @@
+"""Zeroing under masks: weights, biases and optimizer state, in one call."""
+
+import numpy as np
+import tf_keras as keras
+
+import tfprune
+from conftest import random_batch, small_conv_model
+from tfprune import optimizer_state, zeroing
+from tfprune.wrapper import collect_wrappers, deferred_zeroing
+
+
+class CheckZeros(keras.callbacks.Callback):
+  """After PruningStep's hook: every weight, bias and Adam slot is exactly
+  0 where its mask is 0 (recorded per batch)."""
+
+  def __init__(self):
+    super().__init__()
+    self.violations = []
+    self.masked = 0
+
+  def on_train_batch_begin(self, batch, logs=None):
+    for wrapper in collect_wrappers(self.model):
+      for variable, keep in wrapper.masked_variables(0):
+        self.masked += int((~keep).sum())
+        for v in [variable] + optimizer_state.slot_variables(
+            self.model.optimizer, variable):
+          if np.any(np.asarray(v)[~keep] != 0):
+            self.violations.append((batch, v.name))
+
+
+def _gradual(structure):
+  schedule = tfprune.schedules.PolynomialDecay(0.2, 0.7, 2, 8, frequency=2)
+  model = tfprune.prune(small_conv_model(), schedule=schedule,
+                        method=tfprune.methods.Magnitude(structure))
+  model.compile(keras.optimizers.Adam(0.05),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  return model
+
+
+def test_pruning_step_zeroes_weights_bias_and_state_in_a_traced_call():
+  x, y = random_batch(n=30)
+  model = _gradual('channel')      # channels own their bias
+  step, check = tfprune.PruningStep(), CheckZeros()
+  model.fit(x, y, batch_size=3, epochs=1, verbose=0, shuffle=False,
+            callbacks=[step, check])   # 10 batches, updates at 2, 4, 6, 8
+  assert check.masked > 0 and check.violations == []
+  # steps 1 (no Adam state yet) and 2 ran eagerly; later ones traced once
+  assert step._zeroing._function is not None     # pylint: disable=protected-access
+  assert not any(w.pending_zeroing for w in collect_wrappers(model))
+
+
+def _masked_model():
+  model = tfprune.prune(small_conv_model(), schedule=0.5)
+  dense = model.get_layer('pruned_dense')
+  conv = model.get_layer('pruned_conv')
+  return model, dense, conv
+
+
+def test_deferred_mask_writes_leave_weights_to_the_zeroing():
+  model, dense, _ = _masked_model()
+  kernel = dense.prunable[0].variable
+  kernel.assign(np.ones(kernel.shape, np.float32))
+  dense.pending_zeroing.clear()
+  mask = np.ones(dense.masks[0].shape, np.float32)
+  mask[0] = 0
+  with deferred_zeroing([dense]):
+    dense.assign_mask(0, mask)
+  assert dense.pending_zeroing == {0}
+  assert np.all(np.asarray(kernel) == 1)          # not zeroed yet
+  assert zeroing.Zeroing()(collect_wrappers(model), None)
+  assert np.all(np.asarray(kernel)[0] == 0)
+  assert np.all(np.asarray(kernel)[1:] == 1)
+  assert not dense.pending_zeroing
+  # outside the block a write zeroes at once
+  mask[1] = 0
+  dense.assign_mask(0, mask)
+  assert np.all(np.asarray(kernel)[1] == 0) and dense.pending_zeroing == {0}
+
+
+def test_first_call_is_eager_on_written_masks_then_traced_over_all():
+  model, dense, conv = _masked_model()
+  wrappers = collect_wrappers(model)
+  assert zeroing.Zeroing()(wrappers, None)     # prune's one-shot writes
+  z = zeroing.Zeroing()
+  assert not z(wrappers, None)                 # nothing written since
+  conv_kernel = conv.prunable[0].variable
+  keep = np.asarray(conv.masks[0]) != 0
+  stray = np.where(keep, np.asarray(conv_kernel), 7.0)    # nonzero under 0s
+  for traced in (False, True):
+    conv_kernel.assign(stray)
+    dense.pending_zeroing.add(0)
+    assert z(wrappers, None)
+    # eager: only the written dense mask; traced: under every mask
+    assert (z._function is not None) == traced   # pylint: disable=protected-access
+    untouched = np.all(np.asarray(conv_kernel)[~keep] == 7.0)
+    assert untouched != traced
+  assert np.all(np.asarray(conv_kernel)[~keep] == 0)
+  assert np.array_equal(np.asarray(conv_kernel)[keep], stray[keep])
