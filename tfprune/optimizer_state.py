@@ -59,7 +59,14 @@ def reset_slots(optimizer, variable: tf.Variable, where) -> int:
   where = np.asarray(where, bool).reshape(tuple(variable.shape))
   slots = slot_variables(optimizer, variable)
   if where.any():
-    for slot in slots:     # one numpy round trip: masks write many of these
-      value = slot.numpy()
-      slot.assign(np.where(where, 0, value).astype(value.dtype))
+    for slot in slots:
+      zero_where(slot, where)
   return len(slots)
+
+
+def zero_where(variable: tf.Variable, where) -> None:
+  """Write 0 into ``variable`` where ``where`` (boolean, broadcastable) is
+  True, in one numpy round trip (a mask update writes many variables; a
+  chain of eager ops per variable costs more than the numpy work)."""
+  value = variable.numpy()
+  variable.assign(np.where(where, 0, value).astype(value.dtype))

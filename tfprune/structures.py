@@ -63,40 +63,35 @@ def default_layout(rank: int) -> WeightLayout:
                       outputs=(rank - 1,))
 
 
-_REDUCTIONS = ('l1', 'l2', 'mean_abs', 'max_abs', 'sum', 'mean')
+# reduction -> (numpy, TensorFlow) implementation of (values, axes).
+_REDUCE = {
+    'l1': (lambda v, a: np.abs(v).sum(axis=a),
+           lambda v, a: tf.reduce_sum(tf.abs(v), axis=a)),
+    'l2': (lambda v, a: np.sqrt(np.square(v).sum(axis=a)),
+           lambda v, a: tf.sqrt(tf.reduce_sum(tf.square(v), axis=a))),
+    'mean_abs': (lambda v, a: np.abs(v).mean(axis=a),
+                 lambda v, a: tf.reduce_mean(tf.abs(v), axis=a)),
+    'max_abs': (lambda v, a: np.abs(v).max(axis=a, initial=0),
+                lambda v, a: tf.reduce_max(tf.abs(v), axis=a)),
+    'sum': (lambda v, a: v.sum(axis=a),
+            lambda v, a: tf.reduce_sum(v, axis=a)),
+    'mean': (lambda v, a: v.mean(axis=a),
+             lambda v, a: tf.reduce_mean(v, axis=a)),
+}
+_REDUCTIONS = tuple(_REDUCE)
 
 
 def _reduce(values, axes: Sequence[int], reduction: str):
   """``reduction`` over ``axes``: numpy for a numpy array (mask updates
   score every layer eagerly, where each TF op costs more than the numpy
   reduction), TensorFlow otherwise."""
-  axes = list(axes)
-  if reduction not in _REDUCTIONS:
+  if reduction not in _REDUCE:
     raise ValueError(
         f'unknown reduction {reduction!r}; use one of {_REDUCTIONS}')
+  in_numpy, in_tf = _REDUCE[reduction]
   if isinstance(values, np.ndarray):
-    return _NUMPY[reduction](values, tuple(axes))
-  if reduction == 'l1':
-    return tf.reduce_sum(tf.abs(values), axis=axes)
-  if reduction == 'l2':
-    return tf.sqrt(tf.reduce_sum(tf.square(values), axis=axes))
-  if reduction == 'mean_abs':
-    return tf.reduce_mean(tf.abs(values), axis=axes)
-  if reduction == 'max_abs':
-    return tf.reduce_max(tf.abs(values), axis=axes)
-  if reduction == 'sum':
-    return tf.reduce_sum(values, axis=axes)
-  return tf.reduce_mean(values, axis=axes)                   # 'mean'
-
-
-_NUMPY = {
-    'l1': lambda v, a: np.abs(v).sum(axis=a),
-    'l2': lambda v, a: np.sqrt(np.square(v).sum(axis=a)),
-    'mean_abs': lambda v, a: np.abs(v).mean(axis=a),
-    'max_abs': lambda v, a: np.abs(v).max(axis=a, initial=0),
-    'sum': lambda v, a: v.sum(axis=a),
-    'mean': lambda v, a: v.mean(axis=a),
-}
+    return in_numpy(values, tuple(axes))
+  return in_tf(values, list(axes))
 
 
 def _tensor_or_array(values):

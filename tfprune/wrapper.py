@@ -20,7 +20,8 @@ from typing import Dict, Iterator, List, Optional
 import numpy as np
 import tensorflow as tf
 
-from tfprune import generations, prunable, registry, schedules, structures
+from tfprune import (generations, optimizer_state, prunable, registry,
+                     schedules, structures)
 
 _NO_CALLBACK = (
     'A tfprune-wrapped model was trained without the tfprune.PruningStep '
@@ -223,8 +224,7 @@ class WrapperCore:
       return
     for target, keep in self.masked_variables(index, new):
       if not keep.all():
-        value = target.numpy()
-        target.assign(np.where(keep, value, 0).astype(value.dtype))
+        optimizer_state.zero_where(target, ~keep)
 
   def masked_variables(self, index: int, mask=None) -> List[tuple]:
     """``(variable, keep)`` for what mask ``index`` zeroes: its weight, and

@@ -87,8 +87,7 @@ def _zero(entries: List[tuple], targets: List[list]) -> None:
         continue
       for variable in group:
         if eager:
-          value = variable.numpy()
-          variable.assign(np.where(keep, value, 0).astype(value.dtype))
+          optimizer_state.zero_where(variable, ~keep)
         else:
           value = tf.convert_to_tensor(variable)
           variable.assign(tf.where(keep, value, tf.zeros_like(value)))
