@@ -2,11 +2,15 @@
 
 Every variant of one model trains the same random data (batch 64, Adam,
 callbacks included) in one process; the variants take turns for several
-rounds, so the ratios compare numbers measured side by side. A measurement
-is the wall time from the first batch to the end of one ``fit`` call divided
-by its steps; masks update once per measurement (the schedule's frequency
-is the measurement length), so every variant pays the same number of mask
-updates. The table gives the median over rounds.
+rounds, in an order rotated by one each round, so the ratios compare
+numbers measured side by side and no variant always runs first. One
+measurement is one ``fit`` call; masks update once per measurement, at its
+first batch (the schedule's frequency is the measurement length, and the
+schedule reaches 50% at the last round, so every update changes masks).
+From the time between batch starts it gives the median step (the hot
+path, which the targets are about), the first batch's time above that
+median (the mask update) and the whole fit per step. The table gives the
+median of each over rounds.
 
     python -m benchmarks.training_overhead
     python -m benchmarks.training_overhead --config.models=lenet5 \\
@@ -23,7 +27,9 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
+
+import numpy as np
 
 from benchmarks import harness
 
@@ -31,7 +37,7 @@ from benchmarks import harness
 def get_config():
   return harness.config(
       section='training_overhead', models='lenet5,lenet300,vgg16,mobilenetv2',
-      rounds=5, batch_size=64, learning_rate=1e-3, eager_steps=20,
+      rounds=6, batch_size=64, learning_rate=1e-3, eager_steps=20,
       mask_target=1.02, gate_target=1.10,
       specs=dict(
           lenet5=dict(title='LeNet-5 (28x28x1)', steps=100,
@@ -41,7 +47,7 @@ def get_config():
           vgg16=dict(title='VGG-16 width 0.5 (32x32x3, BN)', steps=20,
                      modes='graph,jit,bf16'),
           mobilenetv2=dict(title='MobileNetV2 alpha 0.35 (96x96x3)',
-                           steps=10, modes='graph,jit,bf16')),
+                           steps=20, modes='graph,jit,bf16')),
       smoke=dict(models='lenet300', rounds=1, batch_size=8,
                  specs=dict(lenet300=dict(steps=1, modes='graph'))))
 
@@ -62,9 +68,10 @@ def _model_specs(keras, tfprune, c) -> Dict[str, dict]:
           for name, (build, shape) in builds.items()}
 
 
-def _variants(keras, tfmot, tfprune, steps: int) -> Dict[str, tuple]:
-  """name -> (kind, wrap(model) -> model, callbacks() -> list)."""
-  end = 10 ** 6
+def _variants(keras, tfmot, tfprune, steps: int, end: int
+              ) -> Dict[str, tuple]:
+  """name -> (kind, wrap(model) -> model, callbacks() -> list); schedules
+  update every ``steps`` steps and reach 50% at step ``end``."""
 
   def ours():
     return tfprune.schedules.PolynomialDecay(0.0, 0.5, 0, end,
@@ -97,7 +104,7 @@ def _variants(keras, tfmot, tfprune, steps: int) -> Dict[str, tuple]:
 
 
 class _Timer:
-  """Seconds per step from the first batch to the end of ``fit``."""
+  """Wall times of one ``fit``: the start of every batch and the end."""
 
   def __init__(self, keras):
     timer = self
@@ -109,17 +116,26 @@ class _Timer:
         self._supports_tf_logs = True   # no per-batch wait for the step
 
       def on_train_batch_begin(self, batch, logs=None):
-        if timer.start is None:
-          timer.start = time.perf_counter()
+        timer.marks.append(time.perf_counter())
 
       def on_train_end(self, logs=None):
-        timer.end = time.perf_counter()
+        timer.marks.append(time.perf_counter())
 
     self.callback = Callback()
-    self.start = self.end = None
+    self.marks: List[float] = []
 
   def seconds(self, steps: int) -> float:
-    return (self.end - self.start) / steps
+    return (self.marks[-1] - self.marks[0]) / steps
+
+  def split(self) -> Tuple[float, float]:
+    """(median seconds between batch starts, the first batch's seconds
+    above it). A CPU step returns when it has run, so a batch's interval
+    holds its step and its callbacks; the first batch of every measurement
+    is the one that updates the masks (in a callback for tfprune, in the
+    graph for tfmot), besides starting the fit."""
+    intervals = np.diff(self.marks)
+    step = float(np.median(intervals))
+    return step, float(intervals[0] - step)
 
 
 def build_variant(keras, spec, mode: str, wrap, lr: float):
@@ -142,18 +158,44 @@ def build_variant(keras, spec, mode: str, wrap, lr: float):
 def measure(keras, model, callbacks, data, steps: int) -> float:
   """Seconds per step of ``model.fit`` for ``steps`` steps (the Keras 3
   study times with it too)."""
+  return _fit(keras, model, callbacks, data, steps).seconds(steps)
+
+
+def measure_split(keras, model, callbacks, data, steps: int
+                  ) -> Tuple[float, float, float]:
+  """(seconds per step of the whole fit, median seconds per step, the first
+  step's seconds above the median: the mask update plus the fit's start)
+  for one ``fit`` of ``steps`` steps."""
+  timer = _fit(keras, model, callbacks, data, steps)
+  return (timer.seconds(steps),) + timer.split()
+
+
+def _fit(keras, model, callbacks, data, steps: int) -> _Timer:
   timer = _Timer(keras)
   model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0,
             callbacks=[timer.callback] + callbacks)
-  return timer.seconds(steps)
+  return timer
 
 
-def time_model(c, spec, make_variants, modes, keras, tf, np
+def rotated(keys: list, round_index: int) -> list:
+  """``keys`` started at position ``round_index``: over rounds every
+  variant runs first, second, ... equally often, so warm caches, a
+  collection pause or a neighbour's load do not always hit the same one.
+  (A fixed order put MobileNetV2's tfprune rows 5-17 points above the
+  rotated order's, tfmot's 0.6.)"""
+  start = round_index % len(keys) if keys else 0
+  return keys[start:] + keys[:start]
+
+
+def time_model(c, spec, make_variants, modes, keras, tf
                ) -> Dict[tuple, dict]:
-  """(variant, mode) -> {'ms': median ms/step, 'kind', 'error', 'steps'}.
+  """(variant, mode) -> {'kind', 'error', 'steps', and medians over rounds
+  in ms: 'fit' (whole fit per step), 'step' (median step), 'update' (one
+  mask update)}.
 
-  ``make_variants(steps)`` gives the variants whose masks update every
-  ``steps`` steps (once per measurement)."""
+  ``make_variants(steps, end)`` gives the variants whose masks update every
+  ``steps`` steps (once per measurement) and reach their final sparsity at
+  the last round's last step, so every update changes masks."""
   rng = np.random.RandomState(0)
   x = rng.rand(c.batch_size * 8, *spec['shape']).astype(np.float32)
   y = rng.randint(0, 10, len(x)).astype(np.int32)
@@ -163,10 +205,11 @@ def time_model(c, spec, make_variants, modes, keras, tf, np
   for mode in modes:
     # run_eagerly is ~10x slower per step: fewer steps
     steps = c.eager_steps if mode == 'eager' else spec['steps']
-    for name, (kind, wrap, callbacks) in make_variants(steps).items():
+    variants = make_variants(steps, steps * (c.rounds + 1))
+    for name, (kind, wrap, callbacks) in variants.items():
       model, error = build_variant(keras, spec, mode, wrap, c.learning_rate)
-      out[(name, mode)] = {'kind': kind, 'error': error, 'times': [],
-                           'steps': steps}
+      out[(name, mode)] = {'kind': kind, 'error': error, 'steps': steps,
+                           'times': []}
       if model is None:
         continue
       cbs = callbacks()
@@ -177,58 +220,67 @@ def time_model(c, spec, make_variants, modes, keras, tf, np
             f'{type(e).__name__}: {str(e).splitlines()[0][:80]}')
         continue
       runs[(name, mode)] = (model, cbs)
-  for _ in range(c.rounds):
-    for key, (model, cbs) in runs.items():
-      out[key]['times'].append(measure(keras, model, cbs, data,
-                                        out[key]['steps']))
+  for r in range(c.rounds):
+    for key in rotated(list(runs), r):
+      model, cbs = runs[key]
+      out[key]['times'].append(measure_split(keras, model, cbs, data,
+                                              out[key]['steps']))
   for entry in out.values():
-    entry['ms'] = (1e3 * statistics.median(entry['times'])
-                   if entry['times'] else None)
+    for i, field in enumerate(('fit', 'step', 'update')):
+      entry[field] = (1e3 * statistics.median(t[i] for t in entry['times'])
+                      if entry['times'] else None)
   return out
+
+
+def _ratio(a, b) -> str:
+  return f'{a / b:.3f}' if a and b else '-'
 
 
 def _table(title: str, modes, variants, out) -> List[str]:
   steps = ', '.join(f'{m} {out[("plain", m)]["steps"]}' for m in modes)
   lines = [f'### {title}', '',
            f'Steps per measurement (one mask update in each): {steps}.', '',
-           '| variant | ' + ' | '.join(
-               f'{m} ms/step | {m} / plain | {m} / tfmot' for m in modes) +
-           ' |', '|---|' + '---|' * (3 * len(modes))]
-  for name in variants:
-    cells = []
-    for mode in modes:
+           '| mode | variant | step ms | step / plain | step / tfmot '
+           '| update ms | fit ms/step | fit / plain |',
+           '|---|---|---|---|---|---|---|---|']
+  for mode in modes:
+    plain, tfmot = (out[(v, mode)] for v in (
+        'plain', 'tfmot prune_low_magnitude'))
+    for name in variants:
       entry = out[(name, mode)]
-      if entry['ms'] is None:
-        cells += [f'fails ({entry["error"]})', '-', '-']
+      if entry['step'] is None:
+        lines.append(f'| {mode} | {name} | fails ({entry["error"]}) |'
+                     + ' - |' * 5)
         continue
-      plain = out[('plain', mode)]['ms']
-      tfmot = out[('tfmot prune_low_magnitude', mode)]['ms']
-      cells += [f'{entry["ms"]:.2f}',
-                f'{entry["ms"] / plain:.3f}' if plain else '-',
-                f'{entry["ms"] / tfmot:.3f}' if tfmot else '-']
-    lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+      lines.append(
+          f'| {mode} | {name} | {entry["step"]:.2f} | '
+          f'{_ratio(entry["step"], plain["step"])} | '
+          f'{_ratio(entry["step"], tfmot["step"])} | '
+          f'{entry["update"]:.1f} | {entry["fit"]:.2f} | '
+          f'{_ratio(entry["fit"], plain["fit"])} |')
   return lines + ['']
 
 
 def _verdicts(c, results) -> List[str]:
-  """Which targets this run met: mask methods <= 1.02x plain and <= tfmot,
-  gated <= 1.10x plain."""
+  """Which targets this run met, on the steady step: mask methods <= 1.02x
+  plain and <= tfmot, gated <= 1.10x plain."""
   met, missed = [], []
-  for title, modes, out in results:
+  for title, _, out in results:
     for (name, mode), entry in out.items():
-      plain = out[('plain', mode)]['ms']
-      if entry['kind'] == '-' or entry['ms'] is None or not plain or (
+      plain = out[('plain', mode)]['step']
+      if entry['kind'] == '-' or entry['step'] is None or not plain or (
           name.startswith('tfmot')):
         continue
-      ratio = entry['ms'] / plain
-      tfmot = out[('tfmot prune_low_magnitude', mode)]['ms']
+      ratio = entry['step'] / plain
+      tfmot = out[('tfmot prune_low_magnitude', mode)]['step']
       ok = ratio <= (c.mask_target if entry['kind'] == 'mask' else c.gate_target)
       if entry['kind'] == 'mask' and tfmot:
-        ok = ok and entry['ms'] <= tfmot * 1.005   # equal within noise
+        ok = ok and entry['step'] <= tfmot * 1.005   # equal within noise
       (met if ok else missed).append(f'{title} / {name} / {mode} {ratio:.3f}')
   return ['### Reading it', '',
-          f'- Targets: mask methods <= {c.mask_target}x plain and not above '
-          f'tfmot; gated methods (PSP, Synaptic Strength) <= {c.gate_target}x.',
+          f'- Targets (step / plain): mask methods <= {c.mask_target}x plain '
+          f'and not above tfmot; gated methods (PSP, Synaptic Strength) <= '
+          f'{c.gate_target}x.',
           f'- Met ({len(met)}): ' + ('; '.join(met) or 'none') + '.',
           f'- Missed ({len(missed)}): ' + ('; '.join(missed) or 'none') + '.']
 
@@ -237,7 +289,6 @@ def run(ctx):
   import os  # pylint: disable=g-import-not-at-top
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
   import logging  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_model_optimization as tfmot  # pylint: disable=g-import-not-at-top
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
@@ -254,29 +305,39 @@ def run(ctx):
   for name in names:
     spec = specs[name]
 
-    def make_variants(steps, name=name):
-      variants = _variants(keras, tfmot, tfprune, steps)
+    def make_variants(steps, end, name=name):
+      variants = _variants(keras, tfmot, tfprune, steps, end)
       if name == 'lenet300':
         variants.pop('SynapticStrength')   # no Conv2D to give strengths to
       return variants
 
     start = time.time()
-    out = time_model(c, spec, make_variants, spec['modes'], keras, tf, np)
+    out = time_model(c, spec, make_variants, spec['modes'], keras, tf)
     print(f'{spec["title"]}: {time.time() - start:.0f} s', flush=True)
     results.append((spec['title'], spec['modes'], out))
   lines = [f'Batch {c.batch_size}, Adam {c.learning_rate:g}, random data, '
            f'callbacks included, {c.rounds} interleaved rounds per model in '
-           'one process (median). '
+           'one process, the variants\' order rotated by one each round '
+           '(medians over rounds). '
            'Mask methods: tfmot `prune_low_magnitude`, tfprune Magnitude '
-           '(weight, channel); gated: PSP filter (learned alphas), '
-           'Synaptic Strength (Conv2D layers; none in LeNet-300-100). '
-           '"/ plain" and "/ tfmot" are ratios to the plain model and to '
-           'tfmot in the same mode and run. Masks update once per '
+           '(weight, channel); gated: PSP filter (learned alphas, no '
+           'schedule), Synaptic Strength (Conv2D layers; none in '
+           'LeNet-300-100). Schedules go from 0 to 50% sparsity over the '
+           'run, so every update changes masks. Masks update once per '
            'measurement: every ' + ', '.join(
                f'{specs[n]["steps"]} ({specs[n]["title"]})' for n in names) +
-           f' steps ({c.eager_steps} in eager mode); fewer than 100 is more '
-           'often than a typical schedule, so those ratios include more '
-           'mask-update cost than training would.', '']
+           f' steps ({c.eager_steps} in eager mode). '
+           '"step ms" is the median time between batch starts (the step, '
+           'its callbacks and the per-step wrapper work); "update ms" is '
+           'the first batch of a measurement above that median: the mask '
+           'update (a callback for tfprune, in the graph for tfmot) plus '
+           'starting the fit, which the plain row alone shows (a tfprune '
+           'update that retraces its zeroing does so in one round, which '
+           'the median drops); "fit ms/step" is the whole fit divided by '
+           'its steps, the update included -- at one update per 10-20 '
+           'steps it charges more update cost than a typical '
+           'schedule (every 100) would. "/ plain" and "/ tfmot" are ratios '
+           'in the same mode and run.', '']
   for title, modes, out in results:
     variants = [v for v, m in out if m == modes[0]]
     lines += _table(title, modes, variants, out)

@@ -20,9 +20,10 @@ import re
 
 import pytest
 import tensorflow as tf
+import tf_keras
 import yaml
 
-from benchmarks import harness
+from benchmarks import harness, training_overhead
 
 STUDIES = ('shrink_latency', 'magnitude_baseline', 'tflite_lenet5',
            'small_world', 'network_trimming', 'network_trimming_seeds',
@@ -133,3 +134,18 @@ def test_results_section_matches_its_command_and_config(section, body):
   dumped = re.search(r'```yaml\n(.*?)\n```', body, re.S)
   assert dumped, f'{section}: no settings dumped'
   assert yaml.safe_load(dumped.group(1)) == config.to_dict()
+
+
+def test_training_overhead_rotates_the_order_and_splits_the_update():
+  """Each variant runs first once in len(keys) rounds; a fit's batch
+  intervals give the median step and the first batch's excess (where the
+  mask update lands)."""
+  keys = ['a', 'b', 'c']
+  orders = [training_overhead.rotated(keys, r) for r in range(4)]
+  assert orders[:3] == [['a', 'b', 'c'], ['b', 'c', 'a'], ['c', 'a', 'b']]
+  assert orders[3] == orders[0] and training_overhead.rotated([], 2) == []
+  timer = training_overhead._Timer(tf_keras)  # pylint: disable=protected-access
+  timer.marks = [0.0, 0.5, 0.6, 0.7, 0.8, 0.95]   # 5 batches, first +0.4
+  step, update = timer.split()
+  assert step == pytest.approx(0.1) and update == pytest.approx(0.4)
+  assert timer.seconds(5) == pytest.approx(0.19)
