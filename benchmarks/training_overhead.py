@@ -182,7 +182,7 @@ def rotated(keys: list, round_index: int) -> list:
   variant runs first, second, ... equally often, so warm caches, a
   collection pause or a neighbour's load do not always hit the same one.
   (A fixed order put MobileNetV2's tfprune rows 5-17 points above the
-  rotated order's, tfmot's 0.6.)"""
+  rotated order's, tfmot's by 0.6.)"""
   start = round_index % len(keys) if keys else 0
   return keys[start:] + keys[:start]
 
