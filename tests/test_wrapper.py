@@ -225,6 +225,39 @@ class Bilinear(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
     return dict(super().get_config(), units=self.units)
 
 
+class SignSwitch(keras.layers.Dense, tfmot.sparsity.keras.PrunableLayer):
+  """A custom layer whose call branches on a tensor: it needs autograph in
+  graph mode, which the wrapper must leave on for the layer it wraps."""
+
+  def call(self, inputs):
+    outputs = super().call(inputs)
+    if tf.reduce_sum(inputs) > 0:
+      outputs = outputs * 2.0
+    return outputs
+
+  def get_prunable_weights(self):
+    return [self.kernel]
+
+
+def test_wrapped_custom_layer_keeps_its_tensor_branches():
+  inputs = keras.Input((4,))
+  model = keras.Model(inputs, SignSwitch(3, name='sw')(inputs))
+  pruned = tfprune.prune(model, tfprune.methods.Magnitude(), schedule=0.5,
+                         layers=['sw'])
+  x = np.ones((2, 4), np.float32)
+  pruned.compile(keras.optimizers.SGD(0.0), 'mse')
+  pruned.fit(x, np.zeros((2, 3)), verbose=0,
+             callbacks=[tfprune.PruningStep()])
+  wrapper = pruned.get_layer('pruned_sw')
+  kernel = wrapper.layer.kernel.numpy() * wrapper.masks[0].numpy()
+  expected = 2.0 * (x @ kernel + wrapper.layer.bias.numpy())
+  np.testing.assert_allclose(pruned.predict(x, verbose=0), expected,
+                             rtol=1e-6)
+  np.testing.assert_allclose(pruned.predict(-x, verbose=0),
+                             -x @ kernel + wrapper.layer.bias.numpy(),
+                             rtol=1e-6)
+
+
 def test_custom_prunable_layer_gets_masks_by_structure():
   inputs = keras.Input((6,))
   outputs = Bilinear(4, name='bil')(inputs)
