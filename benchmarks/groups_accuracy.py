@@ -50,21 +50,35 @@ def get_config():
       epochs=5, finetune=2, batch_size=128, momentum=0.9, learning_rate=0.05,
       finetune_learning_rate=0.005, sparsity=0.5, psp_update=0.25,
       psp_decays=[1e-2, 1e-3, 0.0], bn_momentum=0.99, rounds=7,
-      bn_images=1024, gap_images=500,
+      bn_images=1024, gap_images=500, blocks=0,
       smoke=dict(data=dict(validation=32, train_examples=32,
                            test_examples=32),
                  epochs=1, finetune=1, batch_size=32, psp_decays=[1e-2],
-                 rounds=1, bn_images=32, gap_images=16))
+                 rounds=1, bn_images=32, gap_images=16, blocks=2))
 
 
-def build_mobilenet_v2(keras, c):
+def build_mobilenet_v2(keras, c, blocks: int = 0):
   """The study's MobileNetV2 (``c``: alpha, data, classes, bn_momentum);
-  the Keras 3 study builds the same one."""
+  the Keras 3 study builds the same one.
+
+  ``blocks`` > 0 keeps only the stem and the first ``blocks`` inverted
+  residual blocks, then global pooling and the classifier: the smoke
+  setting, a few dozen layers with the same kinds of couplings (residual
+  add, depthwise, BatchNorm followers, linear bottlenecks) instead of 155.
+  """
   bn_momentum = c.bn_momentum
   model = keras.applications.MobileNetV2(
       alpha=c.alpha, input_shape=(c.data.image_size, c.data.image_size,
                                   c.data.channels),
       weights=None, classes=c.classes)
+  if blocks:
+    names = {layer.name for layer in model.layers}
+    last = next(n for n in (f'block_{blocks}_add',
+                            f'block_{blocks}_project_BN') if n in names)
+    x = keras.layers.GlobalAveragePooling2D()(model.get_layer(last).output)
+    outputs = keras.layers.Dense(c.classes, activation='softmax',
+                                 name='predictions')(x)
+    model = keras.Model(model.inputs, outputs)
   if bn_momentum <= 0:
     return model
 
@@ -160,7 +174,7 @@ def run(ctx):
 
   # --- dense --------------------------------------------------------------
   keras.utils.set_random_seed(seed)
-  dense = build_mobilenet_v2(keras, c)
+  dense = build_mobilenet_v2(keras, c, c.blocks)
   bn_momentum = next(l.momentum for l in dense.layers
                      if isinstance(l, keras.layers.BatchNormalization))
   t0 = time.time()
@@ -405,6 +419,8 @@ def run(ctx):
       f'MobileNetV2 (`keras.applications.MobileNetV2(alpha={c.alpha:g}, '
       f'input_shape=({c.data.image_size}, {c.data.image_size}, '
       f'{c.data.channels}), weights=None, classes={c.classes})`'
+      + (f', truncated after inverted residual block {c.blocks} and given a '
+         'pooled softmax classifier' if c.blocks else '')
       + (f', BatchNormalization momentum set to {bn_momentum:g}'
          if c.bn_momentum > 0 else '') +
       f') trained from scratch on {harness.describe_data(c.data)} (pixels '
