@@ -160,7 +160,7 @@ def _accuracy_cell(r):
   return harness.spread(r.get('accs') or [r['acc']])
 
 
-def _table(rows, dense_acc):
+def results_table(rows, dense_acc):
   cells = []
   for r in rows:
     info = r.get('info') or {}
@@ -186,7 +186,7 @@ def _table(rows, dense_acc):
        '.tflite accuracy', 'train s (per run)'], cells)
 
 
-def _density_table(info):
+def density_table(info):
   return harness.table(
       ['layer', 'edges kept / possible', 'density', 'params per edge'],
       [[name, f'{layer["edges"]:,} / {layer["possible"]:,}',
@@ -243,9 +243,11 @@ def _tfmot_row(s, train, test):
       tfmot.sparsity.keras.strip_pruning(tfmot_model), *test, started), half
 
 
-def _rewiring(ctx, l, train, test):
-  """The small_world_rewiring section: gradient-guided rewiring on the
-  Small-World graph and on random masks."""
+def rewiring_rows(ctx, l, train, test, **method_kwargs):
+  """LeNet-5 Small-World and random masks (p=1), both with gradient-guided
+  rewiring, over ``l.seeds`` (``method_kwargs`` go to both SmallWorlds).
+  Returns (rows, the rewiring in words, a lower-case clause: what moves
+  when)."""
   import tfprune  # pylint: disable=g-import-not-at-top
   r = l.rewiring
   steps = (l.epochs + l.final_epochs) * math.ceil(len(train[0]) /
@@ -254,21 +256,14 @@ def _rewiring(ctx, l, train, test):
   schedule = tfprune.schedules.Periodic(r.every, end, frequency=r.every)
   kwargs = dict(regrow_fraction=r.fraction, regrow='gradient',
                 regrow_anneal='cosine', regrow_data=train,
-                regrow_batch=r.batch)
+                regrow_batch=r.batch, **method_kwargs)
   rows = _run_variants(ctx, tfprune.models.lenet5, l, train, test, [
       ('Small-World (p by max sigma) + gradient rewiring', kwargs, schedule,
        list(l.seeds)),
       ('random masks (p=1) + gradient rewiring',
        dict(kwargs, rewire_p=1.0), schedule, list(l.seeds))])
-  pct = f'{100 * l.density:g}%'
-  lines = [
-      f'LeNet-5 on MNIST at {pct} of the parameters, '
-      f'{harness.describe_data(l.data)} ({len(train[0]):,} train / '
-      f'{len(test[0]):,} test), Adam, batch {l.batch_size}, {l.epochs} '
-      f'epochs at {l.learning_rate:g} then {l.final_epochs} at '
-      f'{l.final_learning_rate:g}: the schedule, budget and seeds of the '
-      'Small-World section, whose static rows (masks fixed before training) '
-      'are the comparison. Here the masks move during training '
+  prose = (
+      'the masks move during training '
       f'(SmallWorld(regrow="gradient", regrow_anneal="cosine")): every '
       f'{r.every} steps from step {r.every} to {end} (of {steps}), each '
       'layer drops its weakest edges (L1 of the edge\'s weights) and grows '
@@ -277,8 +272,29 @@ def _rewiring(ctx, l, train, test):
       f'{100 * r.fraction:g}% and decays by a cosine to 0 (RigL\'s rule, '
       'Evci et al. 2020). The budget and per-layer edge counts never '
       'change. Rows are the mean +- sample standard deviation over the '
-      'seeds (per-seed accuracies in brackets).', '',
-      _table(rows, None), '',
+      'seeds (per-seed accuracies in brackets).')
+  return rows, prose
+
+
+def lenet_setting(l, train, test) -> str:
+  """The LeNet-5 schedule in words, for the rewiring sections."""
+  return (f'LeNet-5 on MNIST at {100 * l.density:g}% of the parameters, '
+          f'{harness.describe_data(l.data)} ({len(train[0]):,} train / '
+          f'{len(test[0]):,} test), Adam, batch {l.batch_size}, {l.epochs} '
+          f'epochs at {l.learning_rate:g} then {l.final_epochs} at '
+          f'{l.final_learning_rate:g}')
+
+
+def _rewiring(ctx, l, train, test):
+  """The small_world_rewiring section: gradient-guided rewiring on the
+  Small-World graph and on random masks."""
+  rows, prose = rewiring_rows(ctx, l, train, test)
+  pct = f'{100 * l.density:g}%'
+  lines = [
+      lenet_setting(l, train, test) + ': the schedule, budget and seeds of '
+      'the Small-World section, whose static rows (masks fixed before '
+      'training) are the comparison. Here ' + prose, '',
+      results_table(rows, None), '',
       'Rewiring events per run: ' + ', '.join(
           f'{r["name"]}: {r["events"]} events, {r["moved"]:,} edge moves'
           for r in rows) + ' (seed ' + str(l.seeds[0]) + ').', '',
@@ -349,9 +365,9 @@ def run(ctx):
       'Small-World rows are '
       'stripped, shrunk (units with no edges removed), converted to float '
       '.tflite and checked against the report and shrink plan.', '',
-      _table(lenet_rows, lenet_rows[0]['acc']), '',
+      results_table(lenet_rows, lenet_rows[0]['acc']), '',
       'Per-layer budget (the same for the Small-World and random rows):', '',
-      _density_table(lenet_info), '',
+      density_table(lenet_info), '',
       f'### VGG-16 (BatchNorm), {vgg_pct} of the parameters, substitute '
       'setting', '',
       f'{harness.substitute(v.data)}, VGG-16 at width {v.width:g} '
@@ -362,8 +378,8 @@ def run(ctx):
       f'unknown); it shows the method runs at the {vgg_pct} budget on a '
       '16-layer network and how it compares with a random graph of the same '
       'layer densities.', '',
-      _table(vgg_rows, vgg_rows[0]['acc']), '',
-      _density_table(vgg_info), '',
+      results_table(vgg_rows, vgg_rows[0]['acc']), '',
+      density_table(vgg_info), '',
       f'![sigma against p]({PLOT})', '',
       'sigma = (C/C_rand)/(L/L_rand) on the layered graph (nodes: channel '
       'groups, a Flatten\'s inputs merged into their channel; C: bipartite '
