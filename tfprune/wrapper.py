@@ -158,9 +158,9 @@ class WrapperCore:
     return factor
 
   # Not converted by autograph (no tensor-dependent Python control flow
-  # here): converting it and the helpers it calls cost about a third of
-  # cloning a wrapped MobileNetV2. ``call`` itself stays converted, so a
-  # user's subclassed layer inside keeps autograph.
+  # here): converting it and the helpers it calls took 0.3-0.5 s of a 3 s
+  # prune() of MobileNetV2 (every clone and trace pays it). ``call`` itself
+  # stays converted, so a user's subclassed layer inside keeps autograph.
   @tf.autograph.experimental.do_not_convert
   def _substitutions(self) -> Dict[str, tf.Tensor]:
     values = {w.attr: self._effective(i, tf.convert_to_tensor(w.variable))
