@@ -155,12 +155,6 @@ def build_variant(keras, spec, mode: str, wrap, lr: float):
     keras.mixed_precision.set_global_policy('float32')
 
 
-def measure(keras, model, callbacks, data, steps: int) -> float:
-  """Seconds per step of ``model.fit`` for ``steps`` steps (the Keras 3
-  study times with it too)."""
-  return _fit(keras, model, callbacks, data, steps).seconds(steps)
-
-
 def measure_split(keras, model, callbacks, data, steps: int
                   ) -> Tuple[float, float, float]:
   """(seconds per step of the whole fit, median seconds per step, the first
@@ -168,6 +162,12 @@ def measure_split(keras, model, callbacks, data, steps: int
   for one ``fit`` of ``steps`` steps."""
   timer = _fit(keras, model, callbacks, data, steps)
   return (timer.seconds(steps),) + timer.split()
+
+
+def warm_up(keras, model, callbacks, data, steps: int) -> None:
+  """One untimed ``fit``: traces the train function, builds the optimizer
+  slots, runs the first mask update."""
+  _fit(keras, model, callbacks, data, steps)
 
 
 def _fit(keras, model, callbacks, data, steps: int) -> _Timer:
@@ -214,7 +214,7 @@ def time_model(c, spec, make_variants, modes, keras, tf
         continue
       cbs = callbacks()
       try:
-        measure(keras, model, cbs, data, steps)           # warm-up, trace
+        warm_up(keras, model, cbs, data, steps)
       except Exception as e:  # pylint: disable=broad-except
         out[(name, mode)]['error'] = (
             f'{type(e).__name__}: {str(e).splitlines()[0][:80]}')
