@@ -89,13 +89,16 @@ class PruningMethod(abc.ABC):
 
   def gate_value(self, gate: tf.Tensor, wrapper) -> tf.Tensor:
     """What a gate contributes to the effective weight (e.g. thresholded);
-    ``wrapper`` gives access to its state (e.g. ``pruning_step``)."""
+    ``wrapper`` gives access to its state (e.g. ``pruning_step``). Runs in
+    the layer's call without autograph: branch on tensors with ``tf.where``
+    or ``tf.cond``, not a Python ``if``."""
     del wrapper
     return gate
 
   def weight_value(self, weight: tf.Tensor, layout) -> tf.Tensor:
     """The weight before masks and gates multiply it (a re-parameterisation,
-    e.g. unit-norm 2-D kernels); ``layout`` names its axes."""
+    e.g. unit-norm 2-D kernels); ``layout`` names its axes. Like
+    :meth:`gate_value`, it runs without autograph."""
     del layout
     return weight
 
