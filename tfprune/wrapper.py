@@ -129,14 +129,17 @@ class WrapperCore:
     shape = weight.variable.shape
     out = (value if self.follower else
            self.method.weight_value(value, weight.layout))
-    out = out * self.structure.broadcastable(
+    factor = self.structure.broadcastable(
         tf.cast(self.masks[index], value.dtype), shape, weight.layout)
     gate = self.gates[index]
     if gate is not None:
-      out = out * self.method.gate_structure.broadcastable(
+      # Mask times gate first: both are usually per channel or per kernel,
+      # so the weight is multiplied once, not twice (forward and backward);
+      # with 0/1 masks the product is bit-identical to masking, then gating.
+      factor = factor * self.method.gate_structure.broadcastable(
           self.method.gate_value(tf.cast(gate, value.dtype), self), shape,
           weight.layout)
-    return out
+    return out * factor
 
   def _bias_factor(self) -> Optional[tf.Tensor]:
     """What the bias is multiplied by (its channel's mask), or None."""
