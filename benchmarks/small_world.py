@@ -65,7 +65,7 @@ def get_config():
                    width=0.125, epochs=1, final_epochs=1, batch_size=16)))
 
 
-def _fit_stages(model, data, s, callbacks=list):
+def fit_stages(model, data, s, callbacks=list):
   """Train ``s.epochs`` at its LR then ``s.final_epochs`` at the lower one."""
   for n, rate in ((s.epochs, s.learning_rate),
                   (s.final_epochs, s.final_learning_rate)):
@@ -90,7 +90,7 @@ def _export(ctx, pruned, x_test, y_test):
           'shrunk_params': tfprune.report(shrunk)['totals']['params']}
 
 
-def _row(name, model, x_test, y_test, started, **extra):
+def row(name, model, x_test, y_test, started, **extra):
   import tfprune  # pylint: disable=g-import-not-at-top
   totals = tfprune.report(model)['totals']
   return dict(name=name, acc=harness.accuracy(model, x_test, y_test),
@@ -135,8 +135,8 @@ def _run_variants(ctx, build, s, data, test, variants):
       method = SmallWorld(s.density, seed=run_seed, **kwargs)
       pruned = tfprune.prune(build(), method, schedule)
       info = dict(method.topology)
-      _fit_stages(pruned, data, s, callbacks=harness.pruning_step)
-      runs.append(_row(name, pruned, *test, started, info=info,
+      fit_stages(pruned, data, s, callbacks=harness.pruning_step)
+      runs.append(row(name, pruned, *test, started, info=info,
                        moved=method.topology['regrown_edges'],
                        events=method.topology['regrow_events'],
                        **_export(ctx, pruned, *test)))
@@ -238,7 +238,7 @@ def _tfmot_row(s, train, test):
               harness.optimizer('adam', s.learning_rate / 2), s.batch_size,
               [tfmot.sparsity.keras.UpdatePruningStep()],
               metrics=['accuracy'])
-  return _row(
+  return row(
       f'tfmot prune_low_magnitude ({100 * sparsity:.2f}% of every kernel)',
       tfmot.sparsity.keras.strip_pruning(tfmot_model), *test, started), half
 
@@ -315,8 +315,8 @@ def run(ctx):
   steps_per_epoch = math.ceil(len(train[0]) / l.batch_size)
 
   started = time.time()
-  dense = _fit_stages(tfprune.models.lenet5(), train, l)
-  lenet_rows = [_row('dense (no pruning)', dense, *test, started)]
+  dense = fit_stages(tfprune.models.lenet5(), train, l)
+  lenet_rows = [row('dense (no pruning)', dense, *test, started)]
   lenet_rows += _small_world_rows(
       ctx, tfprune.models.lenet5, l, train, test, c.seed, seeds=l.seeds,
       regrow_steps=(l.epochs * steps_per_epoch + 1, l.regrow_every),
@@ -328,8 +328,8 @@ def run(ctx):
   build_vgg = lambda: tfprune.models.vgg16(vtrain[0].shape[1:], 10,
                                            width=v.width, batch_norm=True)
   started = time.time()
-  vdense = _fit_stages(build_vgg(), vtrain, v)
-  vgg_rows = [_row('dense (no pruning)', vdense, *vtest, started)]
+  vdense = fit_stages(build_vgg(), vtrain, v)
+  vgg_rows = [row('dense (no pruning)', vdense, *vtest, started)]
   vgg_rows += _small_world_rows(ctx, build_vgg, v, vtrain, vtest, c.seed)
 
   lenet_info, vgg_info = lenet_rows[1]['info'], vgg_rows[1]['info']

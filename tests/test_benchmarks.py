@@ -27,8 +27,9 @@ import yaml
 from benchmarks import harness, training_overhead
 
 STUDIES = ('shrink_latency', 'magnitude_baseline', 'tflite_lenet5',
-           'small_world', 'small_world_budget', 'network_trimming',
-           'network_trimming_seeds', 'network_trimming_lenet_seeds',
+           'small_world', 'small_world_budget', 'small_world_long',
+           'network_trimming', 'network_trimming_seeds',
+           'network_trimming_lenet_seeds',
            'synthesis', 'synthesis_variants', 'synaptic_strength', 'psp',
            'psp_batchnorm', 'real_models', 'groups_accuracy',
            'training_overhead', 'keras3')
