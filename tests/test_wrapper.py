@@ -276,3 +276,29 @@ def test_custom_prunable_layer_gets_masks_by_structure():
   with keras.utils.custom_object_scope({'Bilinear': Bilinear}):
     stripped = tfprune.strip(model)
   np.testing.assert_allclose(stripped(x).numpy(), out, rtol=1e-6)
+
+
+@pytest.mark.parametrize('generation', ['tf_keras', 'keras3'])
+def test_wrapped_softmax_layer_trains_on_the_plain_models_loss(generation):
+  """A wrapped softmax output keeps the logits Keras' cross-entropy reads:
+  with a true-class probability far below the 1e-7 clip, the training loss
+  must be the logits' (~20.7), not the clipped log's (~16.1)."""
+  from tfprune import generations  # pylint: disable=g-import-not-at-top
+  k = (generations.TF_KERAS if generation == 'tf_keras'
+       else generations.KERAS3).keras
+  inputs = k.Input((2,))
+  outputs = k.layers.Dense(3, activation='softmax', name='out')(inputs)
+  plain = k.Model(inputs, outputs)
+  plain.set_weights([np.array([[0., 20., 0.], [0., 0., 20.]], np.float32),
+                     np.zeros(3, np.float32)])
+  x = np.ones((4, 2), np.float32)
+  y = np.zeros(4, np.int64)               # class 0: logit 0 vs 20 and 20
+  losses = []
+  for model in (plain, tfprune.prune(plain, schedule=None)):
+    model.compile(k.optimizers.SGD(0.0), 'sparse_categorical_crossentropy')
+    model.fit(x, y, epochs=1, verbose=0,
+              callbacks=[tfprune.PruningStep()] if model is not plain
+              else [])
+    losses.append(model.history.history['loss'][0])
+  expected = 20 + np.log(2.0)             # -log softmax(0, 20, 20)[0]
+  np.testing.assert_allclose(losses, [expected, expected], rtol=1e-5)

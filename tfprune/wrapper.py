@@ -49,6 +49,19 @@ def _substituted(layer, values: Dict[str, tf.Tensor]):
       object.__setattr__(layer, attr, value)
 
 
+def _identity_keeping_logits(tensor):
+  """``tf.identity`` that keeps the ``_keras_logits`` a softmax or sigmoid
+  output carries: both Keras generations' cross-entropies read them to work
+  from the logits, so a wrapped output layer trains on the same loss as the
+  plain one (without them: a clipped ``log`` of the probabilities and more
+  ops per step)."""
+  out = tf.identity(tensor)
+  logits = getattr(tensor, '_keras_logits', None)
+  if logits is not None:
+    out._keras_logits = logits  # pylint: disable=protected-access
+  return out
+
+
 class WrapperCore:
   """The behaviour of :class:`PruningWrapper`, written once for both Keras
   generations; the concrete classes below add the generation's ``Wrapper``
@@ -203,7 +216,7 @@ class WrapperCore:
       step = self.pruning_step.assign_add(tf.cast(training, tf.int64))
       ok = tf.logical_or(step >= np.int64(1), tf.logical_not(training))
     with tf.control_dependencies([tf.debugging.Assert(ok, [_NO_CALLBACK])]):
-      return tf.nest.map_structure(tf.identity, outputs)
+      return tf.nest.map_structure(_identity_keeping_logits, outputs)
 
   # --- masks -----------------------------------------------------------------
   def assign_mask(self, index: int, mask) -> None:
