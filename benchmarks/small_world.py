@@ -243,11 +243,12 @@ def _tfmot_row(s, train, test):
       tfmot.sparsity.keras.strip_pruning(tfmot_model), *test, started), half
 
 
-def rewiring_rows(ctx, l, train, test, **method_kwargs):
+def rewiring_rows(ctx, l, train, test, build=None, **method_kwargs):
   """LeNet-5 Small-World and random masks (p=1), both with gradient-guided
-  rewiring, over ``l.seeds`` (``method_kwargs`` go to both SmallWorlds).
-  Returns (rows, the rewiring in words, a lower-case clause: what moves
-  when)."""
+  rewiring, over ``l.seeds`` (``method_kwargs`` go to both SmallWorlds;
+  ``build()``, called after seeding, gives the model to prune: a fresh
+  LeNet-5 by default). Returns (rows, the rewiring in words: a lower-case
+  clause saying what moves when)."""
   import tfprune  # pylint: disable=g-import-not-at-top
   r = l.rewiring
   steps = (l.epochs + l.final_epochs) * math.ceil(len(train[0]) /
@@ -257,7 +258,7 @@ def rewiring_rows(ctx, l, train, test, **method_kwargs):
   kwargs = dict(regrow_fraction=r.fraction, regrow='gradient',
                 regrow_anneal='cosine', regrow_data=train,
                 regrow_batch=r.batch, **method_kwargs)
-  rows = _run_variants(ctx, tfprune.models.lenet5, l, train, test, [
+  rows = _run_variants(ctx, build or tfprune.models.lenet5, l, train, test, [
       ('Small-World (p by max sigma) + gradient rewiring', kwargs, schedule,
        list(l.seeds)),
       ('random masks (p=1) + gradient rewiring',

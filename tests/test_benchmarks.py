@@ -28,6 +28,7 @@ from benchmarks import harness, training_overhead
 
 STUDIES = ('shrink_latency', 'magnitude_baseline', 'tflite_lenet5',
            'small_world', 'small_world_budget', 'small_world_long',
+           'small_world_warm',
            'network_trimming', 'network_trimming_seeds',
            'network_trimming_lenet_seeds',
            'synthesis', 'synthesis_variants', 'synaptic_strength', 'psp',
