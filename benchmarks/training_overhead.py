@@ -17,8 +17,9 @@ median of each over rounds.
         --config.rounds=3
 
 Modes: ``graph`` (the default ``fit``), ``jit`` (``jit_compile=True``),
-``bf16`` (``mixed_bfloat16``, which this CPU runs natively when it has
-AVX512_BF16; ``mixed_float16`` is emulated on CPUs and not timed here), and
+``bf16`` (``mixed_bfloat16``, native on CPUs with AVX512_BF16 or AMX and
+emulated elsewhere: the section says which; ``mixed_float16`` is emulated
+on CPUs and not timed here), and
 ``eager`` (``run_eagerly=True``, LeNet-5 only).
 """
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -232,6 +233,34 @@ def time_model(c, spec, make_variants, modes, keras, tf
   return out
 
 
+def bf16_native(cpuinfo: str = '/proc/cpuinfo') -> Optional[bool]:
+  """Whether this CPU computes bfloat16 itself (the ``avx512_bf16`` or
+  ``amx_bf16`` flag), or None where the flags cannot be read. Without it
+  TensorFlow's CPU kernels convert to float32 and back around the math, so
+  the bf16 rows measure that emulation as well."""
+  try:
+    with open(cpuinfo) as f:
+      flags = next((l.split(':', 1)[1].split() for l in f
+                    if l.startswith('flags')), None)
+  except OSError:
+    return None
+  if flags is None:
+    return None
+  return bool({'avx512_bf16', 'amx_bf16'} & set(flags))
+
+
+def _bf16_note(native: Optional[bool]) -> str:
+  if native is None:
+    return ('bf16 rows: whether this CPU computes bfloat16 natively could '
+            'not be read (no /proc/cpuinfo flags).')
+  if native:
+    return 'bf16 rows: this CPU computes bfloat16 natively (AVX512_BF16/AMX).'
+  return ('bf16 rows: this CPU has neither AVX512_BF16 nor AMX, so '
+          'TensorFlow\'s kernels emulate bfloat16 (through float32 '
+          'conversions); the rows show what mixed precision costs here, not '
+          'its speed on hardware built for it.')
+
+
 def _ratio(a, b) -> str:
   return f'{a / b:.3f}' if a and b else '-'
 
@@ -338,6 +367,8 @@ def run(ctx):
            'steps it charges more update cost than a typical '
            'schedule (every 100) would. "/ plain" and "/ tfmot" are ratios '
            'in the same mode and run.', '']
+  if any('bf16' in modes for _, modes, _ in results):
+    lines += [_bf16_note(bf16_native()), '']
   for title, modes, out in results:
     variants = [v for v, m in out if m == modes[0]]
     lines += _table(title, modes, variants, out)

@@ -151,3 +151,21 @@ def test_training_overhead_rotates_the_order_and_splits_the_update():
   step, update = timer.split()
   assert step == pytest.approx(0.1) and update == pytest.approx(0.4)
   assert timer.seconds(5) == pytest.approx(0.19)
+
+
+@pytest.mark.parametrize('flags, native', [
+    ('fpu sse2 avx2 fma', False),
+    ('fpu avx512f avx512_bf16', True),
+    ('fpu amx_tile amx_bf16', True),
+])
+def test_training_overhead_reads_native_bf16_from_the_cpu_flags(
+    tmp_path, flags, native):
+  """The bf16 rows say whether they measured native bfloat16 or its
+  emulation; avx512f alone (no _bf16) is emulation."""
+  cpuinfo = tmp_path / 'cpuinfo'
+  cpuinfo.write_text(f'processor\t: 0\nmodel name\t: X\nflags\t\t: {flags}\n'
+                     f'processor\t: 1\nflags\t\t: {flags}\n')
+  assert training_overhead.bf16_native(str(cpuinfo)) is native
+  assert training_overhead.bf16_native(str(tmp_path / 'none')) is None
+  (tmp_path / 'noflags').write_text('processor\t: 0\n')
+  assert training_overhead.bf16_native(str(tmp_path / 'noflags')) is None
