@@ -23,6 +23,11 @@ from benchmarks import harness
 from benchmarks import network_trimming
 
 TARGET = dict(compression=2.0, points=0.003)
+# Settings that name a section when they differ from the study's default
+# (so two sections of this study never share a heading).
+_TITLED = (('threshold_std', 'APoZ >= mean + {} std'),
+           ('iterations', 'at most {} trim(s)'),
+           ('tolerance', 'stopping tolerance {}'))
 
 
 def get_config():
@@ -119,9 +124,11 @@ def run(ctx):
   c, v = ctx.config, ctx.config.vgg
   runs = run_seeds(ctx, v, c.seeds, lambda shape: tfprune.models.vgg16(
       shape, 10, width=v.width, batch_norm=True))
-  title = f'Network Trimming: VGG-16 substitute over {len(c.seeds)} seeds'
-  if v.tolerance != network_trimming.get_config().vgg.tolerance:
-    title += f', stopping tolerance {v.tolerance:g}'
+  default = network_trimming.get_config().vgg
+  title = ', '.join(
+      [f'Network Trimming: VGG-16 substitute over {len(c.seeds)} seeds'] +
+      [words.format(f'{v[key]:g}') for key, words in _TITLED
+       if v[key] != default[key]])
   return title, section(
       runs, v, c.seeds,
       f'{harness.substitute(v.data)}, VGG-16 (BatchNorm) at width '
