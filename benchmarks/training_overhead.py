@@ -236,7 +236,7 @@ def time_model(c, spec, make_variants, modes, keras, tf
 def bf16_native(cpuinfo: str = '/proc/cpuinfo') -> Optional[bool]:
   """Whether this CPU computes bfloat16 itself (the ``avx512_bf16`` or
   ``amx_bf16`` flag), or None where the flags cannot be read. Without it
-  TensorFlow's CPU kernels convert to float32 and back around the math, so
+  TensorFlow's CPU kernels emulate bfloat16 through float32 conversions, so
   the bf16 rows measure that emulation as well."""
   try:
     with open(cpuinfo) as f:
