@@ -169,3 +169,15 @@ def test_training_overhead_reads_native_bf16_from_the_cpu_flags(
   assert training_overhead.bf16_native(str(tmp_path / 'none')) is None
   (tmp_path / 'noflags').write_text('processor\t: 0\n')
   assert training_overhead.bf16_native(str(tmp_path / 'noflags')) is None
+
+
+@pytest.mark.parametrize('warm', [0, 12])
+def test_small_world_warm_refuses_a_warm_start_outside_the_base_epochs(
+    warm, tmp_path):
+  """The dense start must leave base-LR epochs for the sparse model."""
+  module = importlib.import_module('benchmarks.small_world_warm')
+  with pytest.raises(ValueError, match='warm_epochs must be in'):
+    harness.main(module, ['small_world_warm.py', '--smoke',
+                          f'--results={tmp_path / "R.md"}',
+                          '--config.lenet.epochs=12',
+                          f'--config.lenet.warm_epochs={warm}'])
