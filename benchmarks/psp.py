@@ -215,7 +215,7 @@ def _curve_at(runs, structure, seed, sparsity):
   return float(np.interp(sparsity, *zip(*points)))
 
 
-def _comparison(setting) -> str:
+def comparison(setting) -> str:
   """PSP minus L1 per PSP point, paired by seed: against the uniform L1
   curve at PSP's structure sparsity, and against L1 at PSP's per-layer
   sparsities."""
@@ -328,7 +328,7 @@ def run(ctx):
       f'LeNet-5 (Caffe 20-50-500-10, no conv ReLU), '
       f'{harness.describe_data(l.data)}, layers {", ".join(lenet.layers)} '
       f'wrapped, batch {l.batch_size}, LR {l.learning_rate:g}; {seeds(l)}.',
-      '', _table(lenet), '', _comparison(lenet), '',
+      '', _table(lenet), '', comparison(lenet), '',
       f'### {resnet.name} (substitute for CIFAR-10)', '',
       f'{harness.substitute(r.data)}, the first {len(rtrain[0]):,} '
       'training images, full test set; ResNet-20 (option-B projections), '
@@ -338,7 +338,7 @@ def run(ctx):
       'each output channel in training, so a filter alpha gets almost no '
       'gradient from the data and the decay alone decides when it crosses '
       'epsilon; columns are ranked against each other by the data.', '',
-      _table(resnet), '', _comparison(resnet), '',
+      _table(resnet), '', comparison(resnet), '',
       f'![PSP accuracy vs sparsity]({PLOT})']
   return ('PSP: column and filter pruning, LeNet-5 and ResNet-20 substitute',
           '\n'.join(lines))
