@@ -24,13 +24,16 @@ from benchmarks import psp as psp_study
 
 def get_config():
   base = psp_study.get_config()
-  resnet = dict(base.resnet.to_dict(), decays=[5e-2, 1e-1, 2e-1, 4e-1])
+  resnet = dict(base.resnet.to_dict(), depth=20,
+                decays=[5e-2, 1e-1, 2e-1, 4e-1])
+  # Smoke: ResNet-8 (the same blocks and projections, a third of the
+  # layers) and no uniform L1 points (the `psp` smoke runs that path).
   return harness.config(
       section='psp_batchnorm', momentum=base.momentum,
       finetune=base.finetune, finetune_lr_divisor=base.finetune_lr_divisor,
       sparsities=[0.25, 0.5, 0.75], resnet=resnet, bn_images=2048,
-      smoke=dict(resnet=base.smoke.resnet.to_dict(), sparsities=[0.5],
-                 bn_images=16))
+      smoke=dict(resnet=dict(base.smoke.resnet.to_dict(), depth=8),
+                 sparsities=[], bn_images=16))
 
 
 class Recalibrated(psp_study.Setting):
@@ -71,13 +74,17 @@ def run(ctx):
   c, r = ctx.config, ctx.config.resnet
   train, _, test = ctx.load(r.data)
   setting = Recalibrated(
-      'ResNet-20 / Fashion-MNIST 32x32',
-      lambda: tfprune.models.resnet(20, train[0].shape[1:], 10),
+      f'ResNet-{r.depth} / Fashion-MNIST 32x32',
+      lambda: tfprune.models.resnet(r.depth, train[0].shape[1:], 10),
       r, train, test, c, bn_images=c.bn_images)
+  for structure in r.structures.split(','):
+    for seed in r.seeds[structure]:
+      setting.dense_model(seed)    # trained once; its row first
   setting.run()
   lines = [
       f'{harness.substitute(r.data)}; {len(train[0]):,} training images, '
-      'full test set. ResNet-20 (option-B projections), every Conv2D '
+      f'full test set. ResNet-{r.depth} (option-B projections), every '
+      'Conv2D '
       f'wrapped, the `psp` study\'s recipe: SGD (momentum {c.momentum:g}, '
       f'LR {r.learning_rate:g}, batch {r.batch_size}, kernel weight decay '
       f'{r.weight_decay:g}), {r.epochs} epochs, then {c.finetune} '
@@ -101,7 +108,8 @@ def run(ctx):
       'curve interpolated at PSP\'s column sparsity between the measured '
       'sparsities, the dense model at 0):', '',
       psp_study.comparison(setting)]
-  return ('PSP vs L1 on ResNet-20 with re-estimated BatchNorm statistics',
+  return (f'PSP vs L1 on ResNet-{r.depth} with re-estimated BatchNorm '
+          'statistics',
           '\n'.join(lines))
 
 
