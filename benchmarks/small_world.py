@@ -59,7 +59,7 @@ def get_config():
                batch_size=128),
       smoke=dict(
           lenet=dict(data=dict(train_examples=64, test_examples=200),
-                     epochs=1, final_epochs=1, seeds=[0, 1],
+                     epochs=1, final_epochs=1, seeds=[0],
                      rewiring=dict(every=1, batch=32)),
           vgg=dict(data=dict(train_examples=16, test_examples=100),
                    width=0.125, epochs=1, final_epochs=1, batch_size=16)))
