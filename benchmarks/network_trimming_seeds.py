@@ -27,7 +27,8 @@ TARGET = dict(compression=2.0, points=0.003)
 # (so two sections of this study never share a heading).
 _TITLED = (('threshold_std', 'APoZ >= mean + {} std'),
            ('iterations', 'at most {} trim(s)'),
-           ('tolerance', 'stopping tolerance {}'))
+           ('tolerance', 'stopping tolerance {}'),
+           ('retrain_epochs', '{} retraining epoch(s) per trim'))
 
 
 def get_config():
@@ -120,17 +121,22 @@ def section(runs, s, seeds, setting: str) -> str:
   return '\n'.join(lines).rstrip()
 
 
+def title(v, seeds: int) -> str:
+  """The section heading: the study, then every setting of ``_TITLED``
+  that differs from the ``network_trimming`` VGG default."""
+  default = network_trimming.get_config().vgg
+  return ', '.join(
+      [f'Network Trimming: VGG-16 substitute over {seeds} seeds'] +
+      [words.format(f'{v[key]:g}') for key, words in _TITLED
+       if v[key] != default[key]])
+
+
 def run(ctx):
   import tfprune  # pylint: disable=g-import-not-at-top
   c, v = ctx.config, ctx.config.vgg
   runs = run_seeds(ctx, v, c.seeds, lambda shape: tfprune.models.vgg16(
       shape, 10, width=v.width, batch_norm=True))
-  default = network_trimming.get_config().vgg
-  title = ', '.join(
-      [f'Network Trimming: VGG-16 substitute over {len(c.seeds)} seeds'] +
-      [words.format(f'{v[key]:g}') for key, words in _TITLED
-       if v[key] != default[key]])
-  return title, section(
+  return title(v, len(c.seeds)), section(
       runs, v, c.seeds,
       f'{harness.substitute(v.data)}, VGG-16 (BatchNorm) at width '
       f'{v.width:g}: the `network_trimming` study\'s VGG setting')

@@ -181,3 +181,17 @@ def test_small_world_warm_refuses_a_warm_start_outside_the_base_epochs(
                           f'--results={tmp_path / "R.md"}',
                           '--config.lenet.epochs=12',
                           f'--config.lenet.warm_epochs={warm}'])
+
+
+def test_network_trimming_seeds_heading_names_every_changed_setting():
+  """Two sections of the study never share a heading: each setting that
+  differs from the default is named, the defaults are not."""
+  from benchmarks import network_trimming_seeds  # pylint: disable=g-import-not-at-top
+  v = network_trimming_seeds.get_config().vgg
+  assert (network_trimming_seeds.title(v, 3) ==
+          'Network Trimming: VGG-16 substitute over 3 seeds')
+  with v.unlocked():
+    v.threshold_std, v.iterations, v.retrain_epochs = 0.25, 1, 2
+  assert network_trimming_seeds.title(v, 3) == (
+      'Network Trimming: VGG-16 substitute over 3 seeds, APoZ >= mean + '
+      '0.25 std, at most 1 trim(s), 2 retraining epoch(s) per trim')
