@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Dict
 
 from absl import logging
 import numpy as np
@@ -188,9 +189,16 @@ class Setting:
                 for w in tfprune.wrapper.collect_wrappers(pruned)])
           self.record('PSP', structure, f'lambda {decay:g}', seed,
                       self.finetune(pruned), started)
-          fractions = {name: zero / total for name, (zero, total) in
-                       harness.structure_counts(pruned).items()}
-          self.l1(structure, seed, fractions, f'as PSP lambda {decay:g}')
+          self.l1(structure, seed, matched_sparsities(pruned),
+                  f'as PSP lambda {decay:g}')
+
+
+def matched_sparsities(model) -> Dict[str, float]:
+  """``{layer: sparsity}`` for L1 to match ``model`` layer by layer; a
+  layer ``model`` emptied keeps one structure under L1, since tfprune
+  refuses a sparsity of 1 (the L1 row's measured sparsity shows it)."""
+  return {name: min(zero, total - 1) / total
+          for name, (zero, total) in harness.structure_counts(model).items()}
 
 
 def _table(setting) -> str:

@@ -195,3 +195,12 @@ def test_network_trimming_seeds_heading_names_every_changed_setting():
   assert network_trimming_seeds.title(v, 3) == (
       'Network Trimming: VGG-16 substitute over 3 seeds, APoZ >= mean + '
       '0.25 std, at most 1 trim(s), 2 retraining epoch(s) per trim')
+
+
+def test_psp_matched_l1_keeps_one_column_of_a_layer_psp_emptied(monkeypatch):
+  """L1 at PSP's per-layer sparsities: a layer PSP emptied would ask
+  tfprune for a sparsity of 1, which it refuses; it keeps one column."""
+  from benchmarks import psp  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(harness, 'structure_counts',
+                      lambda model: {'a': (8, 8), 'b': (2, 8), 'c': (0, 8)})
+  assert psp.matched_sparsities(None) == {'a': 0.875, 'b': 0.25, 'c': 0.0}
