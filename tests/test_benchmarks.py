@@ -7,9 +7,9 @@ writes) without ``--data_dir``, so it reads the embedded digits data, never
 The section must carry the exact command line (a non-default flag
 included) and the effective settings, dumped.
 
-Every study runs here (141 s together on 2 CPU cores for the 18 studies
-before small_world_warm, measured 2026-12-03; small_world 20 s, psp 17 s, real_models 15 s,
-groups_accuracy 12 s on MobileNetV2 cut after block 2). Every study's
+Every study runs here (101 s together for the 19 studies on 2 quiet CPU
+cores, measured 2026-12-04; small_world 12 s, psp 11 s, real_models 9 s,
+groups_accuracy 8 s on MobileNetV2 cut after block 2). Every study's
 smoke settings are also parsed and checked without a run, and every
 section of docs/RESULTS.md is checked against its study's config (cheap:
 no run).
