@@ -69,8 +69,17 @@ def run(ctx):
       small_world.results_table(rows, None), '',
       'Per-layer budget (the same for both rows):', '',
       small_world.density_table(rows[0]['info'])]
-  return (f'Small-World: dense start, then gradient rewiring on LeNet-5 at '
-          f'{100 * l.density:g}%', '\n'.join(lines))
+  return title(l), '\n'.join(lines)
+
+
+def title(l) -> str:
+  """The section heading; a non-default ``warm_epochs`` is named, so two
+  sections of this study never share a heading."""
+  words = (f'Small-World: dense start, then gradient rewiring on LeNet-5 at '
+           f'{100 * l.density:g}%')
+  if l.warm_epochs != get_config().lenet.warm_epochs:
+    words += f', {l.warm_epochs} dense epochs'
+  return words
 
 
 if __name__ == '__main__':

@@ -204,3 +204,13 @@ def test_psp_matched_l1_keeps_one_column_of_a_layer_psp_emptied(monkeypatch):
   monkeypatch.setattr(harness, 'structure_counts',
                       lambda model: {'a': (8, 8), 'b': (2, 8), 'c': (0, 8)})
   assert psp.matched_sparsities(None) == {'a': 0.875, 'b': 0.25, 'c': 0.0}
+
+
+def test_small_world_warm_heading_names_a_non_default_warm_start():
+  from benchmarks import small_world_warm  # pylint: disable=g-import-not-at-top
+  l = small_world_warm.get_config().lenet
+  base = 'Small-World: dense start, then gradient rewiring on LeNet-5 at 2.3%'
+  assert small_world_warm.title(l) == base
+  with l.unlocked():
+    l.warm_epochs = 8
+  assert small_world_warm.title(l) == base + ', 8 dense epochs'
