@@ -121,8 +121,10 @@ def _small_world_rows(ctx, build, s, data, test, seed, seeds=None,
   return _run_variants(ctx, build, s, data, test, variants)
 
 
-def _run_variants(ctx, build, s, data, test, variants):
-  """One merged row per ``(name, SmallWorld kwargs, schedule, seeds)``."""
+def _run_variants(ctx, build, s, data, test, variants, validation=None):
+  """One merged row per ``(name, SmallWorld kwargs, schedule, seeds)``;
+  with a non-empty ``validation`` split each row also has its accuracy
+  there (``val_acc``, ``val_accs``)."""
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
   import tfprune  # pylint: disable=g-import-not-at-top
   SmallWorld = tfprune.methods.SmallWorld  # pylint: disable=invalid-name
@@ -136,7 +138,9 @@ def _run_variants(ctx, build, s, data, test, variants):
       pruned = tfprune.prune(build(), method, schedule)
       info = dict(method.topology)
       fit_stages(pruned, data, s, callbacks=harness.pruning_step)
-      runs.append(row(name, pruned, *test, started, info=info,
+      extra = ({'val_acc': harness.accuracy(pruned, *validation)}
+               if validation is not None and len(validation[0]) else {})
+      runs.append(row(name, pruned, *test, started, info=info, **extra,
                        moved=method.topology['regrown_edges'],
                        events=method.topology['regrow_events'],
                        **_export(ctx, pruned, *test)))
@@ -153,6 +157,9 @@ def _merge(runs, seeds):
              tflite_acc=float(np.mean([r['tflite_acc'] for r in runs])),
              check='ok' if all(r['check'] == 'ok' for r in runs) else
              '; '.join(r['check'] for r in runs if r['check'] != 'ok'))
+  if 'val_acc' in row:
+    row['val_accs'] = [r['val_acc'] for r in runs]
+    row['val_acc'] = float(np.mean(row['val_accs']))
   return row
 
 
@@ -180,10 +187,15 @@ def results_table(rows, dense_acc):
         r.get('check', '-'),
         f'{100 * r["tflite_acc"]:.2f}%' if 'tflite_acc' in r else '-',
         f'{r["seconds"]:.0f}'])
-  return harness.table(
-      ['model', 'test accuracy', 'vs dense', 'params kept', 'p',
-       'sigma (C/C_rand, L/L_rand)', 'shrunk params', '.tflite check',
-       '.tflite accuracy', 'train s (per run)'], cells)
+  header = ['model', 'test accuracy', 'vs dense', 'params kept', 'p',
+            'sigma (C/C_rand, L/L_rand)', 'shrunk params', '.tflite check',
+            '.tflite accuracy', 'train s (per run)']
+  if any('val_accs' in r for r in rows):   # a validation split was held out
+    header.insert(1, 'validation accuracy')
+    for r, line in zip(rows, cells):
+      line.insert(1, harness.spread(r['val_accs']) if 'val_accs' in r
+                  else '-')
+  return harness.table(header, cells)
 
 
 def density_table(info):
@@ -243,12 +255,14 @@ def _tfmot_row(s, train, test):
       tfmot.sparsity.keras.strip_pruning(tfmot_model), *test, started), half
 
 
-def rewiring_rows(ctx, l, train, test, build=None, **method_kwargs):
-  """LeNet-5 Small-World and random masks (p=1), both with gradient-guided
-  rewiring, over ``l.seeds`` (``method_kwargs`` go to both SmallWorlds;
-  ``build()``, called after seeding, gives the model to prune: a fresh
-  LeNet-5 by default). Returns (rows, the rewiring in words: a lower-case
-  clause saying what moves when)."""
+def rewiring_rows(ctx, l, train, test, build=None, validation=None,
+                  graphs=('small_world', 'random'), **method_kwargs):
+  """One row per graph in ``graphs``, with gradient-guided rewiring, over
+  ``l.seeds``: 'small_world' (p by max sigma) and 'random' (p=1). The
+  ``method_kwargs`` go to every SmallWorld; ``build()``, called after
+  seeding, gives the model to prune (a fresh LeNet-5 by default);
+  ``validation`` as in ``_run_variants``. Returns (rows, the rewiring in
+  words: a lower-case clause saying what moves when)."""
   import tfprune  # pylint: disable=g-import-not-at-top
   r = l.rewiring
   steps = (l.epochs + l.final_epochs) * math.ceil(len(train[0]) /
@@ -258,11 +272,13 @@ def rewiring_rows(ctx, l, train, test, build=None, **method_kwargs):
   kwargs = dict(regrow_fraction=r.fraction, regrow='gradient',
                 regrow_anneal='cosine', regrow_data=train,
                 regrow_batch=r.batch, **method_kwargs)
-  rows = _run_variants(ctx, build or tfprune.models.lenet5, l, train, test, [
-      ('Small-World (p by max sigma) + gradient rewiring', kwargs, schedule,
-       list(l.seeds)),
-      ('random masks (p=1) + gradient rewiring',
-       dict(kwargs, rewire_p=1.0), schedule, list(l.seeds))])
+  known = {'small_world': ('Small-World (p by max sigma) + gradient '
+                           'rewiring', kwargs),
+           'random': ('random masks (p=1) + gradient rewiring',
+                      dict(kwargs, rewire_p=1.0))}
+  variants = [known[g] + (schedule, list(l.seeds)) for g in graphs]
+  rows = _run_variants(ctx, build or tfprune.models.lenet5, l, train, test,
+                       variants, validation)
   prose = (
       'the masks move during training '
       f'(SmallWorld(regrow="gradient", regrow_anneal="cosine")): every '

@@ -37,26 +37,12 @@ def get_config():
 
 
 def run(ctx):
-  import tfprune  # pylint: disable=g-import-not-at-top
   l = ctx.config.lenet
   if not 0 < l.warm_epochs < l.epochs:
     raise ValueError(f'warm_epochs must be in (0, epochs={l.epochs}), got '
                      f'{l.warm_epochs}')
   train, _, test = ctx.load(l.data)
-
-  def warm_dense():
-    model = tfprune.models.lenet5()
-    harness.fit(model, train, l.warm_epochs,
-                harness.optimizer('adam', l.learning_rate), l.batch_size,
-                metrics=['accuracy'])
-    return model
-
-  sparse = harness.config(**l.to_dict())
-  with sparse.unlocked():
-    sparse.epochs = l.epochs - l.warm_epochs
-  rows, prose = small_world.rewiring_rows(ctx, sparse, train, test,
-                                          build=warm_dense,
-                                          rescale_init=False)
+  rows, prose = warm_rows(ctx, l, l.warm_epochs, train, test)
   lines = [
       small_world.lenet_setting(l, train, test) + f': the first '
       f'{l.warm_epochs} epochs train the dense model (per seed), then the '
@@ -70,6 +56,32 @@ def run(ctx):
       'Per-layer budget (the same for both rows):', '',
       small_world.density_table(rows[0]['info'])]
   return title(l), '\n'.join(lines)
+
+
+def warm_rows(ctx, l, warm_epochs: int, train, test, validation=None,
+              graphs=('small_world', 'random')):
+  """``small_world.rewiring_rows`` after ``warm_epochs`` of dense training
+  at the base LR (taken from ``l.epochs``; 0: from random weights, the
+  surviving weights rescaled as ``SmallWorld`` does by default)."""
+  import tfprune  # pylint: disable=g-import-not-at-top
+  if not 0 <= warm_epochs < l.epochs:
+    raise ValueError(f'warm_epochs must be in [0, epochs={l.epochs}), got '
+                     f'{warm_epochs}')
+
+  def warm_dense():
+    model = tfprune.models.lenet5()
+    harness.fit(model, train, warm_epochs,
+                harness.optimizer('adam', l.learning_rate), l.batch_size,
+                metrics=['accuracy'])
+    return model
+
+  sparse = harness.config(**l.to_dict())
+  with sparse.unlocked():
+    sparse.epochs = l.epochs - warm_epochs
+  warm = dict(build=warm_dense, rescale_init=False) if warm_epochs else {}
+  return small_world.rewiring_rows(ctx, sparse, train, test,
+                                   validation=validation, graphs=graphs,
+                                   **warm)
 
 
 def title(l) -> str:

@@ -28,7 +28,7 @@ from benchmarks import harness, training_overhead
 
 STUDIES = ('shrink_latency', 'magnitude_baseline', 'tflite_lenet5',
            'small_world', 'small_world_budget', 'small_world_long',
-           'small_world_warm',
+           'small_world_warm', 'small_world_warm_select',
            'network_trimming', 'network_trimming_seeds',
            'network_trimming_lenet_seeds',
            'synthesis', 'synthesis_variants', 'synaptic_strength', 'psp',
@@ -214,3 +214,23 @@ def test_small_world_warm_heading_names_a_non_default_warm_start():
   with l.unlocked():
     l.warm_epochs = 8
   assert small_world_warm.title(l) == base + ', 8 dense epochs'
+
+
+def test_small_world_warm_select_chooses_on_validation_not_test():
+  """The highest mean validation accuracy wins whatever the test accuracy
+  says; a tie goes to the shorter dense start."""
+  from benchmarks import small_world_warm_select as select  # pylint: disable=g-import-not-at-top
+  rows = {w: dict(val_acc=v, acc=t) for w, v, t in
+          [(0, 0.980, 0.995), (1, 0.990, 0.980), (2, 0.990, 0.990),
+           (4, 0.985, 0.999)]}
+  assert select.choose(list(rows.items()))[0] == 1
+  assert select.choose([(4, rows[4]), (0, rows[0])])[0] == 4
+
+
+def test_small_world_warm_select_refuses_to_choose_without_validation(
+    tmp_path):
+  module = importlib.import_module('benchmarks.small_world_warm_select')
+  with pytest.raises(ValueError, match='lenet.data.validation'):
+    harness.main(module, ['small_world_warm_select.py', '--smoke',
+                          f'--results={tmp_path / "R.md"}',
+                          '--config.lenet.data.validation=0'])
