@@ -253,6 +253,23 @@ def test_run_checks_its_export_and_fails_on_lost_sparsity(tmp_path,
   assert not os.path.exists(failed) and not os.path.exists(failed + '.partial')
 
 
+@pytest.mark.parametrize('method,kwargs', [
+    ('small_world', {'density': 0.3}), ('synthesis', {'capacity': 0.3})])
+def test_a_dense_start_with_rescaled_init_is_refused_before_training(
+    tmp_path, method, kwargs):
+  """rescale_init scales kept weights for random initial weights; on a
+  pretrained model it would blow them up, so the run stops first."""
+  c = _tiny_config()
+  c.method = method
+  c.method_kwargs = kwargs
+  c.schedule.kind = 'none'
+  workdir = str(tmp_path / 'run')
+  with pytest.raises(ValueError, match=r'rescale_init=False'):
+    experiment.run(c, workdir)
+  assert not os.path.exists(workdir) and not os.path.exists(
+      workdir + '.partial')
+
+
 def test_small_world_run_with_final_stage_and_regrowth(tmp_path):
   c = _tiny_config()
   c.method = 'small_world'

@@ -261,6 +261,14 @@ def run(config, workdir: str, overwrite: bool = False,
     raise ValueError("schedule.kind='periodic' with begin_step=-1 starts at "
                      'the final epochs, but final_epochs is 0: set '
                      'final_epochs or a begin_step >= 0')
+  method = tfprune.methods.get(config.method, **config.method_kwargs)
+  if config.pretrain_epochs and getattr(method, 'rescale_init', False):
+    raise ValueError(
+        f'{config.method} rescales the kept weights to the sparse fan-in '
+        '(rescale_init=True), which suits random weights; after '
+        f'pretrain_epochs={config.pretrain_epochs} they are trained and '
+        'would be scaled up: set --config.method_kwargs.rescale_init=False'
+        ' (or pretrain_epochs=0)')
   with workdir_lib.building(workdir, overwrite) as partial:
     started = time.time()
     keras = generations.named(config.keras_generation).keras
@@ -295,7 +303,6 @@ def run(config, workdir: str, overwrite: bool = False,
             'size'])
 
     steps = config.epochs * math.ceil(len(x_train) / config.batch_size)
-    method = tfprune.methods.get(config.method, **config.method_kwargs)
     if getattr(method, 'regrow_data', False) is None:
       method.regrow_data = (x_train, y_train)  # SmallWorld(regrow='gradient')
     schedule = build_schedule(config.schedule, steps)
