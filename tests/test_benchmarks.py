@@ -7,9 +7,9 @@ writes) without ``--data_dir``, so it reads the embedded digits data, never
 The section must carry the exact command line (a non-default flag
 included) and the effective settings, dumped.
 
-Every study runs here (101 s together for the 19 studies on 2 quiet CPU
-cores, measured 2026-12-04; small_world 12 s, psp 11 s, real_models 9 s,
-groups_accuracy 8 s on MobileNetV2 cut after block 2). Every study's
+Every study runs here (76 s together for the 20 studies on 2 quiet CPU
+cores, measured 2026-12-04; small_world 10 s, real_models 8 s, psp 7 s,
+groups_accuracy 6 s on MobileNetV2 cut after block 2). Every study's
 smoke settings are also parsed and checked without a run, and every
 section of docs/RESULTS.md is checked against its study's config (cheap:
 no run).
