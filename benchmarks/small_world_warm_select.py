@@ -48,6 +48,9 @@ def choose(candidates: List[Tuple[int, dict]]) -> Tuple[int, dict]:
 
 def run(ctx):
   l = ctx.config.lenet
+  if not l.warm_choices:
+    raise ValueError('lenet.warm_choices is empty: give the numbers of dense '
+                     'epochs to choose from, e.g. [0, 1, 2, 4]')
   train, validation, test = ctx.load(l.data)
   if not len(validation[0]):
     raise ValueError('small_world_warm_select chooses on a validation split:'

@@ -18,6 +18,7 @@ no run).
 import importlib
 import os
 import re
+import types
 
 import pytest
 import tensorflow as tf
@@ -234,3 +235,8 @@ def test_small_world_warm_select_refuses_to_choose_without_validation(
     harness.main(module, ['small_world_warm_select.py', '--smoke',
                           f'--results={tmp_path / "R.md"}',
                           '--config.lenet.data.validation=0'])
+  config = module.get_config()
+  with config.unlocked():
+    config.lenet.warm_choices = []
+  with pytest.raises(ValueError, match='warm_choices is empty'):
+    module.run(types.SimpleNamespace(config=config))   # before any data
