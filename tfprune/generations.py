@@ -232,12 +232,13 @@ def optimizer_index(optimizer, variable) -> Tuple[Optional[int], int]:
   """``(position of variable in the optimizer's per-variable state lists,
   length of those lists)``; ``(None, 0)`` before the optimizer is built or
   for a variable it does not train."""
-  if isinstance(optimizer, keras3.optimizers.Optimizer):
-    indices = getattr(optimizer, '_trainable_variables_indices', None) or {}
-    key = id(variable)
-  else:
-    indices = getattr(optimizer, '_index_dict', None) or {}
-    key = optimizer._var_key(variable) if indices else None  # pylint: disable=protected-access
+  # Both key the lists by ``_var_key`` (Keras 3 on TensorFlow: the
+  # variable's unique id, not ``id()``).
+  attr = ('_trainable_variables_indices'
+          if isinstance(optimizer, keras3.optimizers.Optimizer)
+          else '_index_dict')
+  indices = getattr(optimizer, attr, None) or {}
+  key = optimizer._var_key(variable) if indices else None  # pylint: disable=protected-access
   index = indices.get(key)
   return (None, 0) if index is None else (int(index), len(indices))
 
