@@ -229,3 +229,33 @@ def test_check_pairs_same_shape_layers_by_name_in_both_generations(tmp_path):
     assert result.ok, (gen, result.failures)
     assert {l.layer: l.keras_sparsity for l in result.layers} == {
         l.layer: l.file_sparsity for l in result.layers}
+
+
+class UsersAdam(KERAS3.optimizers.Adam):
+  """Adam's arithmetic in a class tfprune does not vouch for (the wrappers
+  keep the forward product)."""
+
+
+def test_keras3_training_without_the_forward_product_is_bit_identical():
+  """A Keras 3 fit with Keras' Adam skips the forward product
+  (``zeros_kept``); it ends with the same weights as the product's fit,
+  on a graph of coupled channel groups."""
+  rng = np.random.RandomState(0)
+  x, y = rng.rand(24, 8, 8, 3).astype(np.float32), rng.randint(0, 5, 24)
+  weights, kept = {}, {}
+  for optimizer in (KERAS3.optimizers.Adam, UsersAdam):
+    KERAS3.utils.set_random_seed(0)
+    pruned = tfprune.prune(_coupled(KERAS3), tfprune.methods.Magnitude(
+        'channel'), tfprune.schedules.PolynomialDecay(
+            0.0, 0.5, begin_step=0, end_step=6, frequency=2))
+    pruned.compile(optimizer(0.05), KERAS3.losses.SparseCategoricalCrossentropy(
+        from_logits=True))
+    seen = set()
+    record = KERAS3.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: (
+        seen.update(w.zeros_kept for w in collect_wrappers(pruned))))
+    pruned.fit(x, y, batch_size=4, epochs=2, verbose=0, shuffle=False,
+               callbacks=[tfprune.PruningStep(), record])
+    weights[optimizer], kept[optimizer] = pruned.get_weights(), seen
+  assert kept == {KERAS3.optimizers.Adam: {True}, UsersAdam: {False}}
+  for fast, exact in zip(*weights.values()):
+    np.testing.assert_array_equal(fast, exact)

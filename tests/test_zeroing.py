@@ -1,6 +1,8 @@
 """Zeroing under masks: weights, biases and optimizer state, in one call."""
 
 import numpy as np
+import pytest
+import tensorflow as tf
 import tf_keras as keras
 
 import tfprune
@@ -96,3 +98,82 @@ def test_first_call_is_eager_on_written_masks_then_traced_over_all():
     assert untouched != traced
   assert np.all(np.asarray(conv_kernel)[~keep] == 0)
   assert np.array_equal(np.asarray(conv_kernel)[keep], stray[keep])
+
+
+# --- training steps that rely on the zeros ----------------------------------
+class _OwnAdam(keras.optimizers.Adam):
+  """Adam's arithmetic in a class tfprune does not know: it cannot vouch
+  that zeroed entries stay 0, so the wrappers keep the forward product."""
+
+
+class RecordKept(keras.callbacks.Callback):
+  def __init__(self):
+    super().__init__()
+    self.kept = set()
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.kept |= {w.zeros_kept for w in collect_wrappers(self.model)}
+
+
+@pytest.mark.parametrize('structure', ['weight', 'channel'])
+def test_skipping_the_forward_product_trains_bit_for_bit_alike(structure):
+  x, y = random_batch(n=30)
+  trained = {}
+  for optimizer in (keras.optimizers.Adam, _OwnAdam):
+    keras.utils.set_random_seed(0)
+    model = _gradual(structure)
+    model.compile(optimizer(0.05),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    record, check = RecordKept(), CheckZeros()
+    model.fit(x, y, batch_size=3, epochs=2, verbose=0, shuffle=False,
+              callbacks=[tfprune.PruningStep(), record, check])
+    assert record.kept == {optimizer is keras.optimizers.Adam}
+    assert check.masked > 0 and check.violations == []
+    assert not any(w.zeros_kept for w in collect_wrappers(model))  # fit ended
+    trained[optimizer] = model.get_weights()
+  for fast, exact in zip(*trained.values()):
+    np.testing.assert_array_equal(fast, exact)
+
+
+def _products_of_shape(wrapper, x, shape):
+  """Multiplies in the graph of a training call whose output has ``shape``."""
+  graph = tf.function(lambda t: wrapper(t, training=True)).get_concrete_function(
+      tf.TensorSpec(x.shape, tf.float32)).graph
+  return [op for op in graph.get_operations() if op.type == 'Mul' and
+          tuple(op.outputs[0].shape) == tuple(shape)]
+
+
+def test_a_kept_zeros_training_call_has_no_kernel_product():
+  model, dense, _ = _masked_model()
+  x = np.zeros((2,) + tuple(dense.input_shape[1:]), np.float32)
+  kernel_shape = dense.prunable[0].variable.shape
+  assert len(_products_of_shape(dense, x, kernel_shape)) == 1
+  dense.zeros_kept = True
+  assert _products_of_shape(dense, x, kernel_shape) == []
+  # inference keeps the product: it must be exact whatever the weights hold
+  graph = tf.function(lambda t: dense(t, training=False)).get_concrete_function(
+      tf.TensorSpec(x.shape, tf.float32)).graph
+  assert any(op.type == 'Mul' for op in graph.get_operations())
+
+
+def test_fit_restores_zeros_a_set_weights_wrote_under_masks():
+  x, y = random_batch(n=6)
+  model, dense, _ = _masked_model()
+  model.compile(keras.optimizers.SGD(0.0),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  step = tfprune.PruningStep()
+  model.fit(x, y, batch_size=3, verbose=0, callbacks=[step])
+  assert not any(w.pending_zeroing for w in collect_wrappers(model))
+  kernel = dense.prunable[0].variable
+  keep = np.asarray(dense.masks[0]) != 0
+  assert not keep.all()
+  kernel.assign(np.full(kernel.shape, 3.0, np.float32))
+  assert zeroing.restore(collect_wrappers(model), None) == 1
+  assert np.all(np.asarray(kernel)[~keep] == 0)
+  assert zeroing.restore(collect_wrappers(model), None) == 0  # read only
+  # a second fit (nothing pending, no mask due) starts from the zeros
+  kernel.assign(np.full(kernel.shape, 3.0, np.float32))
+  check = CheckZeros()
+  model.fit(x, y, batch_size=3, verbose=0, callbacks=[step, check])
+  assert check.masked > 0 and check.violations == []
+  assert np.all(np.asarray(kernel)[keep] == 3.0)   # lr 0: the kept stay

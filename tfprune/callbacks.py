@@ -17,7 +17,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
-from tfprune import generations, schedules, zeroing
+from tfprune import generations, optimizer_state, schedules, zeroing
 from tfprune import wrapper as wrapper_lib
 from tfprune.wrapper import cohorts, collect_wrappers
 
@@ -105,6 +105,25 @@ class PruningStep(generations.Callback):
         self._tables[name] = schedules.ScheduleTable.of(wrappers[0].schedule)
         self._tables[name](self.step + 1)  # build the table before batch 1
       wrappers[0].method.on_train_begin(wrappers, self.model)
+    self._keep_zeros()
+
+  def _keep_zeros(self) -> None:
+    """Make the zeros under the masks hold before the first step (a
+    ``set_weights`` or a loaded checkpoint since the last fit may have
+    written other values there; about 14 ms on MobileNetV2 when nothing
+    needs writing) and, with an optimizer that leaves zeroed entries at 0
+    (``optimizer_state.keeps_zeros``), let the wrappers' training steps
+    rely on them: they skip the forward product. Set before the first
+    step, so the step's trace sees it."""
+    optimizer = self._current_optimizer()
+    zeroing.restore(self._wrappers, optimizer)
+    kept = optimizer_state.keeps_zeros(optimizer)
+    for wrapper in self._wrappers:
+      wrapper.zeros_kept = kept
+
+  def _current_optimizer(self):
+    return (self._optimizer if self._optimizer is not None else
+            getattr(self.model, 'optimizer', None))
 
   def _sync(self) -> None:
     """Read the steps done from the graph's counter (once per epoch; per
@@ -152,9 +171,7 @@ class PruningStep(generations.Callback):
     (:mod:`tfprune.zeroing`). Their gradient is 0, so with no state they
     stay exactly 0 and a saved model holds exact zeros where its masks are
     0."""
-    optimizer = (self._optimizer if self._optimizer is not None else
-                 getattr(self.model, 'optimizer', None))
-    self._zeroing(self._wrappers, optimizer)
+    self._zeroing(self._wrappers, self._current_optimizer())
 
   def on_epoch_end(self, epoch, logs=None):
     if self._started:
@@ -165,6 +182,8 @@ class PruningStep(generations.Callback):
   def on_train_end(self, logs=None):
     if self._started:
       self._sync()
+    for wrapper in self._wrappers:   # a later trace without PruningStep
+      wrapper.zeros_kept = False
 
 
 def layer_sparsity(wrapper) -> Dict[str, float]:

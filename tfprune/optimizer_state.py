@@ -19,6 +19,28 @@ import tensorflow as tf
 from tfprune import generations
 
 
+# Keras' own optimizers (either generation, legacy tf_keras ones included)
+# whose every update at an entry is a product with that entry's gradient or
+# state: with both 0 there, the entry does not move. Not Muon (it
+# orthogonalises whole matrices) nor any subclass defined elsewhere.
+_ELEMENTWISE = frozenset([
+    'SGD', 'Adam', 'AdamW', 'Adamax', 'Nadam', 'RMSprop', 'Adagrad',
+    'Adadelta', 'Adafactor', 'Ftrl', 'Lion', 'Lamb'])
+
+
+def keeps_zeros(optimizer) -> bool:
+  """Whether ``optimizer`` leaves a weight at exactly 0 once its gradient
+  and its state there are 0 (see ``_ELEMENTWISE``; averaging the weights
+  with ``use_ema`` would write other values back)."""
+  while hasattr(optimizer, 'inner_optimizer'):   # LossScaleOptimizer
+    optimizer = optimizer.inner_optimizer
+  if optimizer is None or getattr(optimizer, 'use_ema', False):
+    return False
+  cls = type(optimizer)
+  return (cls.__name__ in _ELEMENTWISE and
+          cls.__module__.startswith(('keras.', 'tf_keras.')))
+
+
 def slot_variables(optimizer, variable: tf.Variable) -> List[tf.Variable]:
   """The optimizer's per-weight state variables of ``variable`` (maybe [])."""
   if optimizer is None:

@@ -72,6 +72,30 @@ class Zeroing:
     return True
 
 
+def restore(wrappers: Sequence, optimizer) -> int:
+  """Zero weights and optimizer state under every mask where something
+  else wrote a value (``set_weights``, a loaded dense checkpoint); returns
+  how many variables were written. Eager and read-only where the zeros
+  hold already: ``PruningStep`` runs it once per ``fit`` before training
+  steps rely on the zeros."""
+  written = 0
+  for w in wrappers:
+    if not w.method.zero_pruned_weights:
+      continue
+    for index, mask in enumerate(w.masks):
+      mask = mask.numpy()
+      if mask.all():
+        continue
+      for variable, keep in w.masked_variables(index, mask):
+        for target in [variable] + optimizer_state.slot_variables(
+            optimizer, variable):
+          value = target.numpy()
+          if np.any(np.where(keep, 0, value)):
+            target.assign(np.where(keep, value, 0).astype(value.dtype))
+            written += 1
+  return written
+
+
 def _zero(entries: List[tuple], targets: List[list]) -> None:
   """Zero ``targets[i][j]`` (a variable and its optimizer slots) where the
   ``j``-th keep of ``entries[i]``'s mask is False: with numpy when eager
