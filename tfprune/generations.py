@@ -52,6 +52,13 @@ class Generation:
       register = self.keras.utils.register_keras_serializable
     return register('tfprune', name)(cls)
 
+  def stored_value(self, variable) -> tf.Tensor:
+    """The variable's value in its stored dtype, even inside a mixed
+    precision ``call`` (where reading it casts to the compute dtype)."""
+    inner = getattr(variable, '_value' if self.is_keras3 else '_variable',
+                    None)
+    return tf.convert_to_tensor(variable if inner is None else inner)
+
   def storage_dtype(self, variable) -> tf.DType:
     """The dtype a variable is stored in (float32 under mixed precision).
 

@@ -163,16 +163,23 @@ class WrapperCore:
     self.built = True
 
   # --- effective weights ---------------------------------------------------
-  def _effective(self, index: int, value, zeros_kept: bool) -> tf.Tensor:
+  def _effective(self, index: int, zeros_kept: bool) -> tf.Tensor:
     weight = self.prunable[index]
     shape = weight.variable.shape
+    gate = self.gates[index]
+    if zeros_kept and gate is None and not self.method.reparameterizes_weight:
+      # Masked in the stored dtype, then cast like a plain layer's read:
+      # under mixed precision the mask is not cast to the compute dtype
+      # (a kernel-sized op per step) and the gradient is masked in float32.
+      stored = generations.of(self).stored_value(weight.variable)
+      factor = self.structure.broadcastable(
+          tf.cast(self.masks[index], stored.dtype), shape, weight.layout)
+      return tf.cast(_gradient_masked(stored, factor), weight.variable.dtype)
+    value = tf.convert_to_tensor(weight.variable)
     out = (value if self.follower else
            self.method.weight_value(value, weight.layout))
     factor = self.structure.broadcastable(
         tf.cast(self.masks[index], value.dtype), shape, weight.layout)
-    gate = self.gates[index]
-    if zeros_kept and gate is None and out is value:  # no re-parameterising
-      return _gradient_masked(out, factor)
     if gate is not None:
       # Mask times gate first: both are usually per channel or per kernel,
       # so the weight is multiplied once, not twice (forward and backward);
@@ -212,8 +219,7 @@ class WrapperCore:
   # stays converted, so a user's subclassed layer inside keeps autograph.
   @tf.autograph.experimental.do_not_convert
   def _substitutions(self, zeros_kept: bool = False) -> Dict[str, tf.Tensor]:
-    values = {w.attr: self._effective(i, tf.convert_to_tensor(w.variable),
-                                      zeros_kept)
+    values = {w.attr: self._effective(i, zeros_kept)
               for i, w in enumerate(self.prunable)}
     factor = self._bias_factor()
     if factor is not None:

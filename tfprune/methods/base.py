@@ -48,6 +48,12 @@ class PruningMethod(abc.ABC):
     return isinstance(self.structure, (structures.Channel,
                                        structures.InputChannel))
 
+  @property
+  def reparameterizes_weight(self) -> bool:
+    """Whether :meth:`weight_value` is more than the identity (the wrapper
+    can then not skip the forward product of kept zeros)."""
+    return type(self).weight_value is not PruningMethod.weight_value
+
   def attach(self, model, wrappers: Sequence) -> None:
     """Compute the channel groups of ``wrappers`` in ``model`` (called by
     ``prune`` and by ``PruningStep`` when training begins)."""
