@@ -270,3 +270,44 @@ def test_modes_that_would_do_nothing_are_refused():
   with pytest.raises(ValueError, match='learned mode'):
     tfprune.prune(_dense_model(), PSP(freeze_step=10),
                   schedule=tfprune.schedules.ConstantSparsity(0.5, 0))
+
+
+class _UsersSGD(keras.optimizers.SGD):
+  """SGD in a class tfprune does not vouch for: the product path."""
+
+
+def _mlp():
+  inputs = keras.Input((4,))
+  x = L.Dense(6, activation='relu', name='hidden')(inputs)
+  outputs = L.Dense(2, activation='softmax', name='fc')(x)
+  return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize('structure', ['filter', 'column'])
+def test_dense_gates_outside_the_kernel_train_like_the_product(structure):
+  """A fast step applies a Dense's alphas to its output (filter) or input
+  (column) instead of its kernel: no kernel-sized product in the step, and
+  the same training as the product up to float rounding (masks included:
+  frozen at step 24 of 40)."""
+  x, y = _dense_data()
+  trained = {}
+  for optimizer in (keras.optimizers.SGD, _UsersSGD):
+    keras.utils.set_random_seed(0)
+    pruned = tfprune.prune(_mlp(), PSP(structure, weight_decay=1.0,
+                                       epsilon=0.1, freeze_step=24))
+    _fit(pruned, x, y, epochs=10, optimizer=optimizer(0.1))
+    trained[optimizer] = pruned
+  fast, exact = trained.values()
+  assert {w.zeros_kept for w in wrappers(fast)} == {False}   # after fit
+  for a, b in zip(fast.get_weights(), exact.get_weights()):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+  masks = np.concatenate([np.asarray(w.masks[0]).ravel()
+                          for w in wrappers(fast)])
+  assert 0 < (masks == 0).sum() < masks.size, (masks == 0).sum()
+  hidden = wrappers(fast)[0]
+  hidden.zeros_kept = True
+  kernel = hidden.prunable[0].variable
+  graph = tf.function(lambda t: hidden(t, training=True)).get_concrete_function(
+      tf.TensorSpec((None, 4), tf.float32)).graph
+  assert not [op for op in graph.get_operations() if op.type == 'Mul' and
+              tuple(op.outputs[0].shape) == tuple(kernel.shape)]

@@ -23,7 +23,7 @@ import contextlib
 import contextvars
 import inspect
 import json
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -163,10 +163,11 @@ class WrapperCore:
     self.built = True
 
   # --- effective weights ---------------------------------------------------
-  def _effective(self, index: int, zeros_kept: bool) -> tf.Tensor:
+  def _effective(self, index: int, zeros_kept: bool,
+                 gate_outside: bool = False) -> tf.Tensor:
     weight = self.prunable[index]
     shape = weight.variable.shape
-    gate = self.gates[index]
+    gate = None if gate_outside else self.gates[index]
     if zeros_kept and gate is None and not self.method.reparameterizes_weight:
       # Masked in the stored dtype, then cast like a plain layer's read:
       # under mixed precision the mask is not cast to the compute dtype
@@ -194,14 +195,37 @@ class WrapperCore:
     of a masking wrapper whose zeros ``PruningStep`` keeps."""
     return training is True and self.zeros_kept and not self.follower
 
-  def _bias_factor(self) -> Optional[tf.Tensor]:
-    """What the bias is multiplied by (its channel's mask), or None."""
+  def _gate_outside(self, fast: bool) -> Optional[Tuple[int, tf.Tensor]]:
+    """``(axis, gates)`` when a fast step of a gated Dense applies its
+    gates to the layer's input (axis 0: gates per kernel row) or to its
+    output before the activation (axis 1: per unit, with the bias), not
+    to the kernel: the same product, batch x units entries instead of
+    fan_in x units (LeNet-300-100's first layer: 64 x 300 against 784 x
+    300). None otherwise."""
+    if (not fast or self.gates[0] is None or len(self.prunable) != 1 or
+        not isinstance(self.layer, generations.layers.Dense)):
+      return None
+    weight = self.prunable[0]
+    fan_in, units = weight.variable.shape
+    gate = self.method.gate_structure.broadcastable(
+        self.method.gate_value(
+            tf.cast(self.gates[0], weight.variable.dtype), self),
+        weight.variable.shape, weight.layout)
+    if tuple(gate.shape) in ((units,), (1, units)) and fan_in > 1:
+      return 1, tf.reshape(gate, [units])
+    if tuple(gate.shape) == (fan_in, 1) and units > 1:
+      return 0, tf.reshape(gate, [fan_in])
+    return None
+
+  def _bias_factor(self, gate_outside: bool = False) -> Optional[tf.Tensor]:
+    """What the bias is multiplied by (its channel's mask, times its gate
+    unless the gates act outside the kernel), or None."""
     bias = prunable.bias_of(self.layer)
     if bias is None or len(self.prunable) != 1:
       return None
     weight = self.prunable[0]
     factor = self.structure.bias_mask(self.masks[0], weight.layout)
-    gate_structure = self.method.gate_structure
+    gate_structure = None if gate_outside else self.method.gate_structure
     if gate_structure is not None:
       gate = gate_structure.bias_mask(
           self.method.gate_value(self.gates[0], self), weight.layout)
@@ -218,16 +242,17 @@ class WrapperCore:
   # prune() of MobileNetV2 (every clone and trace pays it). ``call`` itself
   # stays converted, so a user's subclassed layer inside keeps autograph.
   @tf.autograph.experimental.do_not_convert
-  def _substitutions(self, zeros_kept: bool = False) -> Dict[str, tf.Tensor]:
-    values = {w.attr: self._effective(i, zeros_kept)
+  def _substitutions(self, zeros_kept: bool = False,
+                     gate_outside: bool = False) -> Dict[str, tf.Tensor]:
+    values = {w.attr: self._effective(i, zeros_kept, gate_outside)
               for i, w in enumerate(self.prunable)}
-    factor = self._bias_factor()
+    factor = self._bias_factor(gate_outside)
     if factor is not None:
       bias = self.layer.bias
       value, factor = tf.convert_to_tensor(bias), tf.cast(factor, bias.dtype)
+      masks_only = gate_outside or self.gates[0] is None
       values['bias'] = (_gradient_masked(value, factor)
-                        if zeros_kept and self.gates[0] is None
-                        else value * factor)
+                        if zeros_kept and masks_only else value * factor)
     return values
 
   def effective_weights(self) -> Dict[str, np.ndarray]:
@@ -240,10 +265,22 @@ class WrapperCore:
       training = generations.of(self).default_training()
     if self._call_accepts_training:
       kwargs['training'] = training
+    fast = self._fast_path(training)
+    outside = self._gate_outside(fast)
     values = {self._slots.get(attr, attr): value for attr, value in
-              self._substitutions(self._fast_path(training)).items()}
+              self._substitutions(fast, outside is not None).items()}
+    activation = None
+    if outside is not None:
+      axis, gate = outside
+      if axis == 0:
+        inputs = inputs * tf.cast(gate, inputs.dtype)
+      else:
+        activation = self.layer.activation
+        values['activation'] = tf.identity
     with _substituted(self.layer, values):
       outputs = self.layer.call(inputs, **kwargs)
+    if activation is not None:
+      outputs = activation(outputs * tf.cast(gate, outputs.dtype))
     if (isinstance(training, bool) and not training) or self.follower:
       return outputs          # a follower has no schedule of its own
     # In training the step advances here, in the graph (as in tfmot 0.8), so
