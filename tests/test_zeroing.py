@@ -151,9 +151,10 @@ def test_skipping_the_forward_product_trains_bit_for_bit_alike(
   assert sum(changed) >= 4            # kernels and biases trained
 
 
-def _products_of_shape(wrapper, x, shape):
-  """Multiplies in the graph of a training call whose output has ``shape``."""
-  graph = tf.function(lambda t: wrapper(t, training=True)).get_concrete_function(
+def _products_of_shape(layer, x, shape):
+  """Multiplies in the graph of a training call whose output has ``shape``
+  (``layer``: a wrapper or a whole model)."""
+  graph = tf.function(lambda t: layer(t, training=True)).get_concrete_function(
       tf.TensorSpec(x.shape, tf.float32)).graph
   return [op for op in graph.get_operations() if op.type == 'Mul' and
           tuple(op.outputs[0].shape) == tuple(shape)]
@@ -166,6 +167,11 @@ def test_a_kept_zeros_training_call_has_no_kernel_product():
   assert len(_products_of_shape(dense, x, kernel_shape)) == 1
   dense.zeros_kept = True
   assert _products_of_shape(dense, x, kernel_shape) == []
+  # through the functional model, as fit calls it
+  inputs = np.zeros((2,) + tuple(model.input_shape[1:]), np.float32)
+  assert _products_of_shape(model, inputs, kernel_shape) == []
+  dense.zeros_kept = False
+  assert len(_products_of_shape(model, inputs, kernel_shape)) == 1
   # inference keeps the product: it must be exact whatever the weights hold
   graph = tf.function(lambda t: dense(t, training=False)).get_concrete_function(
       tf.TensorSpec(x.shape, tf.float32)).graph
