@@ -25,6 +25,11 @@ from tfprune.wrapper import cohorts, collect_wrappers
 class PruningStep(generations.Callback):
   """Counts training steps and applies each schedule's mask updates.
 
+  Before the first batch of every ``fit`` it zeroes whatever was written
+  under the masks since (``set_weights``) and, with one of Keras' own
+  optimizers, lets the wrappers skip the forward ``weight * mask`` product
+  for the fit (only the gradient is masked; see ``tfprune.wrapper``).
+
   Required by ``model.fit`` on a model with PruningWrappers: training
   without it stops with an error that says so (except under
   ``jit_compile=True``, where XLA drops that check).
