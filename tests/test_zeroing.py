@@ -199,3 +199,61 @@ def test_fit_restores_zeros_a_set_weights_wrote_under_masks():
   model.fit(x, y, batch_size=3, verbose=0, callbacks=[step, check])
   assert check.masked > 0 and check.violations == []
   assert np.all(np.asarray(kernel)[keep] == 3.0)   # lr 0: the kept stay
+
+
+def _step_products(model, wrapper):
+  """Kernel-sized multiplies in a traced training step (forward and
+  gradient) of ``model``, for ``wrapper``'s kernel."""
+  kernel = wrapper.prunable[0].variable
+  x = np.zeros((2,) + tuple(model.input_shape[1:]), np.float32)
+
+  def step(t):
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_sum(model(t, training=True))
+    return tape.gradient(loss, kernel)
+
+  graph = tf.function(step).get_concrete_function(
+      tf.TensorSpec(x.shape, tf.float32)).graph
+  return [op for op in graph.get_operations() if op.type == 'Mul' and
+          tuple(op.outputs[0].shape) == tuple(kernel.shape)]
+
+
+def _mlp():
+  inputs = keras.Input((6,))
+  # tanh'(0) = 1: a removed unit's output still has a gradient to mask
+  x = keras.layers.Dense(8, activation='tanh', name='hidden')(inputs)
+  return keras.Model(inputs, keras.layers.Dense(3, name='out')(x))
+
+
+@pytest.mark.parametrize('structure, products', [
+    ('weight', 1),        # the gradient's mask
+    ('channel', 0)])      # the output's gradient is masked per unit
+def test_kept_zeros_step_multiplies_a_dense_kernel_at_most_once(
+    structure, products):
+  model = tfprune.prune(_mlp(), schedule=0.5,
+                        method=tfprune.methods.Magnitude(structure))
+  hidden = model.get_layer('pruned_hidden')
+  assert len(_step_products(model, hidden)) >= 2   # forward and gradient
+  hidden.zeros_kept = True
+  assert len(_step_products(model, hidden)) == products
+
+
+def test_unit_masked_dense_output_trains_bit_for_bit_like_the_product():
+  rng = np.random.RandomState(0)
+  x, y = rng.rand(30, 6).astype(np.float32), rng.randint(0, 3, 30)
+  trained, kept = {}, {}
+  for optimizer in (keras.optimizers.Adam, _OwnAdam):
+    keras.utils.set_random_seed(0)
+    model = tfprune.prune(_mlp(), tfprune.methods.Magnitude('channel'),
+                          tfprune.schedules.PolynomialDecay(
+                              0.2, 0.6, 2, 8, frequency=2))
+    model.compile(optimizer(0.05),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    record, check = RecordKept(), CheckZeros()
+    model.fit(x, y, batch_size=3, epochs=2, verbose=0, shuffle=False,
+              callbacks=[tfprune.PruningStep(), record, check])
+    assert check.masked > 0 and check.violations == []
+    trained[optimizer], kept[optimizer] = model.get_weights(), record.kept
+  assert kept == {keras.optimizers.Adam: {True}, _OwnAdam: {False}}
+  for fast, exact in zip(*trained.values()):
+    np.testing.assert_array_equal(fast, exact)

@@ -164,8 +164,11 @@ class WrapperCore:
 
   # --- effective weights ---------------------------------------------------
   def _effective(self, index: int, zeros_kept: bool,
-                 gate_outside: bool = False) -> tf.Tensor:
+                 gate_outside: bool = False,
+                 mask_outside: bool = False) -> tf.Tensor:
     weight = self.prunable[index]
+    if mask_outside:      # the output's gradient is masked (``_unit_mask``)
+      return tf.convert_to_tensor(weight.variable)
     shape = weight.variable.shape
     gate = None if gate_outside else self.gates[index]
     if zeros_kept and gate is None and not self.method.reparameterizes_weight:
@@ -217,6 +220,27 @@ class WrapperCore:
       return 0, tf.reshape(gate, [fan_in])
     return None
 
+  def _unit_mask(self, fast: bool, outside) -> Optional[tf.Tensor]:
+    """A fast step of a Dense whose mask keeps or removes whole units (and
+    whose gates, if any, act outside the kernel): the mask per unit, to
+    mask the gradient of the pre-activation output (batch x units) instead
+    of the kernel's (fan_in x units). The kernel's gradient is then
+    ``inputs^T (upstream * mask)``: the same numbers, bit for bit, as the
+    masked kernel gradient; the input's gradient is unchanged because the
+    removed units' kernel columns are 0. None otherwise."""
+    if (not fast or len(self.prunable) != 1 or
+        (self.gates[0] is not None and outside is None) or
+        self.method.reparameterizes_weight or
+        not isinstance(self.layer, generations.layers.Dense)):
+      return None
+    weight = self.prunable[0]
+    fan_in, units = weight.variable.shape
+    mask = self.structure.broadcastable(
+        self.masks[0], weight.variable.shape, weight.layout)
+    if tuple(mask.shape) in ((units,), (1, units)) and fan_in > 1:
+      return tf.reshape(mask, [units])
+    return None
+
   def _bias_factor(self, gate_outside: bool = False) -> Optional[tf.Tensor]:
     """What the bias is multiplied by (its channel's mask, times its gate
     unless the gates act outside the kernel), or None."""
@@ -243,9 +267,13 @@ class WrapperCore:
   # stays converted, so a user's subclassed layer inside keeps autograph.
   @tf.autograph.experimental.do_not_convert
   def _substitutions(self, zeros_kept: bool = False,
-                     gate_outside: bool = False) -> Dict[str, tf.Tensor]:
-    values = {w.attr: self._effective(i, zeros_kept, gate_outside)
+                     gate_outside: bool = False,
+                     mask_outside: bool = False) -> Dict[str, tf.Tensor]:
+    values = {w.attr: self._effective(i, zeros_kept, gate_outside,
+                                      mask_outside)
               for i, w in enumerate(self.prunable)}
+    if mask_outside:      # mask and gates act on the output: bias as is
+      return values
     factor = self._bias_factor(gate_outside)
     if factor is not None:
       bias = self.layer.bias
@@ -267,20 +295,29 @@ class WrapperCore:
       kwargs['training'] = training
     fast = self._fast_path(training)
     outside = self._gate_outside(fast)
+    unit_mask = self._unit_mask(fast, outside)
     values = {self._slots.get(attr, attr): value for attr, value in
-              self._substitutions(fast, outside is not None).items()}
-    activation = None
+              self._substitutions(fast, outside is not None,
+                                  unit_mask is not None).items()}
+    out_gate = None
     if outside is not None:
       axis, gate = outside
       if axis == 0:
         inputs = inputs * tf.cast(gate, inputs.dtype)
       else:
-        activation = self.layer.activation
-        values['activation'] = tf.identity
+        out_gate = gate
+    activation = None
+    if out_gate is not None or unit_mask is not None:
+      activation = self.layer.activation      # applied after the factors
+      values['activation'] = tf.identity
     with _substituted(self.layer, values):
       outputs = self.layer.call(inputs, **kwargs)
     if activation is not None:
-      outputs = activation(outputs * tf.cast(gate, outputs.dtype))
+      if unit_mask is not None:
+        outputs = _gradient_masked(outputs, tf.cast(unit_mask, outputs.dtype))
+      if out_gate is not None:
+        outputs = outputs * tf.cast(out_gate, outputs.dtype)
+      outputs = activation(outputs)
     if (isinstance(training, bool) and not training) or self.follower:
       return outputs          # a follower has no schedule of its own
     # In training the step advances here, in the graph (as in tfmot 0.8), so
