@@ -14,7 +14,9 @@ same factor backward, and advance the step counter. For a masking method
 (no gates) trained by ``PruningStep`` with one of Keras' own optimizers the
 forward product is skipped (:func:`_gradient_masked`): the weights hold
 exact zeros under their masks then (see :mod:`tfprune.zeroing`), so the
-product would return the weight bit for bit; only the gradient is masked.
+product would return the weight bit for bit; only the gradient is masked
+(for a Dense layer masked per unit, the gradient of its output: batch x
+units entries instead of fan_in x units).
 """
 
 from __future__ import annotations
