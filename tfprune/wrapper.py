@@ -200,6 +200,22 @@ class WrapperCore:
     of a masking wrapper whose zeros ``PruningStep`` keeps."""
     return training is True and self.zeros_kept and not self.follower
 
+  def _single_dense(self) -> bool:
+    return (len(self.prunable) == 1 and
+            isinstance(self.layer, generations.layers.Dense))
+
+  def _dense_vector(self, factor) -> Optional[Tuple[int, tf.Tensor]]:
+    """For a single-kernel Dense, ``(axis, vector)`` when ``factor``
+    (broadcastable to the kernel) is one value per kernel row (axis 0: it
+    can scale the input) or per unit (axis 1: the pre-activation output);
+    None for any other shape."""
+    fan_in, units = self.prunable[0].variable.shape
+    if tuple(factor.shape) in ((units,), (1, units)) and fan_in > 1:
+      return 1, tf.reshape(factor, [units])
+    if tuple(factor.shape) == (fan_in, 1) and units > 1:
+      return 0, tf.reshape(factor, [fan_in])
+    return None
+
   def _gate_outside(self, fast: bool) -> Optional[Tuple[int, tf.Tensor]]:
     """``(axis, gates)`` when a fast step of a gated Dense applies its
     gates to the layer's input (axis 0: gates per kernel row) or to its
@@ -207,20 +223,13 @@ class WrapperCore:
     to the kernel: the same product, batch x units entries instead of
     fan_in x units (LeNet-300-100's first layer: 64 x 300 against 784 x
     300). None otherwise."""
-    if (not fast or self.gates[0] is None or len(self.prunable) != 1 or
-        not isinstance(self.layer, generations.layers.Dense)):
+    if not fast or self.gates[0] is None or not self._single_dense():
       return None
     weight = self.prunable[0]
-    fan_in, units = weight.variable.shape
-    gate = self.method.gate_structure.broadcastable(
+    return self._dense_vector(self.method.gate_structure.broadcastable(
         self.method.gate_value(
             tf.cast(self.gates[0], weight.variable.dtype), self),
-        weight.variable.shape, weight.layout)
-    if tuple(gate.shape) in ((units,), (1, units)) and fan_in > 1:
-      return 1, tf.reshape(gate, [units])
-    if tuple(gate.shape) == (fan_in, 1) and units > 1:
-      return 0, tf.reshape(gate, [fan_in])
-    return None
+        weight.variable.shape, weight.layout))
 
   def _unit_mask(self, fast: bool, outside) -> Optional[tf.Tensor]:
     """A fast step of a Dense whose mask keeps or removes whole units (and
@@ -230,18 +239,13 @@ class WrapperCore:
     ``inputs^T (upstream * mask)``: the same numbers, bit for bit, as the
     masked kernel gradient; the input's gradient is unchanged because the
     removed units' kernel columns are 0. None otherwise."""
-    if (not fast or len(self.prunable) != 1 or
-        (self.gates[0] is not None and outside is None) or
-        self.method.reparameterizes_weight or
-        not isinstance(self.layer, generations.layers.Dense)):
+    if (not fast or (self.gates[0] is not None and outside is None) or
+        self.method.reparameterizes_weight or not self._single_dense()):
       return None
     weight = self.prunable[0]
-    fan_in, units = weight.variable.shape
-    mask = self.structure.broadcastable(
-        self.masks[0], weight.variable.shape, weight.layout)
-    if tuple(mask.shape) in ((units,), (1, units)) and fan_in > 1:
-      return tf.reshape(mask, [units])
-    return None
+    found = self._dense_vector(self.structure.broadcastable(
+        self.masks[0], weight.variable.shape, weight.layout))
+    return found[1] if found is not None and found[0] == 1 else None
 
   def _bias_factor(self, gate_outside: bool = False) -> Optional[tf.Tensor]:
     """What the bias is multiplied by (its channel's mask, times its gate

@@ -89,9 +89,8 @@ def restore(wrappers: Sequence, optimizer) -> int:
       for variable, keep in w.masked_variables(index, mask):
         for target in [variable] + optimizer_state.slot_variables(
             optimizer, variable):
-          value = target.numpy()
-          if np.any(np.where(keep, 0, value)):
-            target.assign(np.where(keep, value, 0).astype(value.dtype))
+          if np.any(np.where(keep, 0, target.numpy())):
+            optimizer_state.zero_where(target, ~keep)
             written += 1
   return written
 
