@@ -276,9 +276,9 @@ def run(ctx):
   for name, run in runs.items():
     checks[name] = tflite_export.check(
         paths[name], tfprune.report(run['stripped']), plan=run['plan']).ok
-  by_key, load = harness.bench([paths[k] for k in ['dense'] + keys],
-                               threads=(1,), rounds=rounds,
-                               reference=paths['dense'])
+  by_key, load = ctx.bench([paths[k] for k in ['dense'] + keys],
+                           threads=(1,), rounds=rounds,
+                           reference=paths['dense'])
   by_path = {path: r for (path, _), r in by_key.items()}
   wall = time.time() - started
 

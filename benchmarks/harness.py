@@ -191,6 +191,20 @@ class Context:
       warnings.simplefilter('ignore')
       return tflite_export.convert(model, path, **kwargs)
 
+  def bench(self, paths, threads=(1, 2), rounds: int = 7,
+            reference=None) -> Tuple[Dict, Optional[float]]:
+    """``tflite_export.bench`` (files interleaved round by round): returns
+    ``{(path, threads): result}`` and the load average while timing. Each
+    timed block lasts 0.2 s; a smoke run (whose numbers are not results)
+    times 10 ms blocks after one warm-up invoke."""
+    import tflite_export  # pylint: disable=g-import-not-at-top
+    pace = (dict(block_seconds=0.01, warmup=1) if self.smoke else
+            dict(block_seconds=0.2))
+    timing = tflite_export.bench(list(paths), threads=threads, rounds=rounds,
+                                 reference=reference, **pace)
+    return ({(t['path'], t['threads']): t for t in timing['results']},
+            timing['loadavg'])
+
   def plot(self, draw, name: str, *args) -> None:
     """Save the figure ``draw(*args)`` returns as ``name`` in the output
     folder, or note in the section that matplotlib is not installed."""
@@ -291,18 +305,6 @@ def spread(values: Sequence[float], unit: str = '%') -> str:
   return (f'{100 * np.mean(values):.2f}{unit} +- '
           f'{100 * np.std(values, ddof=1):.2f} '
           f'({", ".join(f"{100 * v:.2f}" for v in values)})')
-
-
-def bench(paths, threads=(1, 2), rounds: int = 7, reference=None,
-          block_seconds: float = 0.2) -> Tuple[Dict, Optional[float]]:
-  """``tflite_export.bench`` (files interleaved round by round): returns
-  ``{(path, threads): result}`` and the load average while timing."""
-  import tflite_export  # pylint: disable=g-import-not-at-top
-  timing = tflite_export.bench(list(paths), threads=threads, rounds=rounds,
-                               reference=reference,
-                               block_seconds=block_seconds)
-  return ({(t['path'], t['threads']): t for t in timing['results']},
-          timing['loadavg'])
 
 
 def table(header: Sequence[str], rows) -> str:

@@ -306,7 +306,7 @@ def run(ctx):
   if 'mobilenet' in ctx.config.models.split(','):
     _mobilenet(ctx, rows, notes)
   files = [r[3]['tflite']['path'] for r in rows]
-  timing, load = harness.bench(files, threads=(1,), rounds=ctx.config.rounds)
+  timing, load = ctx.bench(files, threads=(1,), rounds=ctx.config.rounds)
   steps = _step_times(ctx)
   c = ctx.config
   dense = {(r[0], r[1]): r[3] for r in rows if r[2] == 'dense'}

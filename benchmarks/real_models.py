@@ -209,7 +209,7 @@ def run(ctx):
           f'{r["check"]}, achieved {r["achieved"]:.3f}', flush=True)
   timing = {}
   for r in rows:       # each pair interleaved in one run
-    timing.update(harness.bench(
+    timing.update(ctx.bench(
         [r['paths']['dense'], r['paths']['shrunk']], rounds=c.rounds,
         reference=r['paths']['dense'])[0])
   lines = [f'`Magnitude(\'channel\')` at {100 * c.sparsity:g}% with the'

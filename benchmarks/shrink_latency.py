@@ -116,9 +116,9 @@ def _family(ctx, family):
     rows.append({'name': name, 'sparsity': sparsity, 'path': path,
                  'params': totals['params'], 'macs': totals['macs'],
                  'gap': gap, 'check': ok})
-  by_key, load = harness.bench([r['path'] for r in rows],
-                               rounds=ctx.config.rounds,
-                               reference=rows[0]['path'])
+  by_key, load = ctx.bench([r['path'] for r in rows],
+                           rounds=ctx.config.rounds,
+                           reference=rows[0]['path'])
   return family.title, rows, by_key, load
 
 

@@ -100,8 +100,8 @@ def run(ctx):
     rows += _convert(ctx, name, model, tfprune.report(model), train[0],
                      x_test, y_test)
   measured = [r['path'] for r in rows if r['path']]
-  by_key, load = harness.bench(measured, rounds=c.rounds,
-                               reference=measured[0])
+  by_key, load = ctx.bench(measured, rounds=c.rounds,
+                           reference=measured[0])
   params = tfprune.report(dense)['totals']['params']
   lines = [
       f'Models: LeNet-5 (Caffe, {params:,} params) trained on '

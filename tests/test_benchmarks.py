@@ -240,3 +240,24 @@ def test_small_world_warm_select_refuses_to_choose_without_validation(
     config.lenet.warm_choices = []
   with pytest.raises(ValueError, match='warm_choices is empty'):
     module.run(types.SimpleNamespace(config=config))   # before any data
+
+
+@pytest.mark.parametrize('smoke, block, warmup', [(True, 0.01, 1),
+                                                  (False, 0.2, None)])
+def test_bench_paces_timing_blocks_by_mode(monkeypatch, smoke, block, warmup):
+  """Real runs time 0.2 s blocks after tflite_export's default warm-up; a
+  smoke run (numbers that are not results) 10 ms blocks after one."""
+  import tflite_export  # pylint: disable=g-import-not-at-top
+  seen = {}
+
+  def bench(paths, **kwargs):
+    seen.update(kwargs)
+    return {'results': [{'path': p, 'threads': 1} for p in paths],
+            'loadavg': 0.5}
+
+  monkeypatch.setattr(tflite_export, 'bench', bench)
+  ctx = harness.Context(None, None, smoke, '/tmp')
+  by_key, load = ctx.bench(['a.tflite'], threads=(1,), rounds=3)
+  assert set(by_key) == {('a.tflite', 1)} and load == 0.5
+  assert seen['block_seconds'] == block and seen['rounds'] == 3
+  assert seen.get('warmup') == warmup
