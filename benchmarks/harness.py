@@ -254,10 +254,19 @@ def pruning_step():
   return [tfprune.PruningStep()]
 
 
-def accuracy(model, x, y) -> float:
-  """Top-1 accuracy of a Keras model on arrays."""
-  return float((model.predict(x, batch_size=1000, verbose=0).argmax(-1)
-                == y).mean())
+def accuracy(model, x, y, batch_size: int = 1000) -> float:
+  """Top-1 accuracy of a Keras model on arrays: its inference call traced
+  once, on batches of ``batch_size``. The logits are bit for bit
+  ``model.predict``'s, without its data pipeline and callbacks (which
+  cost about 30 ms a call, a twentieth of the smoke tests)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  x = np.asarray(x)
+  call = tf.function(lambda batch: model(batch, training=False),
+                     input_signature=[tf.TensorSpec((None,) + x.shape[1:],
+                                                    x.dtype)])
+  logits = np.concatenate([np.asarray(call(x[i:i + batch_size]))
+                           for i in range(0, len(x), batch_size)])
+  return float((logits.argmax(-1) == y).mean())
 
 
 def structure_counts(model) -> Dict[str, Tuple[int, int]]:

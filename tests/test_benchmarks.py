@@ -20,6 +20,7 @@ import os
 import re
 import types
 
+import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
@@ -261,3 +262,18 @@ def test_bench_paces_timing_blocks_by_mode(monkeypatch, smoke, block, warmup):
   assert set(by_key) == {('a.tflite', 1)} and load == 0.5
   assert seen['block_seconds'] == block and seen['rounds'] == 3
   assert seen.get('warmup') == warmup
+
+
+@pytest.mark.parametrize('gen', ['tf_keras', 'keras3'])
+def test_accuracy_reads_the_logits_predict_gives(gen):
+  """Batched inference calls, a short last batch included: the same
+  logits as ``model.predict`` (so the same accuracy), for both
+  generations."""
+  import tfprune  # pylint: disable=g-import-not-at-top
+  model = tfprune.models.lenet5(keras_generation=gen)
+  x = np.random.RandomState(0).rand(23, 28, 28, 1).astype(np.float32)
+  predicted = model.predict(x, batch_size=10, verbose=0).argmax(-1)
+  y = predicted.copy()
+  y[::4] = (y[::4] + 1) % 10     # 6 of 23 wrong
+  assert harness.accuracy(model, x, y, batch_size=10) == 17 / 23
+  assert harness.accuracy(model, x, predicted, batch_size=7) == 1.0
