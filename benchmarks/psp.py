@@ -153,10 +153,13 @@ class Setting:
     started = time.time()
     if isinstance(sparsity, dict):
       name = MATCHED
-      for layer, fraction in sparsity.items():
-        if fraction > 0:
-          model = tfprune.prune(model, method(), schedule=fraction,
-                                layers=[layer])
+      # Every row fine-tunes a copy: the dense model is shared by every row
+      # of its seed, so where PSP pruned nothing one layer is wrapped at 0.
+      chosen = ({l: f for l, f in sparsity.items() if f > 0} or
+                dict(list(sparsity.items())[:1]))
+      for layer, fraction in chosen.items():
+        model = tfprune.prune(model, method(), schedule=fraction,
+                              layers=[layer])
     else:
       name = L1
       model = tfprune.prune(model, method(), schedule=sparsity,

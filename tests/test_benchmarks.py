@@ -277,3 +277,22 @@ def test_accuracy_reads_the_logits_predict_gives(gen):
   y[::4] = (y[::4] + 1) % 10     # 6 of 23 wrong
   assert harness.accuracy(model, x, y, batch_size=10) == 17 / 23
   assert harness.accuracy(model, x, predicted, batch_size=7) == 1.0
+
+
+def test_psp_matched_l1_fine_tunes_a_copy_when_psp_pruned_nothing():
+  """The matched L1 row at PSP's per-layer sparsities, all 0: it must
+  fine-tune a copy, not the dense model every row of the seed shares."""
+  from benchmarks import psp  # pylint: disable=g-import-not-at-top
+  import tfprune  # pylint: disable=g-import-not-at-top
+  _, _, config = harness.configure(psp, ['psp.py', '--smoke'])
+  rng = np.random.RandomState(0)
+  data = (rng.rand(64, 28, 28, 1).astype(np.float32), rng.randint(0, 10, 64))
+  setting = psp.Setting('LeNet-5', tfprune.models.lenet5, config.lenet,
+                        data, data, config)
+  dense = setting.dense_model(0)
+  before = [w.copy() for w in dense.get_weights()]
+  setting.l1('filter', 0, {'conv1': 0.0, 'conv2': 0.0, 'ip1': 0.0}, 'x')
+  for old, new in zip(before, dense.get_weights()):
+    np.testing.assert_array_equal(old, new)
+  assert setting.runs[-1]['method'] == psp.MATCHED
+  assert setting.runs[-1]['sparsity'] == 0.0
