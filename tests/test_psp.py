@@ -311,3 +311,30 @@ def test_dense_gates_outside_the_kernel_train_like_the_product(structure):
       tf.TensorSpec((None, 4), tf.float32)).graph
   assert not [op for op in graph.get_operations() if op.type == 'Mul' and
               tuple(op.outputs[0].shape) == tuple(kernel.shape)]
+
+
+def test_a_filter_gate_is_thresholded_once_per_call_for_kernel_and_bias(
+    monkeypatch):
+  """The kernel and its bias share one gate value per call (an eager step
+  would otherwise run PSP's threshold twice per layer), and the output is
+  still (W * a) x + b * a."""
+  model = conv_net()
+  pruned = tfprune.prune(model, PSP('filter', weight_decay=0),
+                         layers=['conv'])
+  wrapper = wrappers(pruned)[0]
+  wrapper.gates[0].assign([1e-3, 1.5, -0.7, 2.0])
+  wrapper.layer.bias.assign([0.5, -2.0, 1.0, 0.25])
+  wrapper.pruning_step.assign(1)
+  calls = []
+  real = PSP.gate_value
+  monkeypatch.setattr(PSP, 'gate_value',
+                      lambda self, gate, w: calls.append(w) or
+                      real(self, gate, w))
+  x = np.random.RandomState(0).rand(2, 6, 6, 3).astype(np.float32)
+  out = wrapper(x, training=False).numpy()
+  assert len(calls) == 1
+  alpha = np.array([0.0, 1.5, -0.7, 2.0], np.float32)   # 1e-3 < epsilon
+  kernel = wrapper.layer.kernel.numpy() * alpha
+  bias = wrapper.layer.bias.numpy() * alpha
+  expected = tf.nn.conv2d(x, kernel, 1, 'VALID').numpy() + bias
+  np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)

@@ -165,9 +165,21 @@ class WrapperCore:
     self.built = True
 
   # --- effective weights ---------------------------------------------------
+  def _gate_value(self, index: int, dtype, cache: Dict[int, tf.Tensor]
+                  ) -> tf.Tensor:
+    """Gate ``index`` as the method computes with it, once per call: the
+    weight and its bias share it (PSP's threshold is about ten ops, which
+    an eager step would otherwise run twice per layer)."""
+    if index not in cache:
+      cache[index] = self.method.gate_value(
+          tf.cast(self.gates[index], dtype), self)
+    return cache[index]
+
   def _effective(self, index: int, zeros_kept: bool,
                  gate_outside: bool = False,
-                 mask_outside: bool = False) -> tf.Tensor:
+                 mask_outside: bool = False,
+                 gate_cache: Optional[Dict[int, tf.Tensor]] = None
+                 ) -> tf.Tensor:
     weight = self.prunable[index]
     if mask_outside:      # the output's gradient is masked (``_unit_mask``)
       return tf.convert_to_tensor(weight.variable)
@@ -191,8 +203,9 @@ class WrapperCore:
       # so the weight is multiplied once, not twice (forward and backward);
       # with 0/1 masks the product is bit-identical to masking, then gating.
       factor = factor * self.method.gate_structure.broadcastable(
-          self.method.gate_value(tf.cast(gate, value.dtype), self), shape,
-          weight.layout)
+          self._gate_value(index, value.dtype,
+                           {} if gate_cache is None else gate_cache),
+          shape, weight.layout)
     return out * factor
 
   def _fast_path(self, training) -> bool:
@@ -247,7 +260,9 @@ class WrapperCore:
         self.masks[0], weight.variable.shape, weight.layout))
     return found[1] if found is not None and found[0] == 1 else None
 
-  def _bias_factor(self, gate_outside: bool = False) -> Optional[tf.Tensor]:
+  def _bias_factor(self, gate_outside: bool = False,
+                   gate_cache: Optional[Dict[int, tf.Tensor]] = None
+                   ) -> Optional[tf.Tensor]:
     """What the bias is multiplied by (its channel's mask, times its gate
     unless the gates act outside the kernel), or None."""
     bias = prunable.bias_of(self.layer)
@@ -258,7 +273,9 @@ class WrapperCore:
     gate_structure = None if gate_outside else self.method.gate_structure
     if gate_structure is not None:
       gate = gate_structure.bias_mask(
-          self.method.gate_value(self.gates[0], self), weight.layout)
+          self._gate_value(0, self.gates[0].dtype,
+                           {} if gate_cache is None else gate_cache),
+          weight.layout)
       if gate is not None:
         factor = gate if factor is None else factor * gate
     if factor is None:
@@ -270,12 +287,13 @@ class WrapperCore:
   def _substitutions(self, zeros_kept: bool = False,
                      gate_outside: bool = False,
                      mask_outside: bool = False) -> Dict[str, tf.Tensor]:
+    gates: Dict[int, tf.Tensor] = {}
     values = {w.attr: self._effective(i, zeros_kept, gate_outside,
-                                      mask_outside)
+                                      mask_outside, gates)
               for i, w in enumerate(self.prunable)}
     if mask_outside:      # mask and gates act on the output: bias as is
       return values
-    factor = self._bias_factor(gate_outside)
+    factor = self._bias_factor(gate_outside, gates)
     if factor is not None:
       bias = self.layer.bias
       value, factor = tf.convert_to_tensor(bias), tf.cast(factor, bias.dtype)
