@@ -165,11 +165,14 @@ class WrapperCore:
     self.built = True
 
   # --- effective weights ---------------------------------------------------
-  def _gate_value(self, index: int, dtype, cache: Dict[int, tf.Tensor]
-                  ) -> tf.Tensor:
+  def _gate_value(self, index: int, dtype,
+                  cache: Optional[Dict[int, tf.Tensor]]) -> tf.Tensor:
     """Gate ``index`` as the method computes with it, once per call: the
-    weight and its bias share it (PSP's threshold is about ten ops, which
-    an eager step would otherwise run twice per layer)."""
+    weight and its bias share it through ``cache`` (PSP's threshold is
+    about ten ops, which an eager step would otherwise run twice per
+    layer)."""
+    if cache is None:
+      cache = {}
     if index not in cache:
       cache[index] = self.method.gate_value(
           tf.cast(self.gates[index], dtype), self)
@@ -203,9 +206,8 @@ class WrapperCore:
       # so the weight is multiplied once, not twice (forward and backward);
       # with 0/1 masks the product is bit-identical to masking, then gating.
       factor = factor * self.method.gate_structure.broadcastable(
-          self._gate_value(index, value.dtype,
-                           {} if gate_cache is None else gate_cache),
-          shape, weight.layout)
+          self._gate_value(index, value.dtype, gate_cache), shape,
+          weight.layout)
     return out * factor
 
   def _fast_path(self, training) -> bool:
@@ -273,8 +275,7 @@ class WrapperCore:
     gate_structure = None if gate_outside else self.method.gate_structure
     if gate_structure is not None:
       gate = gate_structure.bias_mask(
-          self._gate_value(0, self.gates[0].dtype,
-                           {} if gate_cache is None else gate_cache),
+          self._gate_value(0, self.gates[0].dtype, gate_cache),
           weight.layout)
       if gate is not None:
         factor = gate if factor is None else factor * gate
