@@ -201,10 +201,9 @@ def test_fit_restores_zeros_a_set_weights_wrote_under_masks():
   assert np.all(np.asarray(kernel)[keep] == 3.0)   # lr 0: the kept stay
 
 
-def _step_products(model, wrapper):
-  """Kernel-sized multiplies in a traced training step (forward and
-  gradient) of ``model``, for ``wrapper``'s kernel."""
-  kernel = wrapper.prunable[0].variable
+def _step_products(model, kernel, kind='Mul'):
+  """Ops of ``kind`` the size of ``kernel`` (a variable) in a traced
+  training step (forward and gradient) of ``model``."""
   x = np.zeros((2,) + tuple(model.input_shape[1:]), np.float32)
 
   def step(t):
@@ -214,7 +213,7 @@ def _step_products(model, wrapper):
 
   graph = tf.function(step).get_concrete_function(
       tf.TensorSpec(x.shape, tf.float32)).graph
-  return [op for op in graph.get_operations() if op.type == 'Mul' and
+  return [op for op in graph.get_operations() if op.type == kind and
           tuple(op.outputs[0].shape) == tuple(kernel.shape)]
 
 
@@ -233,9 +232,29 @@ def test_kept_zeros_step_multiplies_a_dense_kernel_at_most_once(
   model = tfprune.prune(_mlp(), schedule=0.5,
                         method=tfprune.methods.Magnitude(structure))
   hidden = model.get_layer('pruned_hidden')
-  assert len(_step_products(model, hidden)) >= 2   # forward and gradient
+  kernel = hidden.prunable[0].variable
+  assert len(_step_products(model, kernel)) >= 2   # forward and gradient
   hidden.zeros_kept = True
-  assert len(_step_products(model, hidden)) == products
+  assert len(_step_products(model, kernel)) == products
+
+
+@pytest.mark.parametrize('policy', ['mixed_bfloat16'], indirect=True)
+def test_kept_zeros_step_casts_a_weight_masked_kernel_like_a_plain_one(
+    policy):
+  """Under mixed precision a plain layer casts its kernel to bfloat16 and
+  the kernel's gradient back: two kernel-sized casts. A kept-zeros step of
+  a weight-masked kernel has the same two; its kernel-sized mask is read
+  as stored (float32), not cast to bfloat16 and back."""
+  plain = _mlp()
+  assert len(_step_products(plain, plain.get_layer('hidden').kernel,
+                            'Cast')) == 2
+  model = tfprune.prune(_mlp(), schedule=0.5,
+                        method=tfprune.methods.Magnitude('weight'))
+  hidden = model.get_layer('pruned_hidden')
+  hidden.zeros_kept = True
+  kernel = hidden.prunable[0].variable
+  assert len(_step_products(model, kernel, 'Cast')) == 2
+  assert len(_step_products(model, kernel)) == 1
 
 
 def test_unit_masked_dense_output_trains_bit_for_bit_like_the_product():

@@ -190,11 +190,14 @@ class WrapperCore:
     gate = None if gate_outside else self.gates[index]
     if zeros_kept and gate is None and not self.method.reparameterizes_weight:
       # Masked in the stored dtype, then cast like a plain layer's read:
-      # under mixed precision the mask is not cast to the compute dtype
-      # (a kernel-sized op per step) and the gradient is masked in float32.
-      stored = generations.of(self).stored_value(weight.variable)
+      # under mixed precision the mask is read as stored, not cast to the
+      # compute dtype and back (two kernel-sized casts per step for weight
+      # structure), and the gradient is masked in float32.
+      gen = generations.of(self)
+      stored = gen.stored_value(weight.variable)
       factor = self.structure.broadcastable(
-          tf.cast(self.masks[index], stored.dtype), shape, weight.layout)
+          tf.cast(gen.stored_value(self.masks[index]), stored.dtype), shape,
+          weight.layout)
       return tf.cast(_gradient_masked(stored, factor), weight.variable.dtype)
     value = tf.convert_to_tensor(weight.variable)
     out = (value if self.follower else
