@@ -276,3 +276,28 @@ def test_unit_masked_dense_output_trains_bit_for_bit_like_the_product():
   assert kept == {keras.optimizers.Adam: {True}, _OwnAdam: {False}}
   for fast, exact in zip(*trained.values()):
     np.testing.assert_array_equal(fast, exact)
+
+
+@pytest.mark.parametrize('run_eagerly, masked_gradients', [(False, True),
+                                                           (True, False)])
+def test_eager_steps_keep_the_products(monkeypatch, run_eagerly,
+                                       masked_gradients):
+  """Only traced steps mask gradients instead of multiplying: eager ops
+  are dispatched one by one, and the custom gradient costs more of them
+  than the product it saves."""
+  from tfprune import wrapper as wrapper_lib  # pylint: disable=g-import-not-at-top
+  calls = []
+  real = wrapper_lib._gradient_masked  # pylint: disable=protected-access
+  monkeypatch.setattr(wrapper_lib, '_gradient_masked',
+                      lambda value, factor: calls.append(1) or
+                      real(value, factor))
+  x, y = random_batch(n=6)
+  model, _, _ = _masked_model()
+  model.compile(keras.optimizers.Adam(0.01),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                run_eagerly=run_eagerly)
+  check = CheckZeros()
+  model.fit(x, y, batch_size=3, verbose=0,
+            callbacks=[tfprune.PruningStep(), check])
+  assert bool(calls) is masked_gradients
+  assert check.masked > 0 and check.violations == []

@@ -11,12 +11,12 @@ when the structure is ``channel`` or ``layer``.
 Per training step the hot path is: read each weight, multiply by its mask
 (times its gate, for gated methods) forward, multiply the gradient by the
 same factor backward, and advance the step counter. For a masking method
-(no gates) trained by ``PruningStep`` with one of Keras' own optimizers the
-forward product is skipped (:func:`_gradient_masked`): the weights hold
-exact zeros under their masks then (see :mod:`tfprune.zeroing`), so the
-product would return the weight bit for bit; only the gradient is masked
-(for a Dense layer masked per unit, the gradient of its output: batch x
-units entries instead of fan_in x units).
+(no gates) trained by ``PruningStep`` with one of Keras' own optimizers, in
+a traced step, the forward product is skipped (:func:`_gradient_masked`):
+the weights hold exact zeros under their masks then (see
+:mod:`tfprune.zeroing`), so the product would return the weight bit for
+bit; only the gradient is masked (for a Dense layer masked per unit, the
+gradient of its output: batch x units entries instead of fan_in x units).
 """
 
 from __future__ import annotations
@@ -214,9 +214,14 @@ class WrapperCore:
     return out * factor
 
   def _fast_path(self, training) -> bool:
-    """Whether this call may skip the forward products: a training step
-    of a masking wrapper whose zeros ``PruningStep`` keeps."""
-    return training is True and self.zeros_kept and not self.follower
+    """Whether this call may skip the forward products: a traced training
+    step of a masking wrapper whose zeros ``PruningStep`` keeps. Not in
+    eager steps (``run_eagerly=True``), where every op is dispatched on
+    its own and the custom gradients cost more ops than the products they
+    save (LeNet-5, interleaved: 1.24x against 1.15x of the plain step for
+    weight masks, 1.48x against 1.20x for channel masks)."""
+    return (training is True and self.zeros_kept and not self.follower and
+            not tf.executing_eagerly())
 
   def _single_dense(self) -> bool:
     return (len(self.prunable) == 1 and
