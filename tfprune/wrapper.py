@@ -250,8 +250,7 @@ class WrapperCore:
       return None
     weight = self.prunable[0]
     return self._dense_vector(self.method.gate_structure.broadcastable(
-        self.method.gate_value(
-            tf.cast(self.gates[0], weight.variable.dtype), self),
+        self._gate_value(0, weight.variable.dtype, None),
         weight.variable.shape, weight.layout))
 
   def _unit_mask(self, fast: bool, outside) -> Optional[tf.Tensor]:
