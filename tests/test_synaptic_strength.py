@@ -10,6 +10,7 @@ import tflite_export
 from tfprune.methods import SynapticStrength
 from tfprune.methods.synaptic_strength import drop_bn_scale
 from tfprune.methods.synaptic_strength import select_connections
+from tfprune.methods.synaptic_strength import unit_norm_scaled
 
 L = keras.layers
 
@@ -106,6 +107,37 @@ def test_effective_kernel_is_strength_times_unit_kernel():
   v = np.asarray(wrapper.layer.kernel)
   direction = v / np.sqrt((v ** 2).sum((0, 1)))
   np.testing.assert_allclose(kernel, s * direction, rtol=1e-5, atol=1e-7)
+
+
+def test_written_out_gradients_equal_automatic_differentiation():
+  # unit_norm_scaled writes its gradient by hand (fewer kernel-sized passes
+  # per step); it must give what differentiating the formula gives, for the
+  # kernel and the per-kernel factor, and 0 (not 0/0) on a pruned kernel.
+  rng = np.random.default_rng(3)
+  kernel = rng.normal(size=(3, 3, 4, 6)).astype(np.float32)
+  factor = rng.normal(size=(4, 6)).astype(np.float32)
+  kernel[:, :, 1, 2] = factor[1, 2] = 0     # a pruned kernel: masked, zeroed
+  upstream = rng.normal(size=kernel.shape).astype(np.float32)
+  v, f = tf.constant(kernel), tf.constant(factor)
+
+  def reference(v, f):
+    norm = tf.sqrt(tf.reduce_sum(tf.square(v), axis=(0, 1), keepdims=True) +
+                   1e-12)
+    return v / norm * f
+
+  grads = []
+  for fn in (lambda v, f: unit_norm_scaled(v, f, (0, 1), 1e-12), reference):
+    with tf.GradientTape() as tape:
+      tape.watch([v, f])
+      out = fn(v, f)
+      loss = tf.reduce_sum(out * upstream)
+    grads.append([out] + tape.gradient(loss, [v, f]))
+  for ours, expected in zip(*grads):
+    assert ours.shape == expected.shape
+    np.testing.assert_allclose(ours, expected, rtol=2e-5, atol=1e-6)
+  assert np.isfinite(grads[0][1]).all()
+  np.testing.assert_array_equal(grads[0][1][:, :, 1, 2], 0)
+  assert float(tf.reduce_max(tf.abs(grads[0][2]))) > 0.1   # not all zero
 
 
 def test_penalty_gradient_is_l1_times_sign_on_alive_connections():

@@ -174,8 +174,8 @@ class WrapperCore:
     if cache is None:
       cache = {}
     if index not in cache:
-      cache[index] = self.method.gate_value(
-          tf.cast(self.gates[index], dtype), self)
+      stored = generations.of(self).stored_value(self.gates[index])
+      cache[index] = self.method.gate_value(tf.cast(stored, dtype), self)
     return cache[index]
 
   def _effective(self, index: int, zeros_kept: bool,
@@ -199,11 +199,16 @@ class WrapperCore:
           tf.cast(gen.stored_value(self.masks[index]), stored.dtype), shape,
           weight.layout)
       return tf.cast(_gradient_masked(stored, factor), weight.variable.dtype)
-    value = tf.convert_to_tensor(weight.variable)
-    out = (value if self.follower else
-           self.method.weight_value(value, weight.layout))
+    gen = generations.of(self)
+    reparameterized = (not self.follower and
+                       self.method.reparameterizes_weight)
+    # A re-parameterisation computes from the weight as stored (float32
+    # under mixed precision), cast once at the end like a plain read.
+    value = (gen.stored_value(weight.variable) if reparameterized
+             else tf.convert_to_tensor(weight.variable))
     factor = self.structure.broadcastable(
-        tf.cast(self.masks[index], value.dtype), shape, weight.layout)
+        tf.cast(gen.stored_value(self.masks[index]), value.dtype), shape,
+        weight.layout)
     if gate is not None:
       # Mask times gate first: both are usually per channel or per kernel,
       # so the weight is multiplied once, not twice (forward and backward);
@@ -211,7 +216,10 @@ class WrapperCore:
       factor = factor * self.method.gate_structure.broadcastable(
           self._gate_value(index, value.dtype, gate_cache), shape,
           weight.layout)
-    return out * factor
+    if not reparameterized:
+      return value * factor
+    return tf.cast(self.method.effective_weight(value, factor, weight.layout),
+                   weight.variable.dtype)
 
   def _fast_path(self, training) -> bool:
     """Whether this call may skip the forward products: a traced training

