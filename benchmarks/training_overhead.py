@@ -42,19 +42,21 @@ def get_config():
       mask_target=1.02, gate_target=1.10,
       specs=dict(
           lenet5=dict(title='LeNet-5 (28x28x1)', steps=100,
-                      modes='graph,jit,bf16,eager'),
+                      modes='graph,jit,bf16,eager', copies=3),
           lenet300=dict(title='LeNet-300-100 (784)', steps=100,
-                        modes='graph,jit,bf16'),
+                        modes='graph,jit,bf16', copies=3),
           vgg16=dict(title='VGG-16 width 0.5 (32x32x3, BN)', steps=20,
-                     modes='graph,jit,bf16'),
+                     modes='graph,jit,bf16', copies=2),
           mobilenetv2=dict(title='MobileNetV2 alpha 0.35 (96x96x3)',
-                           steps=20, modes='graph,jit,bf16')),
+                           steps=20, modes='graph,jit,bf16', copies=1)),
       smoke=dict(models='lenet300', rounds=1, batch_size=8,
-                 specs=dict(lenet300=dict(steps=1, modes='graph'))))
+                 specs=dict(lenet300=dict(steps=1, modes='graph',
+                                          copies=2))))
 
 
 def _model_specs(keras, tfprune, c) -> Dict[str, dict]:
-  """name -> builder, input shape, steps per measurement, modes."""
+  """name -> builder, input shape, steps per measurement, modes, copies
+  (models built per variant and mode: see :func:`time_model`)."""
   builds = {
       'lenet5': (tfprune.models.lenet5, (28, 28, 1)),
       'lenet300': (tfprune.models.lenet_300_100, (28, 28, 1)),
@@ -65,7 +67,8 @@ def _model_specs(keras, tfprune, c) -> Dict[str, dict]:
   }
   return {name: dict(title=c.specs[name].title, build=build, shape=shape,
                      steps=c.specs[name].steps,
-                     modes=tuple(c.specs[name].modes.split(',')))
+                     modes=tuple(c.specs[name].modes.split(',')),
+                     copies=int(c.specs[name].copies))
           for name, (build, shape) in builds.items()}
 
 
@@ -190,13 +193,20 @@ def rotated(keys: list, round_index: int) -> list:
 
 def time_model(c, spec, make_variants, modes, keras, tf
                ) -> Dict[tuple, dict]:
-  """(variant, mode) -> {'kind', 'error', 'steps', and medians over rounds
-  in ms: 'fit' (whole fit per step), 'step' (median step), 'update' (one
-  mask update)}.
+  """(variant, mode) -> {'kind', 'error', 'steps', and medians over every
+  copy's rounds in ms: 'fit' (whole fit per step), 'step' (median step),
+  'update' (one mask update); 'spread': how far apart the copies' own step
+  medians are (max / min - 1), or None for one copy}.
 
-  ``make_variants(steps, end)`` gives the variants whose masks update every
-  ``steps`` steps (once per measurement) and reach their final sparsity at
-  the last round's last step, so every update changes masks."""
+  Each variant is built ``spec['copies']`` times, and every copy is a
+  variant of its own in the rotation: separately built copies of one model
+  can differ by several percent in step time for as long as they live
+  (six plain LeNet-5 copies in one process, 20 rounds: five within 1.5%,
+  one 6% faster throughout), so one copy per variant would put that
+  difference into the ratios. ``make_variants(steps, end)`` gives the
+  variants whose masks update every ``steps`` steps (once per
+  measurement) and reach their final sparsity at the last round's last
+  step, so every update changes masks."""
   rng = np.random.RandomState(0)
   x = rng.rand(c.batch_size * 8, *spec['shape']).astype(np.float32)
   y = rng.randint(0, 10, len(x)).astype(np.int32)
@@ -208,29 +218,48 @@ def time_model(c, spec, make_variants, modes, keras, tf
     steps = c.eager_steps if mode == 'eager' else spec['steps']
     variants = make_variants(steps, steps * (c.rounds + 1))
     for name, (kind, wrap, callbacks) in variants.items():
-      model, error = build_variant(keras, spec, mode, wrap, c.learning_rate)
-      out[(name, mode)] = {'kind': kind, 'error': error, 'steps': steps,
-                           'times': []}
-      if model is None:
-        continue
-      cbs = callbacks()
-      try:
-        warm_up(keras, model, cbs, data, steps)
-      except Exception as e:  # pylint: disable=broad-except
-        out[(name, mode)]['error'] = (
-            f'{type(e).__name__}: {str(e).splitlines()[0][:80]}')
-        continue
-      runs[(name, mode)] = (model, cbs)
+      entry = out[(name, mode)] = {'kind': kind, 'error': None,
+                                   'steps': steps, 'times': {}}
+      for copy in range(spec['copies']):
+        model, error = build_variant(keras, spec, mode, wrap,
+                                     c.learning_rate)
+        if model is not None:
+          cbs = callbacks()
+          try:
+            warm_up(keras, model, cbs, data, steps)
+          except Exception as e:  # pylint: disable=broad-except
+            model, error = None, (
+                f'{type(e).__name__}: {str(e).splitlines()[0][:80]}')
+        if model is None:        # no copy of it is timed
+          entry['error'] = error
+          for key in [k for k in runs if k[:2] == (name, mode)]:
+            del runs[key]
+          break
+        runs[(name, mode, copy)] = (model, cbs)
+        entry['times'][copy] = []
   for r in range(c.rounds):
     for key in rotated(list(runs), r):
       model, cbs = runs[key]
-      out[key]['times'].append(measure_split(keras, model, cbs, data,
-                                              out[key]['steps']))
+      out[key[:2]]['times'][key[2]].append(measure_split(
+          keras, model, cbs, data, out[key[:2]]['steps']))
   for entry in out.values():
-    for i, field in enumerate(('fit', 'step', 'update')):
-      entry[field] = (1e3 * statistics.median(t[i] for t in entry['times'])
-                      if entry['times'] else None)
+    entry.update(summarize(entry['times'] if entry['error'] is None
+                           else {}))
   return out
+
+
+def summarize(times: Dict[int, List[tuple]]) -> Dict[str, Optional[float]]:
+  """Copy -> its rounds' ``(fit, step, update)`` seconds, as milliseconds:
+  the median of each over all copies and rounds, and 'spread' (the
+  copies' own step medians: max / min - 1; None for fewer than two)."""
+  pooled = [t for runs in times.values() for t in runs]
+  summary = {field: (1e3 * statistics.median(t[i] for t in pooled)
+                     if pooled else None)
+             for i, field in enumerate(('fit', 'step', 'update'))}
+  own = [statistics.median(t[1] for t in runs)
+         for runs in times.values() if runs]
+  summary['spread'] = max(own) / min(own) - 1 if len(own) > 1 else None
+  return summary
 
 
 def bf16_native(cpuinfo: str = '/proc/cpuinfo') -> Optional[bool]:
@@ -265,13 +294,19 @@ def _ratio(a, b) -> str:
   return f'{a / b:.3f}' if a and b else '-'
 
 
+def _percent(fraction: Optional[float]) -> str:
+  return '-' if fraction is None else f'{100 * fraction:.1f}%'
+
+
 def _table(title: str, modes, variants, out) -> List[str]:
   steps = ', '.join(f'{m} {out[("plain", m)]["steps"]}' for m in modes)
+  copies = len(out[('plain', modes[0])]['times'])
   lines = [f'### {title}', '',
-           f'Steps per measurement (one mask update in each): {steps}.', '',
+           f'Steps per measurement (one mask update in each): {steps}. '
+           f'Copies per variant: {copies}.', '',
            '| mode | variant | step ms | step / plain | step / tfmot '
-           '| update ms | fit ms/step | fit / plain |',
-           '|---|---|---|---|---|---|---|---|']
+           '| copies apart | update ms | fit ms/step | fit / plain |',
+           '|---|---|---|---|---|---|---|---|---|']
   for mode in modes:
     plain, tfmot = (out[(v, mode)] for v in (
         'plain', 'tfmot prune_low_magnitude'))
@@ -279,12 +314,13 @@ def _table(title: str, modes, variants, out) -> List[str]:
       entry = out[(name, mode)]
       if entry['step'] is None:
         lines.append(f'| {mode} | {name} | fails ({entry["error"]}) |'
-                     + ' - |' * 5)
+                     + ' - |' * 6)
         continue
       lines.append(
           f'| {mode} | {name} | {entry["step"]:.2f} | '
           f'{_ratio(entry["step"], plain["step"])} | '
           f'{_ratio(entry["step"], tfmot["step"])} | '
+          f'{_percent(entry["spread"])} | '
           f'{entry["update"]:.1f} | {entry["fit"]:.2f} | '
           f'{_ratio(entry["fit"], plain["fit"])} |')
   return lines + ['']
@@ -346,8 +382,16 @@ def run(ctx):
     results.append((spec['title'], spec['modes'], out))
   lines = [f'Batch {c.batch_size}, Adam {c.learning_rate:g}, random data, '
            f'callbacks included, {c.rounds} interleaved rounds per model in '
-           'one process, the variants\' order rotated by one each round '
-           '(medians over rounds). '
+           'one process, the variants\' order rotated by one each round. '
+           'Each variant is built several times (copies, per model below) '
+           'and every copy takes its turn in the rounds: separately built '
+           'copies of one model can differ by several percent in step time '
+           'for as long as they live (six plain LeNet-5 copies, 20 rounds: '
+           'five within 1.5%, one 6% faster throughout), which one copy per '
+           'variant would put into the ratios. Times are medians over all '
+           'copies and rounds; "copies apart" is how far the copies\' own '
+           'step medians are from each other (max / min - 1): the plain '
+           'row\'s is a floor under the differences a ratio can show. '
            'Mask methods: tfmot `prune_low_magnitude`, tfprune Magnitude '
            '(weight, channel); gated: PSP filter (learned alphas, no '
            'schedule), Synaptic Strength (Conv2D layers; none in '

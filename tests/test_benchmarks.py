@@ -162,6 +162,22 @@ def test_training_overhead_rotates_the_order_and_splits_the_update():
   assert timer.seconds(5) == pytest.approx(0.19)
 
 
+def test_training_overhead_pools_copies_and_says_how_far_apart_they_are():
+  """Times are medians over every copy's rounds (ms); 'spread' compares
+  the copies' own step medians; one copy has none, no copy has no times."""
+  times = {0: [(0.010, 0.0050, 0.001), (0.012, 0.0052, 0.003)],
+           1: [(0.011, 0.0055, 0.002), (0.013, 0.0057, 0.004),
+               (0.014, 0.0056, 0.005)]}
+  summary = training_overhead.summarize(times)
+  assert summary['step'] == pytest.approx(5.5)     # of 5.0 5.2 5.5 5.6 5.7
+  assert summary['fit'] == pytest.approx(12.0)
+  assert summary['update'] == pytest.approx(3.0)
+  assert summary['spread'] == pytest.approx(5.6 / 5.1 - 1)
+  assert training_overhead.summarize({0: times[0]})['spread'] is None
+  assert training_overhead.summarize({}) == {
+      'fit': None, 'step': None, 'update': None, 'spread': None}
+
+
 @pytest.mark.parametrize('flags, native', [
     ('fpu sse2 avx2 fma', False),
     ('fpu avx512f avx512_bf16', True),
