@@ -166,11 +166,12 @@ def test_resumed_training_keeps_masks_and_step(tmp_path):
     assert 0.69 < 1 - w.masks[0].numpy().mean() < 0.71
 
 
-def test_fit_without_pruning_step_is_a_clear_error():
+@pytest.mark.parametrize('eager', [False, True])
+def test_fit_without_pruning_step_is_a_clear_error(eager):
   x, y = random_batch()
   model = tfprune.prune(small_conv_model(), schedule=0.5)
   model.compile('sgd', keras.losses.SparseCategoricalCrossentropy(
-      from_logits=True))
+      from_logits=True), run_eagerly=eager)
   with pytest.raises(tf.errors.InvalidArgumentError,
                      match=r'callbacks=\[tfprune.PruningStep\(\)\]'):
     model.fit(x, y, batch_size=4, epochs=1, verbose=0)

@@ -10,7 +10,9 @@ when the structure is ``channel`` or ``layer``.
 
 Per training step the hot path is: read each weight, multiply by its mask
 (times its gate, for gated methods) forward, multiply the gradient by the
-same factor backward, and advance the step counter. For a masking method
+same factor backward, and advance the step counter. A method that
+re-parameterises the weight (Synaptic Strength's unit-norm kernels) computes
+the product itself (``PruningMethod.effective_weight``). For a masking method
 (no gates) trained by ``PruningStep`` with one of Keras' own optimizers, in
 a traced step, the forward product is skipped (:func:`_gradient_masked`):
 the weights hold exact zeros under their masks then (see
@@ -188,18 +190,17 @@ class WrapperCore:
       return tf.convert_to_tensor(weight.variable)
     shape = weight.variable.shape
     gate = None if gate_outside else self.gates[index]
+    gen = generations.of(self)
     if zeros_kept and gate is None and not self.method.reparameterizes_weight:
       # Masked in the stored dtype, then cast like a plain layer's read:
       # under mixed precision the mask is read as stored, not cast to the
       # compute dtype and back (two kernel-sized casts per step for weight
       # structure), and the gradient is masked in float32.
-      gen = generations.of(self)
       stored = gen.stored_value(weight.variable)
       factor = self.structure.broadcastable(
           tf.cast(gen.stored_value(self.masks[index]), stored.dtype), shape,
           weight.layout)
       return tf.cast(_gradient_masked(stored, factor), weight.variable.dtype)
-    gen = generations.of(self)
     reparameterized = (not self.follower and
                        self.method.reparameterizes_weight)
     # A re-parameterisation computes from the weight as stored (float32
