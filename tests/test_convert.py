@@ -24,6 +24,41 @@ def test_wrapped_model_is_stripped_and_matches_keras(tmp_path):
   assert [f for f in os.listdir(tmp_path / 'out')] == ['m.tflite']
 
 
+@pytest.mark.parametrize('generation', ['tf_keras', 'keras3'])
+def test_mixed_precision_model_is_exported_in_float32(tmp_path, generation):
+  # TFLite has no bfloat16 kernels: a model trained under mixed_bfloat16 is
+  # rebuilt in float32 with its weights, so its export converts and
+  # computes what the float32 model computes.
+  import importlib  # pylint: disable=g-import-not-at-top
+  keras = importlib.import_module(
+      'tf_keras' if generation == 'tf_keras' else 'keras')
+  x, y = random_batch()
+  keras.mixed_precision.set_global_policy('mixed_bfloat16')
+  try:
+    inputs = keras.Input((6, 6, 2))
+    h = keras.layers.Conv2D(4, 3, name='conv')(inputs)
+    h = keras.layers.Flatten(name='flat')(h)
+    outputs = keras.layers.Dense(3, name='dense', dtype='float32')(h)
+    model = tfprune.prune(keras.Model(inputs, outputs),
+                          tfprune.methods.Magnitude('channel'), schedule=0.5)
+  finally:
+    keras.mixed_precision.set_global_policy('float32')
+  model.compile(keras.optimizers.SGD(0.1), 'sparse_categorical_crossentropy')
+  model.fit(x, y, epochs=1, verbose=0, callbacks=[tfprune.PruningStep()])
+  stripped = tfprune.strip(model)
+  assert stripped.get_layer('conv').compute_dtype == 'bfloat16'
+  wide = tfprune.transform.in_float32(stripped)
+  assert {l.compute_dtype for l in wide.layers[1:]} == {'float32'}
+  assert tfprune.transform.in_float32(wide) is wide
+  for old, new in zip(stripped.weights, wide.weights):
+    np.testing.assert_array_equal(np.asarray(old), np.asarray(new))
+  path = str(tmp_path / 'm.tflite')
+  tflite_export.convert(model, path)
+  np.testing.assert_allclose(tflite_export.predict(path, x),
+                             wide.predict(x, verbose=0), atol=1e-5)
+  assert tflite_export.check(path, tfprune.report(model)).ok
+
+
 def test_unconvertible_model_is_a_clear_error_and_leaves_nothing(tmp_path):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tf_keras as keras  # pylint: disable=g-import-not-at-top

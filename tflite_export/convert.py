@@ -156,7 +156,8 @@ def convert(model, path: str, quantize: str = 'none',
   Args:
     model: a tfprune-wrapped (stripped first; subclassed ones converted
       as they are, masks folded by the converter), stripped or shrunk
-      tf_keras or Keras 3 model.
+      tf_keras or Keras 3 model. One built under a mixed precision policy
+      is exported in float32 (``tfprune.transform.in_float32``).
     path: where to write; the folder is created.
     quantize: 'none' (float32), 'dynamic' (int8 weights, float activations),
       'int8' (full integer, needs ``representative_data``; float input and
@@ -189,6 +190,9 @@ def convert(model, path: str, quantize: str = 'none',
   # A subclassed model is converted wrapped (strip would change it in
   # place): in inference its graph computes weight * mask [* gate], which
   # the converter folds into one constant per weight.
+  # A model trained in mixed precision is exported in float32 (TFLite has
+  # no bfloat16 kernels); quantize='float16' halves its weights.
+  model = tfprune.transform.in_float32(model)
   settings = {'target_spec': {'supported_ops': [
       tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if quantize == 'int8' else
       tf.lite.OpsSet.TFLITE_BUILTINS]}, 'optimizations': []}

@@ -396,6 +396,63 @@ def strip(model):
   return new_model
 
 
+_HALF = ('float16', 'bfloat16')
+
+
+def _layers_below_float32(model) -> List[str]:
+  """Names of the layers (nested models' included) that compute in float16
+  or bfloat16 (a mixed precision policy)."""
+  found = []
+  for layer in model.layers:
+    if isinstance(layer, generations.MODEL):
+      found += _layers_below_float32(layer)
+    elif str(getattr(layer, 'compute_dtype', 'float32')) in _HALF:
+      found.append(layer.name)
+  return found
+
+
+def in_float32(model):
+  """``model`` rebuilt to compute in float32, with its weights (``model``
+  itself when it does already).
+
+  A model built under a mixed precision policy keeps float32 weights but
+  computes in float16 or bfloat16; TFLite has no bfloat16 kernels (the
+  converter refuses every op) and converts float16 compute as float32
+  anyway, so ``tflite_export.convert`` exports the float32 model. Every
+  layer is rebuilt from its config with ``dtype='float32'``.
+  """
+  half = _layers_below_float32(model)
+  if not half:
+    return model
+  if is_subclassed(model):
+    raise ValueError(
+        f'model {model.name!r} computes in half precision (layers {half[:3]}) '
+        'and is subclassed, so it cannot be rebuilt in float32 for TFLite. '
+        "Fix: build it under keras.mixed_precision.set_global_policy("
+        "'float32'), load its weights (model.get_weights()) and convert that")
+  pairs = []
+
+  def clone(layer):
+    config = layer.get_config()
+    config['dtype'] = 'float32'
+    new = layer.__class__.from_config(config)
+    pairs.append((layer, new))
+    return new
+
+  new_model = generations.of(model).keras.models.clone_model(
+      model, clone_function=clone)
+  for old, new in pairs:
+    new.set_weights(old.get_weights())
+  left = _layers_below_float32(new_model)
+  if left:
+    raise ValueError(
+        f'model {model.name!r}: layers {left[:3]} still compute in half '
+        'precision after rebuilding it in float32 (inside a nested model). '
+        'Fix: build the model under keras.mixed_precision.set_global_policy('
+        "'float32'), copy the weights (set_weights) and convert that")
+  return new_model
+
+
 _KERAS_INTERNALS = ('_self_', '_obj_reference_counts', '_layers',
                     '_compiled_trainable_state')
 
