@@ -1,6 +1,7 @@
-"""Model transforms: ``prune`` wraps chosen layers, ``strip`` unwraps them.
+"""Model transforms: ``prune`` wraps chosen layers, ``strip`` unwraps them,
+``in_float32`` rebuilds a mixed precision model to compute in float32.
 
-Both rebuild the model with ``keras.models.clone_model`` and copy weights,
+All three rebuild the model with ``keras.models.clone_model`` and copy weights,
 so the caller's model is never modified and the result has fresh variables.
 """
 
@@ -205,8 +206,25 @@ def _log_skipped(model, method, skipped: Dict[str, str]) -> None:
               type(method).__name__, model.name, '; '.join(parts))
 
 
-def _fresh(layer):
-  return layer.__class__.from_config(layer.get_config())
+def _fresh(layer, **overrides):
+  """A new layer from ``layer``'s config (with ``overrides`` set in it)."""
+  config = layer.get_config()
+  config.update(overrides)
+  return layer.__class__.from_config(config)
+
+
+def _rebuilt(model, make: Callable) -> tuple:
+  """``(new model, [(old layer, new layer), ...])``: ``model`` cloned with
+  ``make(layer)`` building each layer anew; the caller copies weights."""
+  pairs = []
+
+  def clone(layer):
+    new = make(layer)
+    pairs.append((layer, new))
+    return new
+
+  return generations.of(model).keras.models.clone_model(
+      model, clone_function=clone), pairs
 
 
 def _new_cohort_name(model, method) -> str:
@@ -317,10 +335,9 @@ def prune(model, method: Optional[methods_base.PruningMethod] = None,
   model = method.prepare(model, names)
   cohort = cohort or _new_cohort_name(model, method)
   follower_names = frozenset(followers)
-  pairs = []
   state_holder = []      # the first wrapper saves the method's run state
 
-  def clone(layer):
+  def make(layer):
     if isinstance(layer, WrapperCore):
       if layers is not None and user_selected(layer):
         raise ValueError(f'layer {layer.layer.name!r} is already wrapped; '
@@ -336,11 +353,9 @@ def prune(model, method: Optional[methods_base.PruningMethod] = None,
                            cohort=cohort, follower=True)
     else:
       new = _fresh(layer)
-    pairs.append((layer, new))
     return new
 
-  new_model = generations.of(model).keras.models.clone_model(
-      model, clone_function=clone)
+  new_model, pairs = _rebuilt(model, make)
   wrapped = []
   for old, new in pairs:
     if isinstance(new, WrapperCore) and not isinstance(old, WrapperCore):
@@ -373,15 +388,8 @@ def strip(model):
   if is_subclassed(model):
     return _strip_in_place(model)
   _check_model(model)
-  pairs = []
-
-  def clone(layer):
-    new = _fresh(layer.layer if isinstance(layer, WrapperCore) else layer)
-    pairs.append((layer, new))
-    return new
-
-  new_model = generations.of(model).keras.models.clone_model(
-      model, clone_function=clone)
+  new_model, pairs = _rebuilt(model, lambda layer: _fresh(
+      layer.layer if isinstance(layer, WrapperCore) else layer))
   for old, new in pairs:
     if isinstance(old, WrapperCore):
       effective = old.effective_weights()
@@ -430,17 +438,8 @@ def in_float32(model):
         'and is subclassed, so it cannot be rebuilt in float32 for TFLite. '
         "Fix: build it under keras.mixed_precision.set_global_policy("
         "'float32'), load its weights (model.get_weights()) and convert that")
-  pairs = []
-
-  def clone(layer):
-    config = layer.get_config()
-    config['dtype'] = 'float32'
-    new = layer.__class__.from_config(config)
-    pairs.append((layer, new))
-    return new
-
-  new_model = generations.of(model).keras.models.clone_model(
-      model, clone_function=clone)
+  new_model, pairs = _rebuilt(model,
+                              lambda layer: _fresh(layer, dtype='float32'))
   for old, new in pairs:
     new.set_weights(old.get_weights())
   left = _layers_below_float32(new_model)
