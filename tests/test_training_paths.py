@@ -254,3 +254,44 @@ def test_every_method_trains_with_jit_compile(name):
   if name != 'psp_filter':
     assert sum(int((np.asarray(m) == 0).sum())
                for w in wrappers for m in w.masks) > 0
+
+
+def _eager_vs_traced(name):
+  return {
+      'magnitude_channel': lambda: (Magnitude('channel'), _schedule()),
+      # the threshold starts at step 3 and hands over to masks at step 6:
+      # an eager fit decides the phase in Python, a traced one in the graph
+      'psp_phases': lambda: (PSP('filter', epsilon=0.999, begin_step=3,
+                                 freeze_step=6), None),
+  }[name]()
+
+
+@pytest.mark.parametrize('name', ['magnitude_channel', 'psp_phases'])
+def test_an_eager_fit_trains_exactly_like_a_traced_one(name):
+  """``run_eagerly=True`` takes its own forms of the step check and of
+  PSP's phase (decided in Python, not by graph ops): the same masks,
+  gates, weights and steps as the traced fit, and every phase reached."""
+  x, y = _data()
+  runs = []
+  for eager in (False, True):
+    keras.utils.set_random_seed(0)
+    method, schedule = _eager_vs_traced(name)
+    model = tfprune.prune(tfprune.models.small_cnn(filters=(8, 8), dense=16),
+                          method, schedule)
+    model.compile(keras.optimizers.SGD(0.1), 'sparse_categorical_crossentropy',
+                  run_eagerly=eager)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False,
+              callbacks=[tfprune.PruningStep()])
+    runs.append(model)
+  traced, eager = (collect_wrappers(m) for m in runs)
+  for a, b in zip(traced, eager):
+    assert int(a.pruning_step.numpy()) == int(b.pruning_step.numpy()) == 8
+    for mask_a, mask_b in zip(a.masks, b.masks):
+      np.testing.assert_array_equal(mask_a.numpy(), mask_b.numpy())
+  for a, b in zip(runs[0].weights, runs[1].weights):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5,
+                               err_msg=a.name)
+  removed = sum(int((m.numpy() == 0).sum()) for w in traced for m in w.masks)
+  assert removed > 0
+  if name == 'psp_phases':
+    assert method.info['frozen_at'] == 6

@@ -19,6 +19,10 @@ the weights hold exact zeros under their masks then (see
 :mod:`tfprune.zeroing`), so the product would return the weight bit for
 bit; only the gradient is masked (for a Dense layer masked per unit, the
 gradient of its output: batch x units entries instead of fan_in x units).
+An eager step (``run_eagerly=True``) dispatches every op on its own, so
+there the step's check runs in Python (:meth:`WrapperCore._advance_eagerly`)
+and the forward product stays (a custom gradient costs more Python than the
+product it saves on all but the largest kernels).
 """
 
 from __future__ import annotations
@@ -374,6 +378,8 @@ class WrapperCore:
       outputs = activation(outputs)
     if (isinstance(training, bool) and not training) or self.follower:
       return outputs          # a follower has no schedule of its own
+    if tf.executing_eagerly():
+      return self._advance_eagerly(outputs, training)
     # In training the step advances here, in the graph (as in tfmot 0.8), so
     # PruningStep runs no TF op per batch; it sets -1 (never trained) to 0,
     # which this check needs. No tf.cond (a cond per wrapper made cloning a
@@ -388,6 +394,19 @@ class WrapperCore:
       ok = tf.logical_or(step >= np.int64(1), tf.logical_not(training))
     with tf.control_dependencies([tf.debugging.Assert(ok, [_NO_CALLBACK])]):
       return tf.nest.map_structure(_identity_keeping_logits, outputs)
+
+  def _advance_eagerly(self, outputs, training):
+    """The step advance and its check in an eager step (``run_eagerly``):
+    the check in Python, and no identity to order it after (eager ops run
+    in order). Each op costs its own dispatch there, and the identity a
+    gradient function: 2 forward ops and 1 backward call fewer per layer
+    than the traced form."""
+    if not bool(training):
+      return outputs
+    step = self.pruning_step.assign_add(np.int64(1))
+    if int(step) < 1:
+      raise tf.errors.InvalidArgumentError(None, None, _NO_CALLBACK)
+    return outputs
 
   # --- masks -----------------------------------------------------------------
   def assign_mask(self, index: int, mask) -> None:

@@ -153,13 +153,29 @@ class PSP(base.PruningMethod):
   def gate_value(self, gate, wrapper):
     if not self._learned(wrapper):
       return gate         # target mode: the masks cut, alpha only scales
-    step = wrapper.pruning_step
-    active = step >= self.begin_step
-    if self.freeze_step >= 0:       # after the freeze the masks take over
-      active = tf.logical_and(active, step < self.freeze_step)
+    if tf.executing_eagerly():
+      # An eager step knows the phase: no select, and no select gradient
+      # (about ten eager ops), per layer and step.
+      step = int(wrapper.pruning_step.numpy())
+      return self._thresholded(gate) if self._active(step) else gate
+    return tf.where(self._active(wrapper.pruning_step),
+                    self._thresholded(gate), gate)
+
+  def _active(self, step):
+    """Whether the threshold applies at ``step`` (an int or a tensor):
+    from ``begin_step`` on, until the freeze hands over to the masks."""
+    started = step >= self.begin_step
+    if self.freeze_step < 0:
+      return started
+    if isinstance(step, int):
+      return started and step < self.freeze_step
+    return tf.logical_and(started, step < self.freeze_step)
+
+  def _thresholded(self, gate):
+    """``gate`` with the entries below epsilon set to 0; the gradient
+    passes through as if unthresholded (straight-through)."""
     keep = tf.cast(tf.abs(gate) >= self.epsilon, gate.dtype)
-    thresholded = gate + tf.stop_gradient(gate * keep - gate)
-    return tf.where(active, thresholded, gate)
+    return gate + tf.stop_gradient(gate * keep - gate)
 
   # --- wrapping and training ----------------------------------------------
   def on_wrapped(self, wrappers: Sequence, model) -> None:
