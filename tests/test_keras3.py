@@ -259,3 +259,23 @@ def test_keras3_training_without_the_forward_product_is_bit_identical():
   assert kept == {KERAS3.optimizers.Adam: {True}, UsersAdam: {False}}
   for fast, exact in zip(*weights.values()):
     np.testing.assert_array_equal(fast, exact)
+
+
+@pytest.mark.parametrize('mode', ['graph', 'eager', 'jit'])
+def test_keras3_fit_without_pruning_step_is_a_clear_error(mode):
+  """Keras 3's steps take the same checks: in the graph, in Python when
+  eager, while tracing when XLA compiles the step (XLA drops Assert
+  ops)."""
+  rng = np.random.RandomState(0)
+  x, y = rng.rand(8, 8, 8, 3).astype(np.float32), rng.randint(0, 5, 8)
+  model = tfprune.prune(_coupled(KERAS3), schedule=0.5)
+  model.compile('sgd', KERAS3.losses.SparseCategoricalCrossentropy(
+      from_logits=True), run_eagerly=mode == 'eager',
+                jit_compile=mode == 'jit')
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r'callbacks=\[tfprune.PruningStep\(\)\]'):
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+  model.fit(x, y, batch_size=4, epochs=1, verbose=0,
+            callbacks=[tfprune.PruningStep()])
+  assert all(int(w.pruning_step.numpy()) == 2
+             for w in collect_wrappers(model))

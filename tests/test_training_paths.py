@@ -238,14 +238,16 @@ def test_a_subclassed_model_with_wrapped_layers_converts_and_strips(tmp_path):
   assert tflite_export.check(path, tfprune.report(model)).ok
 
 
+@pytest.mark.parametrize('mode', ['jit', 'eager'])
 @pytest.mark.parametrize('name', sorted(_METHODS))
-def test_every_method_trains_with_jit_compile(name):
+def test_every_method_trains_with_jit_compile_and_eagerly(name, mode):
   method, schedule, layers, extra = _METHODS[name]()
   x, y = _data()
   pruned = tfprune.prune(tfprune.models.small_cnn(filters=(8, 8), dense=16),
                          method, schedule, layers=layers)
   pruned.compile(keras.optimizers.Adam(1e-2),
-                 'sparse_categorical_crossentropy', jit_compile=True)
+                 'sparse_categorical_crossentropy', jit_compile=mode == 'jit',
+                 run_eagerly=mode == 'eager')
   history = pruned.fit(x, y, batch_size=16, epochs=2, verbose=0,
                        callbacks=[tfprune.PruningStep()] + extra(x))
   assert np.isfinite(history.history['loss']).all()

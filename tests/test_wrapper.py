@@ -166,17 +166,26 @@ def test_resumed_training_keeps_masks_and_step(tmp_path):
     assert 0.69 < 1 - w.masks[0].numpy().mean() < 0.71
 
 
-@pytest.mark.parametrize('eager', [False, True])
-def test_fit_without_pruning_step_is_a_clear_error(eager):
+@pytest.mark.parametrize('mode', ['graph', 'eager', 'jit'])
+def test_fit_without_pruning_step_is_a_clear_error(mode):
+  """In every mode: XLA drops the graph's Assert ops, so a jit-compiled
+  step is checked while it is traced (it trained silently unpruned). The
+  refused fit leaves the model ready for one with the callback."""
   x, y = random_batch()
   model = tfprune.prune(small_conv_model(), schedule=0.5)
   model.compile('sgd', keras.losses.SparseCategoricalCrossentropy(
-      from_logits=True), run_eagerly=eager)
+      from_logits=True), run_eagerly=mode == 'eager',
+                jit_compile=mode == 'jit')
   with pytest.raises(tf.errors.InvalidArgumentError,
                      match=r'callbacks=\[tfprune.PruningStep\(\)\]'):
     model.fit(x, y, batch_size=4, epochs=1, verbose=0)
   # inference needs no callback
   model.predict(x, verbose=0)
+  model.fit(x, y, batch_size=4, epochs=1, verbose=0,
+            callbacks=[tfprune.PruningStep()])
+  wrappers = tfprune.wrapper.collect_wrappers(model)
+  assert [int(w.pruning_step.numpy()) for w in wrappers] == [4] * 3
+  assert all((w.masks[0].numpy() == 0).mean() == 0.5 for w in wrappers)
 
 
 def test_mirrored_strategy_two_cpus():

@@ -35,6 +35,8 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
+# XLA contexts, which tf.function(jit_compile=True) enters while tracing
+from tensorflow.python.ops import control_flow_util  # pylint: disable=g-direct-tensorflow-import
 
 from tfprune import (generations, optimizer_state, prunable, registry,
                      schedules, structures)
@@ -77,6 +79,17 @@ def _gradient_masked(value, factor):
   def gradient(upstream):
     return upstream * factor, None
   return tf.identity(value), gradient
+
+
+def _no_callback_error() -> Exception:
+  """What the graph's check raises, for the checks made in Python."""
+  return tf.errors.InvalidArgumentError(None, None, _NO_CALLBACK)
+
+
+def _xla_compiled() -> bool:
+  """Whether the function being traced is compiled by XLA."""
+  return control_flow_util.GraphOrParentsInXlaContext(
+      tf.compat.v1.get_default_graph())
 
 
 def _identity_keeping_logits(tensor):
@@ -386,6 +399,8 @@ class WrapperCore:
     # 400-layer model several seconds slower): a symbolic ``training`` adds
     # 0 or 1.
     if isinstance(training, bool):
+      if _xla_compiled():
+        self._check_started()
       step = self.pruning_step.assign_add(np.int64(1))
       ok = step >= np.int64(1)
     else:
@@ -395,17 +410,29 @@ class WrapperCore:
     with tf.control_dependencies([tf.debugging.Assert(ok, [_NO_CALLBACK])]):
       return tf.nest.map_structure(_identity_keeping_logits, outputs)
 
+  def _check_started(self) -> None:
+    """The no-callback check of a step that XLA compiles
+    (``jit_compile=True``), made while it is traced: XLA drops Assert ops,
+    so the graph's check would never fire there, and a fit without
+    ``PruningStep`` would train masks that never follow the schedule. The
+    callback sets the step before the first batch, so by the first trace."""
+    with tf.init_scope():
+      if int(self.pruning_step.numpy()) < 0:
+        raise _no_callback_error()
+
   def _advance_eagerly(self, outputs, training):
     """The step advance and its check in an eager step (``run_eagerly``):
     the check in Python, and no identity to order it after (eager ops run
     in order). Each op costs its own dispatch there, and the identity a
     gradient function: 2 forward ops and 1 backward call fewer per layer
-    than the traced form."""
+    than the traced form. Checked before the advance, so a step refused
+    here leaves every counter as it was, and a fit with the callback can
+    follow."""
     if not bool(training):
       return outputs
-    step = self.pruning_step.assign_add(np.int64(1))
-    if int(step) < 1:
-      raise tf.errors.InvalidArgumentError(None, None, _NO_CALLBACK)
+    if int(self.pruning_step.numpy()) < 0:
+      raise _no_callback_error()
+    self.pruning_step.assign_add(np.int64(1))
     return outputs
 
   # --- masks -----------------------------------------------------------------
