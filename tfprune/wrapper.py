@@ -399,8 +399,10 @@ class WrapperCore:
     # 400-layer model several seconds slower): a symbolic ``training`` adds
     # 0 or 1.
     if isinstance(training, bool):
-      if _xla_compiled():
-        self._check_started()
+      if _xla_compiled():       # checked now; an Assert would only be
+        self._check_started()   # dropped, with a warning per layer
+        self.pruning_step.assign_add(np.int64(1))
+        return outputs
       step = self.pruning_step.assign_add(np.int64(1))
       ok = step >= np.int64(1)
     else:
