@@ -413,12 +413,13 @@ class WrapperCore:
       return tf.nest.map_structure(_identity_keeping_logits, outputs)
 
   def _check_started(self) -> None:
-    """The no-callback check of a step that XLA compiles
-    (``jit_compile=True``), made while it is traced: XLA drops Assert ops,
-    so the graph's check would never fire there, and a fit without
-    ``PruningStep`` would train masks that never follow the schedule. The
-    callback sets the step before the first batch, so by the first trace."""
-    with tf.init_scope():
+    """The no-callback check made in Python: in an eager step, and while a
+    step that XLA compiles (``jit_compile=True``) is traced. XLA drops
+    Assert ops, so the graph's check would never fire there, and a fit
+    without ``PruningStep`` would train masks that never follow the
+    schedule. The callback sets the step before the first batch, so before
+    the first trace."""
+    with tf.init_scope():         # the value now, also while tracing
       if int(self.pruning_step.numpy()) < 0:
         raise _no_callback_error()
 
@@ -432,8 +433,7 @@ class WrapperCore:
     follow."""
     if not bool(training):
       return outputs
-    if int(self.pruning_step.numpy()) < 0:
-      raise _no_callback_error()
+    self._check_started()
     self.pruning_step.assign_add(np.int64(1))
     return outputs
 
