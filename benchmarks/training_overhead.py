@@ -21,6 +21,9 @@ Modes: ``graph`` (the default ``fit``), ``jit`` (``jit_compile=True``),
 emulated elsewhere: the section says which; ``mixed_float16`` is emulated
 on CPUs and not timed here), and
 ``eager`` (``run_eagerly=True``, LeNet-5 only).
+
+``benchmarks.training_overhead_floor`` adds a reference row to these
+tables: the least an exact weight mask costs per step.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -72,10 +75,20 @@ def _model_specs(keras, tfprune, c) -> Dict[str, dict]:
           for name, (build, shape) in builds.items()}
 
 
+class Variant(NamedTuple):
+  """One row of a table: ``kind`` ('-' reference, 'mask' or 'gate': which
+  target applies), ``wrap(model) -> model``, ``callbacks() -> list``, and
+  ``optimizer(model, lr) -> optimizer`` (None: Adam)."""
+  kind: str
+  wrap: Callable
+  callbacks: Callable
+  optimizer: Optional[Callable] = None
+
+
 def _variants(keras, tfmot, tfprune, steps: int, end: int
-              ) -> Dict[str, tuple]:
-  """name -> (kind, wrap(model) -> model, callbacks() -> list); schedules
-  update every ``steps`` steps and reach 50% at step ``end``."""
+              ) -> Dict[str, Variant]:
+  """name -> Variant; schedules update every ``steps`` steps and reach 50%
+  at step ``end``."""
 
   def ours():
     return tfprune.schedules.PolynomialDecay(0.0, 0.5, 0, end,
@@ -86,25 +99,56 @@ def _variants(keras, tfmot, tfprune, steps: int, end: int
 
   conv = keras.layers.Conv2D
   return {
-      'plain': ('-', lambda m: m, list),
-      'tfmot prune_low_magnitude': (
+      'plain': Variant('-', lambda m: m, list),
+      'tfmot prune_low_magnitude': Variant(
           'mask', lambda m: tfmot.sparsity.keras.prune_low_magnitude(
               m, pruning_schedule=tfmot.sparsity.keras.PolynomialDecay(
                   0.0, 0.5, 0, end, frequency=steps)),
           lambda: [tfmot.sparsity.keras.UpdatePruningStep()]),
-      'Magnitude weight': ('mask', tfprune_variant(
+      'Magnitude weight': Variant('mask', tfprune_variant(
           lambda: tfprune.methods.Magnitude()),
-                           lambda: [tfprune.PruningStep()]),
-      'Magnitude channel': ('mask', tfprune_variant(
+                                  lambda: [tfprune.PruningStep()]),
+      'Magnitude channel': Variant('mask', tfprune_variant(
           lambda: tfprune.methods.Magnitude('channel')),
-                            lambda: [tfprune.PruningStep()]),
-      'PSP filter': ('gate', lambda m: tfprune.prune(
+                                   lambda: [tfprune.PruningStep()]),
+      'PSP filter': Variant('gate', lambda m: tfprune.prune(
           m, tfprune.methods.PSP('filter'), None),
-                     lambda: [tfprune.PruningStep()]),
-      'SynapticStrength': ('gate', tfprune_variant(
+                            lambda: [tfprune.PruningStep()]),
+      'SynapticStrength': Variant('gate', tfprune_variant(
           lambda: tfprune.methods.SynapticStrength(), layers=conv),
-                           lambda: [tfprune.PruningStep()]),
+                                  lambda: [tfprune.PruningStep()]),
   }
+
+
+FLOOR = 'floor: masked gradients'
+
+
+def floor_variant(keras, tf) -> Variant:
+  """The plain model trained by :func:`gradient_masking_adam`: the one
+  product per kernel and step that an exact weight mask needs."""
+  return Variant('-', lambda m: m, list, lambda model, lr:
+                 gradient_masking_adam(keras, tf, model, lr))
+
+
+def gradient_masking_adam(keras, tf, model, lr: float, seed: int = 0):
+  """An Adam that multiplies the gradient of every kernel (every trainable
+  weight of rank 2 or more) of ``model`` by a fixed random 0/1 mask (a
+  non-trainable variable, read each step as tfprune reads its masks)
+  before applying it; biases and other weights as they come."""
+  rng = np.random.RandomState(seed)
+  masks = {v.ref(): tf.Variable(
+      (rng.rand(*v.shape) < 0.5).astype(np.float32), trainable=False)
+           for v in model.trainable_weights if len(v.shape) >= 2}
+
+  class GradientMaskingAdam(keras.optimizers.Adam):
+
+    def apply_gradients(self, grads_and_vars, *args, **kwargs):
+      return super().apply_gradients(
+          [(g if v.ref() not in masks else
+            g * tf.cast(masks[v.ref()], g.dtype), v)
+           for g, v in grads_and_vars], *args, **kwargs)
+
+  return GradientMaskingAdam(lr)
 
 
 class _Timer:
@@ -142,14 +186,17 @@ class _Timer:
     return step, float(intervals[0] - step)
 
 
-def build_variant(keras, spec, mode: str, wrap, lr: float):
-  """A compiled variant in ``mode``, or the error that stopped it."""
+def build_variant(keras, spec, mode: str, wrap, lr: float,
+                  optimizer: Optional[Callable] = None):
+  """A compiled variant in ``mode``, or the error that stopped it;
+  ``optimizer(model, lr)`` gives its optimizer (None: Adam)."""
   policy = 'mixed_bfloat16' if mode == 'bf16' else 'float32'
   keras.mixed_precision.set_global_policy(policy)
   try:
     keras.utils.set_random_seed(0)
     model = wrap(spec['build']())
-    model.compile(keras.optimizers.Adam(lr),
+    model.compile((optimizer or (lambda _, lr: keras.optimizers.Adam(lr)))(
+        model, lr),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=False),
                   jit_compile=(mode == 'jit'), run_eagerly=(mode == 'eager'))
     return model, None
@@ -217,14 +264,14 @@ def time_model(c, spec, make_variants, modes, keras, tf
     # run_eagerly is ~10x slower per step: fewer steps
     steps = c.eager_steps if mode == 'eager' else spec['steps']
     variants = make_variants(steps, steps * (c.rounds + 1))
-    for name, (kind, wrap, callbacks) in variants.items():
-      entry = out[(name, mode)] = {'kind': kind, 'error': None,
+    for name, variant in variants.items():
+      entry = out[(name, mode)] = {'kind': variant.kind, 'error': None,
                                    'steps': steps, 'times': {}}
       for copy in range(spec['copies']):
-        model, error = build_variant(keras, spec, mode, wrap,
-                                     c.learning_rate)
+        model, error = build_variant(keras, spec, mode, variant.wrap,
+                                     c.learning_rate, variant.optimizer)
         if model is not None:
-          cbs = callbacks()
+          cbs = variant.callbacks()
           try:
             warm_up(keras, model, cbs, data, steps)
           except Exception as e:  # pylint: disable=broad-except
@@ -347,10 +394,31 @@ def _verdicts(c, results) -> List[str]:
           f'and not above tfmot; gated methods (PSP, Synaptic Strength) <= '
           f'{c.gate_target}x.',
           f'- Met ({len(met)}): ' + ('; '.join(met) or 'none') + '.',
-          f'- Missed ({len(missed)}): ' + ('; '.join(missed) or 'none') + '.']
+          f'- Missed ({len(missed)}): ' + ('; '.join(missed) or 'none') + '.'
+          ] + _floor_lines(results)
 
 
-def run(ctx):
+def _floor_lines(results) -> List[str]:
+  """Where the run has a floor row: each mask row's step over the floor's
+  (what the wrapper costs beyond the one product an exact mask needs)."""
+  rows = []
+  for title, _, out in results:
+    for (name, mode), entry in out.items():
+      floor = out.get((FLOOR, mode), {}).get('step')
+      if entry['kind'] == 'mask' and floor and entry['step']:
+        rows.append(f'{title} / {name} / {mode} '
+                    f'{entry["step"] / floor:.3f}')
+  if not rows:
+    return []
+  return ['- Mask rows / floor: what the wrapper costs beyond the one product '
+          'per kernel an exact mask needs (a channel mask on a Dense layer '
+          'masks its output\'s gradient instead, batch x units entries, so '
+          'it can be below 1): ' + '; '.join(rows) + '.']
+
+
+def run(ctx, floor: bool = False):
+  """The section; ``floor`` adds the reference row :data:`FLOOR` to every
+  table (``benchmarks.training_overhead_floor``)."""
   import os  # pylint: disable=g-import-not-at-top
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
   import logging  # pylint: disable=g-import-not-at-top
@@ -374,6 +442,8 @@ def run(ctx):
       variants = _variants(keras, tfmot, tfprune, steps, end)
       if name == 'lenet300':
         variants.pop('SynapticStrength')   # no Conv2D to give strengths to
+      if floor:
+        variants[FLOOR] = floor_variant(keras, tf)
       return variants
 
     start = time.time()
@@ -400,6 +470,12 @@ def run(ctx):
            'measurement: every ' + ', '.join(
                f'{specs[n]["steps"]} ({specs[n]["title"]})' for n in names) +
            f' steps ({c.eager_steps} in eager mode). '
+           + (f'"{FLOOR}" is the plain model trained by an Adam that '
+              'multiplies every kernel\'s gradient by a fixed random 0/1 '
+              'mask (50%), the one product per kernel and step an exact '
+              'weight mask needs (tfprune\'s weights hold zeros under their '
+              'masks, so in a traced step it masks only the gradient); it '
+              'is a reference, not judged. ' if floor else '') +
            '"step ms" is the median time between batch starts (the step, '
            'its callbacks and the per-step wrapper work); "update ms" is '
            'the first batch of a measurement above that median: the mask '
@@ -416,7 +492,8 @@ def run(ctx):
   for title, modes, out in results:
     variants = [v for v, m in out if m == modes[0]]
     lines += _table(title, modes, variants, out)
-  return ('Training overhead: ms/step of wrapped models vs plain and tfmot',
+  return ('Training overhead: ms/step of wrapped models vs plain and tfmot'
+          + (', and the floor under an exact weight mask' if floor else ''),
           '\n'.join(lines + _verdicts(c, results)))
 
 

@@ -36,9 +36,9 @@ STUDIES = ('shrink_latency', 'magnitude_baseline', 'tflite_lenet5',
            'network_trimming_lenet_seeds',
            'synthesis', 'synthesis_variants', 'synaptic_strength', 'psp',
            'psp_batchnorm', 'real_models', 'groups_accuracy',
-           'training_overhead', 'keras3')
+           'training_overhead', 'training_overhead_floor', 'keras3')
 DATA_STUDIES = set(STUDIES) - {'shrink_latency', 'real_models',
-                               'training_overhead'}
+                               'training_overhead', 'training_overhead_floor'}
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -176,6 +176,25 @@ def test_training_overhead_pools_copies_and_says_how_far_apart_they_are():
   assert training_overhead.summarize({0: times[0]})['spread'] is None
   assert training_overhead.summarize({}) == {
       'fit': None, 'step': None, 'update': None, 'spread': None}
+
+
+def test_the_floor_optimizer_masks_kernel_gradients_only():
+  """The floor row's Adam: weights under a 0 in their kernel's mask never
+  move, every other weight (and every bias) does."""
+  tf_keras.utils.set_random_seed(0)
+  model = tf_keras.Sequential([tf_keras.layers.Dense(6, input_shape=(5,))])
+  before = [w.numpy() for w in model.weights]
+  optimizer = training_overhead.gradient_masking_adam(tf_keras, tf, model,
+                                                      0.1)
+  model.compile(optimizer, 'mse')
+  model.fit(np.ones((8, 5), np.float32), np.zeros((8, 6), np.float32),
+            epochs=1, verbose=0)
+  kernel, bias = (w.numpy() for w in model.weights)
+  moved = kernel != before[0]
+  assert 0 < moved.sum() < moved.size and (bias != before[1]).all()
+  # exactly the kernel entries its mask (seed 0) keeps
+  np.testing.assert_array_equal(moved, np.random.RandomState(0).rand(5, 6)
+                                < 0.5)
 
 
 @pytest.mark.parametrize('flags, native', [
