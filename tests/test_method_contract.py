@@ -11,7 +11,8 @@ wrapped one does; ``report`` is JSON; ``.keras``, ``.h5`` and SavedModel
 keep the masks and the method's run state (saved once, with one wrapper),
 and training resumed from each ends with the masks of the uninterrupted
 run; under ``MirroredStrategy`` on two CPUs every replica holds the same
-masks. Every check runs for both Keras generations (tf_keras: ``.keras``,
+masks; mixed float16 and bfloat16, XLA and eager steps train and strip.
+Every check runs for both Keras generations (tf_keras: ``.keras``,
 ``.h5``, SavedModel; Keras 3: ``.keras``, ``.weights.h5``).
 """
 
@@ -228,6 +229,49 @@ def test_mirrored_strategy_replicas_hold_the_same_masks(name, gen):
       values = _replica_values(mask)
       assert len(values) == 2
       np.testing.assert_array_equal(values[0], values[1])
+
+
+MODES = ('mixed_float16', 'mixed_bfloat16', 'jit', 'eager')
+
+
+@pytest.mark.parametrize('mode', MODES)
+@pytest.mark.parametrize('gen', GENERATIONS)
+@pytest.mark.parametrize('name', METHODS)
+def test_every_training_mode_prunes_and_strips_the_same(name, gen, mode):
+  """Mixed precision (float32 masks and gates, the layers computing in the
+  policy's dtype), ``jit_compile=True`` and ``run_eagerly=True``: the fit
+  prunes, every wrapper counts every step, and the stripped model computes
+  what the wrapped one does (to the compute dtype's precision)."""
+  k = _keras(gen)
+  policy = mode if mode.startswith('mixed') else 'float32'
+  k.mixed_precision.set_global_policy(policy)
+  try:
+    k.utils.set_random_seed(7)
+    method, schedule, layers, _ = _recipe(name)
+    pruned = tfprune.prune(_model(gen), method, schedule, layers=layers)
+    pruned.compile(k.optimizers.SGD(0.05),
+                   k.losses.SparseCategoricalCrossentropy(from_logits=True),
+                   jit_compile=mode == 'jit', run_eagerly=mode == 'eager')
+    x, y = _data()
+    _fit(pruned, name, EPOCHS, x, y)
+    wrappers = collect_wrappers(pruned, followers=True)
+    assert {w.layer.compute_dtype for w in wrappers} == {
+        policy.replace('mixed_', '')}
+    for wrapper in wrappers:
+      for variable in wrapper.masks + [g for g in wrapper.gates
+                                       if g is not None]:
+        assert generations.of(pruned).storage_dtype(
+            variable) == 'float32', variable.name
+    assert any((m == 0).any() for ms in _masks(pruned).values() for m in ms)
+    assert {int(w.pruning_step.numpy()) for w in collect_wrappers(pruned)
+           } == {EPOCHS * N // BATCH}
+    np.testing.assert_allclose(
+        np.asarray(tfprune.strip(pruned).predict(x[:8], verbose=0),
+                   np.float32),
+        np.asarray(pruned.predict(x[:8], verbose=0), np.float32),
+        atol=2e-3 if policy != 'float32' else 1e-5)
+  finally:
+    k.mixed_precision.set_global_policy('float32')
 
 
 def test_every_registered_method_is_checked():
