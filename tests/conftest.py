@@ -42,9 +42,11 @@ def _seed():
   keras.backend.clear_session()
 
 
-def small_conv_model(name='net'):
-  """Conv2D -> DepthwiseConv2D -> Flatten -> Dense, on 6x6x2 inputs."""
-  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+def small_conv_model(name='net', keras=None):
+  """Conv2D -> DepthwiseConv2D -> Flatten -> Dense, on 6x6x2 inputs, in the
+  Keras generation of the module ``keras`` (default tf_keras)."""
+  if keras is None:
+    import tf_keras as keras  # pylint: disable=g-import-not-at-top
   inputs = keras.Input((6, 6, 2))
   x = keras.layers.Conv2D(4, 3, name='conv')(inputs)
   x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name='dw')(x)

@@ -10,6 +10,7 @@ import tf_keras as keras
 
 import tfprune
 from conftest import random_batch, small_conv_model
+from tfprune import generations
 
 
 class RecordSparsity(keras.callbacks.Callback):
@@ -211,23 +212,26 @@ def test_periodic_schedule_says_when_only():
     tfprune.methods.Magnitude().update_masks([], table(5)[1], 5)
 
 
-def test_a_custom_training_loop_gets_the_masks_fit_gets():
+@pytest.mark.parametrize('gen', ['tf_keras', 'keras3'])
+def test_a_custom_training_loop_gets_the_masks_fit_gets(gen):
+  k = generations.named(gen).keras
   x, y = random_batch(n=48)
   schedule = tfprune.schedules.PolynomialDecay(0.0, 0.75, begin_step=0,
                                                end_step=12, frequency=2)
-  loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  loss_fn = k.losses.SparseCategoricalCrossentropy(from_logits=True)
 
   def pruned():
-    keras.utils.set_random_seed(3)
-    return tfprune.prune(small_conv_model(), tfprune.methods.Magnitude(),
-                         schedule)
+    k.utils.set_random_seed(3)
+    return tfprune.prune(small_conv_model(keras=k),
+                         tfprune.methods.Magnitude(), schedule)
 
   by_fit = pruned()
-  by_fit.compile(keras.optimizers.SGD(0.1), loss_fn)
+  by_fit.compile(k.optimizers.SGD(0.1), loss_fn)
   by_fit.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False,
              callbacks=[tfprune.PruningStep()])
 
-  model, optimizer = pruned(), keras.optimizers.SGD(0.1)
+  model, optimizer = pruned(), k.optimizers.SGD(0.1)
+  assert tfprune.keras_generation(model) == gen
 
   @tf.function
   def train_step(xb, yb):
